@@ -1,0 +1,685 @@
+//! Cluster configuration, timing profiles, and the inequalities that make them safe.
+//!
+//! Two kinds of settings live here. [`ClusterConfig`] must be identical on every
+//! node: the voter set, the quorum mode, the fence, the VIP group table and the
+//! timing. Its digest, [`ClusterConfig::cluster_id`], travels in every datagram, and
+//! a node with a different one is not talked to (DESIGN §2.3 rule 1). [`NodeConfig`]
+//! is per node: name, weight, preferences.
+//!
+//! [`ClusterConfig::validate`] checks the inequalities of `docs/safety.md` (I1–I12)
+//! and names the broken one. Nothing starts with a configuration it rejects.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::hash::StableHasher;
+use super::time::{duration_nanos, scale_down, scale_up};
+
+/// Longest node name, in bytes (fits a netlink address label with a suffix).
+pub const MAX_NAME_BYTES: usize = 63;
+/// Most voters a quorum-mode cluster may name (lease traffic is O(|V|) per node per R).
+pub const MAX_VOTERS: usize = 64;
+/// Most VIP groups in one cluster.
+pub const MAX_GROUPS: usize = 4096;
+/// Most addresses in one VIP group.
+pub const MAX_GROUP_ADDRS: usize = 16;
+/// The fence of the address-lifetime model: a `valid_lft 1` address can live up to
+/// 2.0 s after its last refresh when another address change re-arms the kernel's
+/// expiry worker (measured; `notes/safety-review.md` F1), plus margin.
+pub const ADDRESS_FENCE_K: Duration = Duration::from_millis(2250);
+/// Slack added to the gate's element timeout E to form K: kernel timer granularity
+/// (jiffies at HZ=250) and the write latency after the last lease check.
+pub const GATE_FENCE_SLACK: Duration = Duration::from_millis(10);
+/// Longest address-lifetime refresh period: the kernel may expire a `valid_lft 1`
+/// address 0.98 s after its last refresh.
+pub const MAX_ADDRESS_REFRESH: Duration = Duration::from_millis(500);
+/// Largest clock-rate bound accepted; beyond it leases become meaningless.
+pub const MAX_RHO: f64 = 0.01;
+
+/// Index of a VIP group in the cluster's canonical group table.
+pub type GroupId = u16;
+
+/// How ownership is made exclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+pub enum QuorumMode {
+    /// A node may answer for a group only under a lease granted by a majority of the
+    /// voter set. Safe under any partition.
+    Majority,
+    /// Exactly two nodes, no witness. Each holds under a lease granted by both, or by
+    /// itself alone once the other has been silent for Q. A symmetric partition can
+    /// give two holders until it heals (documented, inherent to two nodes).
+    Off,
+}
+
+/// What stops a frozen or cut-off agent's kernel from answering after its lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+pub enum FenceKind {
+    /// The nftables gate: `live` set entries time out E after their last atomic
+    /// refresh; K = E + 10 ms.
+    Gate,
+    /// Kernel address lifetimes only (`valid_lft 1`); K = 2.25 s.
+    Address,
+}
+
+/// Named timing presets (DESIGN §2 "Inequalities and LAN defaults").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// R 50 ms, T 300 ms, E 80 ms, F 20 ms, SWIM 100/30/250 ms.
+    Default,
+    /// R 30 ms, T 200 ms, E 50 ms, F 12 ms, SWIM 70/20/160 ms.
+    Fast,
+}
+
+impl Profile {
+    /// Parses `default` or `fast`.
+    pub fn parse(s: &str) -> Option<Profile> {
+        match s {
+            "default" | "lan" => Some(Profile::Default),
+            "fast" => Some(Profile::Fast),
+            _ => None,
+        }
+    }
+}
+
+/// Every time constant of the protocol. Local-clock durations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// R: a claim is sent to every voter this often.
+    pub claim_period: Duration,
+    /// T: how long a grant is worth to the claimer, from the claim's send time.
+    pub promise: Duration,
+    /// E: gate `live` element timeout.
+    pub gate_timeout: Duration,
+    /// F: gate refresh period (E ≥ 3F).
+    pub gate_refresh: Duration,
+    /// A: timeout of the `armed` element that a go-live batch consumes at bind.
+    pub gate_arm: Duration,
+    /// How often the address's own lifetime (`valid_lft 1`) is renewed.
+    pub address_refresh: Duration,
+    /// ρ: bound on the rate difference of any clock from real time.
+    pub rho: f64,
+    /// Largest round-trip time assumed on the LAN.
+    pub rtt_max: Duration,
+    /// SWIM probe period.
+    pub probe_period: Duration,
+    /// SWIM direct-probe timeout before indirect probes.
+    pub probe_rtt: Duration,
+    /// SWIM suspicion time before a member is declared down.
+    pub suspect_to_down: Duration,
+    /// Q: how long a group's assignment must be calm before its owner claims it.
+    pub quiescence: Duration,
+    /// A returning node waits this long before it makes itself eligible.
+    pub failback_delay: Duration,
+    /// Expected duration of the ARP/NS probe before a bind (for the failover bound).
+    pub probe_wait: Duration,
+}
+
+impl Timing {
+    /// The timing of a named profile.
+    pub fn profile(p: Profile) -> Timing {
+        let ms = Duration::from_millis;
+        match p {
+            Profile::Default => Timing {
+                claim_period: ms(50),
+                promise: ms(300),
+                gate_timeout: ms(80),
+                gate_refresh: ms(20),
+                gate_arm: ms(20),
+                address_refresh: ms(250),
+                rho: 1e-3,
+                rtt_max: ms(5),
+                probe_period: ms(100),
+                probe_rtt: ms(30),
+                suspect_to_down: ms(250),
+                quiescence: ms(20),
+                failback_delay: ms(2000),
+                probe_wait: ms(30),
+            },
+            Profile::Fast => Timing {
+                claim_period: ms(30),
+                promise: ms(200),
+                gate_timeout: ms(50),
+                gate_refresh: ms(12),
+                gate_arm: ms(15),
+                address_refresh: ms(250),
+                rho: 1e-3,
+                rtt_max: ms(5),
+                probe_period: ms(70),
+                probe_rtt: ms(20),
+                suspect_to_down: ms(160),
+                quiescence: ms(0),
+                failback_delay: ms(2000),
+                probe_wait: ms(20),
+            },
+        }
+    }
+
+    /// SWIM's worst-case detection time D = probe_period + probe_rtt + suspect_to_down.
+    pub fn detection(&self) -> Duration {
+        self.probe_period + self.probe_rtt + self.suspect_to_down
+    }
+}
+
+/// One VIP: an address and the prefix length it is added with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Vip {
+    /// The address.
+    pub addr: IpAddr,
+    /// Its prefix length (32 or 128 unless configured otherwise).
+    pub prefix_len: u8,
+}
+
+impl Vip {
+    /// A host-prefix VIP (/32 or /128).
+    pub fn host(addr: IpAddr) -> Vip {
+        let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
+        Vip { addr, prefix_len }
+    }
+}
+
+impl fmt::Display for Vip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Addresses that always move together: the unit of assignment.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VipGroup {
+    /// Sorted, non-empty.
+    pub vips: Vec<Vip>,
+}
+
+impl VipGroup {
+    /// A group from its addresses (sorted here).
+    pub fn new(mut vips: Vec<Vip>) -> VipGroup {
+        vips.sort();
+        vips.dedup();
+        VipGroup { vips }
+    }
+
+    /// A stable key: the group's first address.
+    pub fn key(&self) -> String {
+        self.vips.first().map(|v| v.addr.to_string()).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for VipGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.vips.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}", v.addr)?;
+        }
+        Ok(())
+    }
+}
+
+/// The configuration every node of a cluster shares.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    /// Majority lease or the two-node mode.
+    pub quorum: QuorumMode,
+    /// Gate or address lifetimes.
+    pub fence: FenceKind,
+    /// V: the explicit voter set, sorted (in quorum-off mode: the two nodes).
+    pub voters: Vec<String>,
+    /// Voters that never hold a VIP.
+    pub witnesses: Vec<String>,
+    /// The canonical group table (sorted); a [`GroupId`] indexes it.
+    pub groups: Vec<VipGroup>,
+    /// Time constants.
+    pub timing: Timing,
+}
+
+/// What is wrong with a configuration. Each variant says what to change.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// One of the safety inequalities of `docs/safety.md` does not hold.
+    #[error("inequality {id} is broken: {detail}")]
+    Inequality {
+        /// I1…I12 as numbered in `docs/safety.md`.
+        id: &'static str,
+        /// The values involved and the fix.
+        detail: String,
+    },
+    /// The voter set is unusable.
+    #[error("voters: {0}")]
+    Voters(String),
+    /// The group table is unusable.
+    #[error("VIP groups: {0}")]
+    Groups(String),
+    /// A node name is unusable.
+    #[error("node name {name:?}: {why}")]
+    Name {
+        /// The offending name.
+        name: String,
+        /// Why.
+        why: &'static str,
+    },
+}
+
+/// Checks a node name: 1–63 bytes of `[A-Za-z0-9._-]`.
+pub fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let why = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("is longer than 63 bytes")
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+        Some("may contain only letters, digits, '.', '-' and '_'")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ConfigError::Name { name: name.to_string(), why }),
+        None => Ok(()),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+impl ClusterConfig {
+    /// A configuration with canonical ordering applied (voters, witnesses and groups
+    /// sorted), so that nodes listing them in different orders agree.
+    pub fn new(
+        quorum: QuorumMode,
+        fence: FenceKind,
+        mut voters: Vec<String>,
+        mut witnesses: Vec<String>,
+        groups: Vec<VipGroup>,
+        timing: Timing,
+    ) -> ClusterConfig {
+        voters.sort();
+        voters.dedup();
+        witnesses.sort();
+        witnesses.dedup();
+        let mut groups: Vec<VipGroup> = groups.into_iter().map(|g| VipGroup::new(g.vips)).collect();
+        groups.sort();
+        ClusterConfig { quorum, fence, voters, witnesses, groups, timing }
+    }
+
+    /// K: the longest real time the fence keeps a VIP answered after the lease ends.
+    pub fn fence_k(&self) -> Duration {
+        match self.fence {
+            FenceKind::Gate => self.timing.gate_timeout + GATE_FENCE_SLACK,
+            FenceKind::Address => ADDRESS_FENCE_K,
+        }
+    }
+
+    /// P = (T + K)(1 + 2ρ): how long a voter keeps a promise (I1).
+    pub fn promise_hold(&self) -> Duration {
+        scale_up(self.timing.promise + self.fence_k(), 1.0 + 2.0 * self.timing.rho)
+    }
+
+    /// W = P: how long a (re)started voter grants nothing (I2).
+    pub fn restart_wait(&self) -> Duration {
+        self.promise_hold()
+    }
+
+    /// T(1 − 2ρ): a grant's worth to the claimer, from the claim's send time (I3).
+    pub fn lease_validity(&self) -> Duration {
+        scale_down(self.timing.promise, 1.0 - 2.0 * self.timing.rho)
+    }
+
+    /// The margin a gate refresh keeps before the lease ends: E(1 + ρ).
+    pub fn gate_margin(&self) -> Duration {
+        scale_up(self.timing.gate_timeout, 1.0 + self.timing.rho)
+    }
+
+    /// q = ⌊|V|/2⌋ + 1.
+    pub fn quorum_size(&self) -> usize {
+        match self.quorum {
+            QuorumMode::Majority => self.voters.len() / 2 + 1,
+            QuorumMode::Off => 2,
+        }
+    }
+
+    /// Q used by the two-node mode before counting a silent peer as absent:
+    /// (T + K)(1 + 2ρ) + RTT (I11; T plays the role of T_fence).
+    pub fn absent_after(&self) -> Duration {
+        self.promise_hold() + self.timing.rtt_max
+    }
+
+    /// Contention window W_c = 3R (I12).
+    pub fn contention_window(&self) -> Duration {
+        self.timing.claim_period * 3
+    }
+
+    /// The derived bound on failover after a holder's machine dies, with no loss:
+    /// max(D + Q, P) + 2R + RTT + probe. `docs/safety.md` explains each term.
+    pub fn failover_bound(&self) -> Duration {
+        let t = &self.timing;
+        let dq = t.detection() + t.quiescence;
+        let base = if dq > self.promise_hold() { dq } else { self.promise_hold() };
+        base + t.claim_period * 2 + t.rtt_max + t.probe_wait
+    }
+
+    /// Index of a voter by name.
+    pub fn voter_index(&self, name: &str) -> Option<usize> {
+        self.voters.binary_search_by(|v| v.as_str().cmp(name)).ok()
+    }
+
+    /// Whether `name` is a witness (votes, never holds).
+    pub fn is_witness(&self, name: &str) -> bool {
+        self.witnesses.binary_search_by(|v| v.as_str().cmp(name)).is_ok()
+    }
+
+    /// Whether `name` may hold VIPs at all: not a witness, and in two-node mode one
+    /// of the two named nodes.
+    pub fn may_hold(&self, name: &str) -> bool {
+        if self.is_witness(name) {
+            return false;
+        }
+        match self.quorum {
+            QuorumMode::Majority => true,
+            QuorumMode::Off => self.voter_index(name).is_some(),
+        }
+    }
+
+    /// The group containing `addr`, if any.
+    pub fn group_of(&self, addr: IpAddr) -> Option<GroupId> {
+        self.groups.iter().position(|g| g.vips.iter().any(|v| v.addr == addr)).map(|i| i as GroupId)
+    }
+
+    /// The digest carried by every datagram: voters, mode, witnesses, groups and every
+    /// timing constant the safety argument uses. Two nodes that disagree on any of
+    /// them refuse each other.
+    pub fn cluster_id(&self) -> u64 {
+        let mut h = StableHasher::new();
+        h.write_str("wackamole-cluster-v1");
+        h.write_u64(match self.quorum {
+            QuorumMode::Majority => 1,
+            QuorumMode::Off => 2,
+        });
+        h.write_u64(match self.fence {
+            FenceKind::Gate => 1,
+            FenceKind::Address => 2,
+        });
+        h.write_u64(self.voters.len() as u64);
+        for v in &self.voters {
+            h.write_str(v);
+        }
+        h.write_u64(self.witnesses.len() as u64);
+        for w in &self.witnesses {
+            h.write_str(w);
+        }
+        h.write_u64(self.groups.len() as u64);
+        for g in &self.groups {
+            h.write_u64(g.vips.len() as u64);
+            for v in &g.vips {
+                h.write_str(&v.addr.to_string());
+                h.write_u64(u64::from(v.prefix_len));
+            }
+        }
+        let t = &self.timing;
+        for d in [t.claim_period, t.promise, t.gate_timeout, t.gate_refresh, t.gate_arm, t.address_refresh, t.rtt_max] {
+            h.write_u64(duration_nanos(d));
+        }
+        h.write_u64((t.rho * 1e9) as u64);
+        h.finish()
+    }
+
+    /// Checks the configuration. Returns warnings (e.g. an even voter count) when it
+    /// is usable, or the first broken rule.
+    pub fn validate(&self) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        let t = &self.timing;
+        for v in self.voters.iter().chain(&self.witnesses) {
+            validate_name(v)?;
+        }
+        // Voters (I8).
+        match self.quorum {
+            QuorumMode::Majority => {
+                if self.voters.is_empty() {
+                    return Err(ConfigError::Voters(
+                        "quorum mode needs an explicit voter set: name the voters with --voters A,B,C (the same list on every node)"
+                            .into(),
+                    ));
+                }
+                if self.voters.len() > MAX_VOTERS {
+                    return Err(ConfigError::Voters(format!(
+                        "{} voters is more than the limit of {MAX_VOTERS}; name a few voters and let the other nodes hold VIPs without voting",
+                        self.voters.len()
+                    )));
+                }
+                if self.voters.len() % 2 == 0 {
+                    warnings.push(format!(
+                        "an even number of voters ({}) leaves no side with a quorum in an even split: add a witness or drop a voter (I8)",
+                        self.voters.len()
+                    ));
+                }
+                if self.voters.len() == 1 {
+                    warnings.push("a single voter is a single point of failure for every VIP".into());
+                }
+            }
+            QuorumMode::Off => {
+                if self.voters.len() != 2 {
+                    return Err(ConfigError::Voters(format!(
+                        "--quorum off is for exactly two nodes, named with --voters A,B; got {}",
+                        self.voters.len()
+                    )));
+                }
+                if !self.witnesses.is_empty() {
+                    return Err(ConfigError::Voters(
+                        "--quorum off takes no witness: with a witness, use the default --quorum majority".into(),
+                    ));
+                }
+            }
+        }
+        for w in &self.witnesses {
+            if self.voter_index(w).is_none() {
+                return Err(ConfigError::Voters(format!("witness {w:?} is not in the voter set; a witness is a voter that holds nothing")));
+            }
+        }
+        // Groups.
+        if self.groups.is_empty() {
+            return Err(ConfigError::Groups("no VIP configured: give at least one --vip".into()));
+        }
+        if self.groups.len() > MAX_GROUPS {
+            return Err(ConfigError::Groups(format!("{} groups is more than the limit of {MAX_GROUPS}", self.groups.len())));
+        }
+        let mut seen = BTreeSet::new();
+        for g in &self.groups {
+            if g.vips.is_empty() || g.vips.len() > MAX_GROUP_ADDRS {
+                return Err(ConfigError::Groups(format!("a group must have 1 to {MAX_GROUP_ADDRS} addresses")));
+            }
+            for v in &g.vips {
+                if !seen.insert(v.addr) {
+                    return Err(ConfigError::Groups(format!("{} appears twice", v.addr)));
+                }
+                let max = if v.addr.is_ipv4() { 32 } else { 128 };
+                if v.prefix_len > max || v.prefix_len == 0 {
+                    return Err(ConfigError::Groups(format!("{v}: prefix length must be 1 to {max}")));
+                }
+            }
+        }
+        // Clock bound (I7).
+        if !(t.rho > 0.0 && t.rho <= MAX_RHO) {
+            return Err(ConfigError::Inequality {
+                id: "I7",
+                detail: format!("ρ = {} must be in (0, {MAX_RHO}]; use ntpd/timesyncd or chrony with maxslewrate ≤ 500", t.rho),
+            });
+        }
+        if t.claim_period < Duration::from_millis(5) {
+            return Err(ConfigError::Inequality { id: "I4", detail: format!("R = {} is below the 5 ms floor", ms(t.claim_period)) });
+        }
+        // Renewal survives two lost rounds (I4).
+        let mut need = self.contention_window() + t.rtt_max;
+        if self.fence == FenceKind::Gate {
+            need += self.gate_margin() + t.gate_arm;
+        }
+        if self.lease_validity() < need {
+            return Err(ConfigError::Inequality {
+                id: "I4",
+                detail: format!(
+                    "T(1-2ρ) = {} must be ≥ 3R + RTT{} = {}: raise T or lower R",
+                    ms(self.lease_validity()),
+                    if self.fence == FenceKind::Gate { " + E(1+ρ) + A" } else { "" },
+                    ms(need)
+                ),
+            });
+        }
+        // Address lifetime refresh (I5).
+        if t.address_refresh > MAX_ADDRESS_REFRESH || t.address_refresh.is_zero() {
+            return Err(ConfigError::Inequality {
+                id: "I5",
+                detail: format!(
+                    "address refresh {} must be in (0, 500 ms]: the kernel may expire a valid_lft 1 address 0.98 s after its refresh",
+                    ms(t.address_refresh)
+                ),
+            });
+        }
+        // Gate (I6).
+        if self.fence == FenceKind::Gate {
+            if t.gate_refresh.is_zero() || t.gate_timeout < t.gate_refresh * 3 {
+                return Err(ConfigError::Inequality {
+                    id: "I6",
+                    detail: format!("E = {} must be ≥ 3F = {}", ms(t.gate_timeout), ms(t.gate_refresh * 3)),
+                });
+            }
+            if t.gate_arm < Duration::from_millis(2) || t.gate_arm > t.gate_timeout {
+                return Err(ConfigError::Inequality {
+                    id: "I6",
+                    detail: format!("the arm timeout A = {} must be in [2 ms, E]", ms(t.gate_arm)),
+                });
+            }
+        }
+        // SWIM (I10).
+        if t.probe_rtt.is_zero() || t.probe_period < t.probe_rtt * 3 {
+            return Err(ConfigError::Inequality {
+                id: "I10",
+                detail: format!("probe period {} must be ≥ 3 × probe RTT = {}", ms(t.probe_period), ms(t.probe_rtt * 3)),
+            });
+        }
+        if t.suspect_to_down < t.probe_period {
+            return Err(ConfigError::Inequality {
+                id: "I10",
+                detail: format!("suspicion time {} must be ≥ the probe period {}", ms(t.suspect_to_down), ms(t.probe_period)),
+            });
+        }
+        Ok(warnings)
+    }
+}
+
+/// Settings of one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeConfig {
+    /// Stable name; the identity in assignment and the lease.
+    pub name: String,
+    /// Relative share of groups (1–1000).
+    pub weight: u16,
+    /// Groups this node prefers to hold while it is eligible (gossiped).
+    pub prefers: Vec<GroupId>,
+    /// Whether the operator lets this node hold VIPs at all.
+    pub eligible: bool,
+}
+
+impl NodeConfig {
+    /// A node with weight 1 and no preferences.
+    pub fn new(name: impl Into<String>) -> NodeConfig {
+        NodeConfig { name: name.into(), weight: 1, prefers: Vec::new(), eligible: true }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(fence: FenceKind, p: Profile) -> ClusterConfig {
+        ClusterConfig::new(
+            QuorumMode::Majority,
+            fence,
+            vec!["c".into(), "a".into(), "b".into()],
+            vec![],
+            vec![VipGroup::new(vec![Vip::host("10.0.0.1".parse().unwrap())])],
+            Timing::profile(p),
+        )
+    }
+
+    #[test]
+    fn profiles_pass_validation() {
+        for f in [FenceKind::Gate, FenceKind::Address] {
+            for p in [Profile::Default, Profile::Fast] {
+                assert_eq!(cfg(f, p).validate(), Ok(vec![]), "{f:?} {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn derived_values_match_design() {
+        let c = cfg(FenceKind::Gate, Profile::Default);
+        assert_eq!(c.fence_k(), Duration::from_millis(90));
+        // P = (300 + 90) ms × 1.002
+        assert_eq!(c.promise_hold(), Duration::from_nanos(390_780_000));
+        assert_eq!(c.lease_validity(), Duration::from_nanos(299_400_000));
+        assert_eq!(c.quorum_size(), 2);
+        let a = cfg(FenceKind::Address, Profile::Default);
+        assert_eq!(a.fence_k(), ADDRESS_FENCE_K);
+    }
+
+    #[test]
+    fn broken_inequalities_are_named() {
+        let mut c = cfg(FenceKind::Gate, Profile::Default);
+        c.timing.promise = Duration::from_millis(100);
+        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I4", .. })));
+        let mut c = cfg(FenceKind::Gate, Profile::Default);
+        c.timing.gate_refresh = Duration::from_millis(30);
+        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I6", .. })));
+        let mut c = cfg(FenceKind::Gate, Profile::Default);
+        c.timing.address_refresh = Duration::from_millis(900);
+        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I5", .. })));
+        let mut c = cfg(FenceKind::Gate, Profile::Default);
+        c.timing.probe_rtt = Duration::from_millis(50);
+        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I10", .. })));
+        let mut c = cfg(FenceKind::Gate, Profile::Default);
+        c.timing.rho = 0.2;
+        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I7", .. })));
+    }
+
+    #[test]
+    fn voter_rules() {
+        let mut c = cfg(FenceKind::Gate, Profile::Default);
+        c.voters.push("d".into());
+        let w = c.validate().unwrap();
+        assert!(w[0].contains("even"), "{w:?}");
+        c.voters.clear();
+        assert!(matches!(c.validate(), Err(ConfigError::Voters(_))));
+        let mut off = cfg(FenceKind::Gate, Profile::Default);
+        off.quorum = QuorumMode::Off;
+        assert!(matches!(off.validate(), Err(ConfigError::Voters(_))));
+        off.voters.pop();
+        assert_eq!(off.validate(), Ok(vec![]));
+        let mut wit = cfg(FenceKind::Gate, Profile::Default);
+        wit.witnesses = vec!["z".into()];
+        assert!(matches!(wit.validate(), Err(ConfigError::Voters(_))));
+    }
+
+    #[test]
+    fn cluster_id_is_order_independent_and_sensitive() {
+        let a = cfg(FenceKind::Gate, Profile::Default);
+        let mut voters = a.voters.clone();
+        voters.reverse();
+        let b = ClusterConfig::new(a.quorum, a.fence, voters, vec![], a.groups.clone(), a.timing.clone());
+        assert_eq!(a.cluster_id(), b.cluster_id());
+        let mut c = a.clone();
+        c.timing.promise += Duration::from_millis(1);
+        assert_ne!(a.cluster_id(), c.cluster_id());
+        let d = cfg(FenceKind::Address, Profile::Default);
+        assert_ne!(a.cluster_id(), d.cluster_id());
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("node-1.a_b").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name(&"x".repeat(64)).is_err());
+    }
+}

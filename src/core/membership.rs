@@ -1,0 +1,531 @@
+//! Membership: a wrapper around foca (SWIM) that owns its timers and its metadata.
+//!
+//! * **Identity** ([`NodeId`]): stable node name, gossip address and an `epoch`.
+//!   foca keeps one member per address and lets the higher epoch win, and `renew()`
+//!   bumps the epoch, so a node that was declared down (or restarted with a newer
+//!   epoch) rejoins at once instead of being ignored for `remove_down_after`.
+//! * **Metadata** ([`NodeMeta`]): eligibility, weight, draining, preferences and a
+//!   configuration fingerprint, spread as foca custom broadcasts (re-broadcast with a
+//!   new version on every change and whenever a member comes up, so newcomers learn
+//!   it), and fetched directly (`MetaRequest`) when a member's is missing.
+//! * **Timers**: foca's timers are plain data kept here in one deadline-ordered
+//!   queue and handed back in order (`SendIndirectProbe` before `ProbeRandomMember`
+//!   when they fall due together, as foca requires).
+//!
+//! Everything is driven by `now` and a seeded RNG: two runs with the same inputs
+//! produce the same packets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use foca::{AccumulatingRuntime, BroadcastHandler, Foca, Identity, Invalidates, OwnedNotification, PostcardCodec, Timer};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::config::Timing;
+use super::time::Instant;
+use super::wire::{HEADER_LEN, MAX_DATAGRAM, NodeMeta};
+
+/// Largest metadata item accepted.
+pub const MAX_META_BYTES: usize = 512;
+/// How often a node with no members re-announces itself to its seeds.
+pub const IDLE_ANNOUNCE_PERIOD: Duration = Duration::from_millis(500);
+
+/// A SWIM identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeId {
+    /// Gossip address (unique per member).
+    pub addr: SocketAddr,
+    /// Stable node name.
+    pub name: String,
+    /// Bumped on every renewal; the higher epoch wins an address conflict.
+    pub epoch: u64,
+}
+
+impl Identity for NodeId {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        Some(NodeId { addr: self.addr, name: self.name.clone(), epoch: self.epoch + 1 })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        (self.epoch, &self.name) > (adversary.epoch, &adversary.name)
+    }
+}
+
+/// Liveness of a member as SWIM sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Liveness {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; may still refute.
+    Suspect,
+    /// Declared down.
+    Down,
+}
+
+impl Liveness {
+    /// Alive or Suspect: still a member.
+    pub fn is_active(self) -> bool {
+        !matches!(self, Liveness::Down)
+    }
+}
+
+/// One member as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    /// Its identity.
+    pub id: NodeId,
+    /// Its SWIM incarnation.
+    pub incarnation: u16,
+    /// Its liveness.
+    pub state: Liveness,
+    /// Its metadata, if known.
+    pub meta: Option<NodeMeta>,
+}
+
+#[derive(Default, Debug)]
+struct MetaTable {
+    by_name: BTreeMap<String, NodeMeta>,
+    changed: bool,
+}
+
+/// Key of a metadata broadcast: newer versions of one node's metadata invalidate
+/// older ones still queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaKey {
+    name: String,
+    generation: u64,
+    version: u64,
+}
+
+impl Invalidates for MetaKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.name == other.name && (self.generation, self.version) > (other.generation, other.version)
+    }
+}
+
+/// A metadata item that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed node metadata")]
+pub struct MetaError;
+
+#[derive(Debug)]
+struct MetaHandler {
+    table: Arc<Mutex<MetaTable>>,
+}
+
+fn lock(t: &Mutex<MetaTable>) -> MutexGuard<'_, MetaTable> {
+    // The table holds plain data; a poisoned lock still holds a consistent map.
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MetaTable {
+    fn offer(&mut self, meta: NodeMeta) -> bool {
+        match self.by_name.get(&meta.name) {
+            Some(old) if !meta.newer_than(old) => false,
+            _ => {
+                self.by_name.insert(meta.name.clone(), meta);
+                self.changed = true;
+                true
+            }
+        }
+    }
+}
+
+impl BroadcastHandler<NodeId> for MetaHandler {
+    type Key = MetaKey;
+    type Error = MetaError;
+
+    fn receive_item(&mut self, data: &[u8], _sender: Option<&NodeId>) -> Result<Option<MetaKey>, MetaError> {
+        if data.len() > MAX_META_BYTES {
+            return Err(MetaError);
+        }
+        let meta: NodeMeta = postcard::from_bytes(data).map_err(|_| MetaError)?;
+        let key = MetaKey { name: meta.name.clone(), generation: meta.generation, version: meta.version };
+        Ok(lock(&self.table).offer(meta).then_some(key))
+    }
+}
+
+/// Counters kept by the membership layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipStats {
+    /// foca packets that failed to decode or apply.
+    pub swim_errors: u64,
+    /// Identity renewals after being declared down.
+    pub rejoins: u64,
+    /// Membership changes (up, down, rename).
+    pub view_changes: u64,
+    /// Times this node found itself declared down without an automatic renewal.
+    pub defuncts: u64,
+}
+
+type Swim = Foca<NodeId, PostcardCodec, StdRng, MetaHandler>;
+
+/// The foca wrapper.
+pub struct Membership {
+    foca: Swim,
+    rt: AccumulatingRuntime<NodeId>,
+    timers: BTreeMap<(Instant, u8, u64), Timer<NodeId>>,
+    timer_seq: u64,
+    table: Arc<Mutex<MetaTable>>,
+    own: NodeMeta,
+    seeds: Vec<SocketAddr>,
+    out: Vec<(SocketAddr, Vec<u8>)>,
+    view_changed: bool,
+    next_idle_announce: Instant,
+    /// Counters.
+    pub stats: MembershipStats,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership").field("id", self.foca.identity()).finish_non_exhaustive()
+    }
+}
+
+/// foca's configuration for a timing profile and an expected cluster size.
+pub fn foca_config(t: &Timing, cluster_size_hint: usize) -> foca::Config {
+    let mut c = foca::Config::simple();
+    c.probe_period = t.probe_period;
+    c.probe_rtt = t.probe_rtt;
+    c.suspect_to_down_after = t.suspect_to_down;
+    c.num_indirect_probes = NonZeroUsize::new(3).expect("3 > 0");
+    let lan = ((cluster_size_hint as f64 + 1.0).log10() * 4.0).floor() as u8;
+    c.max_transmissions = NonZeroU8::new(lan.max(6)).expect("≥ 6");
+    c.remove_down_after = Some(Duration::from_secs(60));
+    c.max_packet_size = NonZeroUsize::new(MAX_DATAGRAM - HEADER_LEN - 8).expect("positive");
+    c.notify_down_members = true;
+    c.periodic_announce = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(5),
+        num_members: NonZeroUsize::new(1).expect("1 > 0"),
+    });
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(2),
+        num_members: NonZeroUsize::new(2).expect("2 > 0"),
+    });
+    c.periodic_gossip = Some(foca::PeriodicParams {
+        frequency: t.probe_period,
+        num_members: NonZeroUsize::new(3).expect("3 > 0"),
+    });
+    c
+}
+
+fn timer_rank(t: &Timer<NodeId>) -> u8 {
+    match t {
+        Timer::SendIndirectProbe { .. } => 0,
+        Timer::ProbeRandomMember(_) => 1,
+        _ => 2,
+    }
+}
+
+impl Membership {
+    /// A membership layer for `id`, not yet announced.
+    pub fn new(
+        id: NodeId,
+        timing: &Timing,
+        cluster_size_hint: usize,
+        rng_seed: u64,
+        own: NodeMeta,
+        seeds: Vec<SocketAddr>,
+        now: Instant,
+    ) -> Membership {
+        let table = Arc::new(Mutex::new(MetaTable::default()));
+        let handler = MetaHandler { table: table.clone() };
+        let rng = StdRng::seed_from_u64(rng_seed);
+        let foca = Foca::with_custom_broadcast(id, foca_config(timing, cluster_size_hint), rng, PostcardCodec, handler);
+        let seeds = seeds.into_iter().filter(|s| *s != foca.identity().addr).collect();
+        Membership {
+            foca,
+            rt: AccumulatingRuntime::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            table,
+            own,
+            seeds,
+            out: Vec::new(),
+            view_changed: true,
+            next_idle_announce: now,
+            stats: MembershipStats::default(),
+        }
+    }
+
+    /// This node's current identity.
+    pub fn identity(&self) -> &NodeId {
+        self.foca.identity()
+    }
+
+    /// This node's metadata.
+    pub fn own_meta(&self) -> &NodeMeta {
+        &self.own
+    }
+
+    fn absorb(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some((dst, data)) = self.rt.to_send() {
+                self.out.push((dst.addr, data.to_vec()));
+                progressed = true;
+            }
+            while let Some((after, timer)) = self.rt.to_schedule() {
+                self.timer_seq += 1;
+                self.timers.insert((now + after, timer_rank(&timer), self.timer_seq), timer);
+                progressed = true;
+            }
+            while let Some(n) = self.rt.to_notify() {
+                progressed = true;
+                match n {
+                    OwnedNotification::MemberUp(_) => {
+                        self.view_changed = true;
+                        self.stats.view_changes += 1;
+                        // A newcomer needs everyone's metadata.
+                        self.rebroadcast_meta();
+                    }
+                    OwnedNotification::MemberDown(_) | OwnedNotification::Rename(_, _) => {
+                        self.view_changed = true;
+                        self.stats.view_changes += 1;
+                    }
+                    OwnedNotification::Rejoin(_) => {
+                        self.stats.rejoins += 1;
+                        self.view_changed = true;
+                    }
+                    OwnedNotification::Defunct => {
+                        self.stats.defuncts += 1;
+                        // Declared down without an automatic renewal (renew() always
+                        // wins, so this follows a deliberate leave): stay down.
+                        // Leases are never touched here (DESIGN §2.3 rule 9).
+                    }
+                    OwnedNotification::Active | OwnedNotification::Idle => self.view_changed = true,
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn rebroadcast_meta(&mut self) {
+        self.own.version += 1;
+        if let Ok(bytes) = postcard::to_allocvec(&self.own) {
+            // Errors mean "too large"; metadata is bounded well below the limit.
+            let _ = self.foca.add_broadcast(&bytes);
+        }
+    }
+
+    /// Announces this node to its seeds (at start, and again while alone).
+    pub fn start(&mut self, now: Instant) {
+        self.rebroadcast_meta();
+        self.announce_to_seeds(now);
+    }
+
+    fn announce_to_seeds(&mut self, now: Instant) {
+        for s in self.seeds.clone() {
+            let placeholder = NodeId { addr: s, name: String::new(), epoch: 0 };
+            if self.foca.announce(placeholder, &mut self.rt).is_err() {
+                self.stats.swim_errors += 1;
+            }
+        }
+        self.next_idle_announce = now + IDLE_ANNOUNCE_PERIOD;
+        self.absorb(now);
+    }
+
+    /// Feeds a foca packet received at `now`.
+    pub fn handle_data(&mut self, data: &[u8], now: Instant) -> Result<(), foca::Error> {
+        let r = self.foca.handle_data(data, &mut self.rt);
+        if r.is_err() {
+            self.stats.swim_errors += 1;
+        }
+        self.reconnect();
+        self.absorb(now);
+        r
+    }
+
+    /// foca 2.0 leaves itself disconnected (no probe timers) when it renews its
+    /// identity on a `TurnUndead` message, until some later packet carries
+    /// membership updates; if every node ends up that way, nothing is ever sent
+    /// again (found by the simulator, seed 182). An empty `apply_many` re-runs its
+    /// connection check, which restarts the timers when members are active.
+    fn reconnect(&mut self) {
+        if self.foca.apply_many(std::iter::empty(), false, &mut self.rt).is_err() {
+            self.stats.swim_errors += 1;
+        }
+    }
+
+    /// Fires every foca timer due at `now`, in order.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            if self.foca.handle_timer(timer, &mut self.rt).is_err() {
+                self.stats.swim_errors += 1;
+            }
+            self.reconnect();
+            self.absorb(now);
+        }
+        if self.foca.num_members() == 0 && now >= self.next_idle_announce && !self.seeds.is_empty() {
+            self.announce_to_seeds(now);
+        }
+    }
+
+    /// The next instant `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = self.timers.first_key_value().map(|(k, _)| k.0);
+        let idle = (self.foca.num_members() == 0 && !self.seeds.is_empty()).then_some(self.next_idle_announce);
+        match (t, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Packets foca wants sent: (destination gossip address, foca bytes).
+    pub fn take_sends(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Changes this node's metadata and gossips the new version.
+    pub fn update_meta(&mut self, f: impl FnOnce(&mut NodeMeta)) {
+        let before = self.own.clone();
+        f(&mut self.own);
+        if self.own != before {
+            self.rebroadcast_meta();
+            self.view_changed = true;
+        }
+    }
+
+    /// Takes in metadata received directly.
+    pub fn offer_meta(&mut self, meta: NodeMeta) -> bool {
+        if meta.name == self.own.name || meta.prefers.len() > usize::from(u16::MAX) {
+            return false;
+        }
+        let mut t = lock(&self.table);
+        let fresh = t.offer(meta);
+        drop(t);
+        fresh
+    }
+
+    /// Whether the view or any metadata changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        let meta_changed = std::mem::take(&mut lock(&self.table).changed);
+        std::mem::take(&mut self.view_changed) || meta_changed
+    }
+
+    /// Every member this node knows (not itself), down ones included.
+    pub fn members(&self) -> Vec<MemberView> {
+        let t = lock(&self.table);
+        self.foca
+            .iter_membership_state()
+            .map(|m| MemberView {
+                id: m.id().clone(),
+                incarnation: m.incarnation(),
+                state: match m.state() {
+                    foca::State::Alive => Liveness::Alive,
+                    foca::State::Suspect => Liveness::Suspect,
+                    foca::State::Down => Liveness::Down,
+                },
+                meta: t.by_name.get(&m.id().name).cloned(),
+            })
+            .collect()
+    }
+
+    /// Number of active members (not counting this node).
+    pub fn active_members(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    /// Gossips this node's departure; foca stays usable but idle.
+    pub fn leave(&mut self, now: Instant) {
+        if self.foca.leave_cluster(&mut self.rt).is_err() {
+            self.stats.swim_errors += 1;
+        }
+        self.absorb(now);
+    }
+
+    /// Notification helper for tests: the number of pending timers.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::{Profile, Timing};
+
+    fn meta(name: &str) -> NodeMeta {
+        NodeMeta {
+            name: name.into(),
+            generation: 1,
+            version: 0,
+            eligible: true,
+            draining: false,
+            weight: 1,
+            fingerprint: 0,
+            prefers: vec![],
+        }
+    }
+
+    fn node(i: u16, seeds: Vec<SocketAddr>) -> Membership {
+        let addr: SocketAddr = format!("10.0.0.{i}:7946").parse().unwrap();
+        let id = NodeId { addr, name: format!("n{i}"), epoch: 1 };
+        Membership::new(id, &Timing::profile(Profile::Default), 3, u64::from(i), meta(&format!("n{i}")), seeds, Instant::ZERO)
+    }
+
+    /// Runs a tiny lossless network until `until`, delivering packets after 1 ms.
+    fn run(nodes: &mut [Membership], until: Instant) {
+        let mut now = Instant::ZERO;
+        let mut inflight: Vec<(Instant, SocketAddr, Vec<u8>)> = Vec::new();
+        let step = Duration::from_millis(1);
+        while now < until {
+            for n in nodes.iter_mut() {
+                n.handle_timeout(now);
+            }
+            let due: Vec<_> = inflight.iter().filter(|p| p.0 <= now).cloned().collect();
+            inflight.retain(|p| p.0 > now);
+            for (_, to, data) in due {
+                if let Some(n) = nodes.iter_mut().find(|n| n.identity().addr == to) {
+                    let _ = n.handle_data(&data, now);
+                }
+            }
+            for n in nodes.iter_mut() {
+                for (to, data) in n.take_sends() {
+                    inflight.push((now + step, to, data));
+                }
+            }
+            now = now + step;
+        }
+    }
+
+    #[test]
+    fn three_nodes_join_and_share_metadata() {
+        let seed: SocketAddr = "10.0.0.1:7946".parse().unwrap();
+        let mut nodes: Vec<Membership> = (1..=3).map(|i| node(i, vec![seed])).collect();
+        for n in nodes.iter_mut() {
+            n.start(Instant::ZERO);
+        }
+        run(&mut nodes, Instant::from_nanos(2_000_000_000));
+        for n in &nodes {
+            let ms = n.members();
+            assert_eq!(ms.iter().filter(|m| m.state == Liveness::Alive).count(), 2, "{:?}", n.identity());
+            assert!(ms.iter().all(|m| m.meta.is_some()), "metadata missing at {:?}: {ms:?}", n.identity());
+        }
+    }
+
+    #[test]
+    fn renewal_wins_address_conflicts() {
+        let a = NodeId { addr: "10.0.0.1:1".parse().unwrap(), name: "a".into(), epoch: 5 };
+        let b = a.renew().unwrap();
+        assert!(b.win_addr_conflict(&a));
+        assert!(!a.win_addr_conflict(&b));
+    }
+}

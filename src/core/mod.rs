@@ -1,0 +1,16 @@
+//! The sans-IO core: everything that decides.
+//!
+//! Nothing in here reads a clock, opens a socket, spawns a task or draws from a
+//! global RNG (`tests/core_purity.rs` fails the build if one appears). Time comes in
+//! as `now`, randomness as a seed, and every effect goes out as an
+//! [`engine::Action`].
+
+pub mod assign;
+pub mod config;
+pub mod engine;
+pub mod hash;
+pub mod lease;
+pub mod membership;
+pub mod ownership;
+pub mod time;
+pub mod wire;
