@@ -77,6 +77,8 @@ pub struct SimConfig {
     pub stop_on_violation: bool,
     /// Keep every trace line (for replays).
     pub full_trace: bool,
+    /// Record the last trace lines (set when a failing seed is re-run).
+    pub record_trace: bool,
     /// Override of the fail-back delay.
     pub failback_s: Option<f64>,
     /// Allow clock rates beyond ρ (the checker must then fire).
@@ -104,6 +106,7 @@ impl SimConfig {
             witness: false,
             stop_on_violation: true,
             full_trace: false,
+            record_trace: false,
             failback_s: None,
             clock_beyond_rho: false,
         }
@@ -212,6 +215,7 @@ struct Node {
 pub struct World {
     cfg: SimConfig,
     cluster: ClusterConfig,
+    cluster_id: u64,
     rng: StdRng,
     now: Tau,
     seq: u64,
@@ -229,7 +233,7 @@ pub struct World {
     open: Vec<Vec<Option<(Tau, Tau)>>>,
     history: Vec<Vec<(usize, Tau, Tau)>>,
     pending_failover: Vec<(GroupId, usize, Tau, bool)>,
-    pending_handover: Vec<(GroupId, usize)>,
+    pending_handover: Vec<(GroupId, usize, Tau)>,
     result: RunResult,
     trace: VecDeque<String>,
     hasher: StableHasher,
@@ -320,6 +324,7 @@ impl World {
         World {
             result: RunResult { seed: cfg.seed, schedule: schedule.describe(), ..RunResult::default() },
             cfg,
+            cluster_id: cluster.cluster_id(),
             cluster,
             rng,
             now: 0,
@@ -353,10 +358,12 @@ impl World {
         self.events.insert(self.seq, ev);
     }
 
-    fn log(&mut self, line: impl FnOnce() -> String) {
-        if self.cfg.full_trace || !self.cfg.stop_on_violation || self.trace.len() < usize::MAX {
+    /// Records a trace event. The digest always covers (time, tag); the text is only
+    /// built when the run records its trace (a failing seed is re-run to get it).
+    fn log(&mut self, tag: u64, line: impl FnOnce() -> String) {
+        self.hasher.write_u64(self.now).write_u64(tag);
+        if self.cfg.record_trace || self.cfg.full_trace {
             let l = format!("{:>10.3}ms {}", ms_f(self.now), line());
-            self.hasher.write_str(&l);
             self.trace.push_back(l);
             if !self.cfg.full_trace && self.trace.len() > TRACE_TAIL {
                 self.trace.pop_front();
@@ -432,8 +439,8 @@ impl World {
                     }
                     Agent::Running => {
                         let len = payload.len();
-                        let what = describe_datagram(self.cluster.cluster_id(), &payload);
-                        self.log(|| format!("deliver {} -> {} ({len} B) {what}", from, to));
+                        let cid = self.cluster_id;
+                        self.log(1 << 32 | to as u64, || format!("deliver {} -> {} ({len} B) {}", from, to, describe_datagram(cid, &payload)));
                         self.with_engine(to, |e, now| e.handle_datagram(from, &payload, now));
                     }
                     _ => {}
@@ -457,7 +464,7 @@ impl World {
                     return;
                 }
                 let conflict = self.probe_conflict(node, group);
-                self.log(|| format!("probe n{node} g{group} conflict={conflict}"));
+                self.log(2 << 32 | node as u64 | u64::from(conflict) << 16, || format!("probe n{node} g{group} conflict={conflict}"));
                 self.with_engine(node, |e, now| e.handle_probe(group, conflict, now));
             }
             Ev::Worker { node, boot, at_local } => {
@@ -469,13 +476,22 @@ impl World {
                 let fuzz = self.rng.random_range(0..=WORKER_FUZZ_MAX);
                 let gone = self.nodes[node].kernel.run_worker(local, fuzz);
                 for a in gone {
-                    self.log(|| format!("kernel n{node} expired {a}"));
+                    self.log(3 << 32 | node as u64, || format!("kernel n{node} expired {a}"));
                     self.note_kernel_change(node, a);
                 }
                 self.arm_worker(node);
             }
             Ev::Fault(i) => {
                 let f = self.schedule.faults[i].clone();
+                // A frozen process cannot take commands: they wait in its socket.
+                let command = matches!(
+                    f.kind,
+                    FaultKind::Drain | FaultKind::Undrain | FaultKind::Health | FaultKind::Healthy | FaultKind::Prefer | FaultKind::Leave
+                );
+                if command && self.nodes[f.node].agent == Agent::Frozen {
+                    self.nodes[f.node].frozen_events.push(Ev::Fault(i));
+                    return;
+                }
                 self.apply_fault(f);
             }
             Ev::Check => self.periodic_check(),
@@ -518,7 +534,7 @@ impl World {
         }
         if finished && self.nodes[node].agent == Agent::Running {
             // A graceful leave completed: the process exits.
-            self.log(|| format!("n{node} left and exited"));
+            self.log(4 << 32 | node as u64, || format!("n{node} left and exited"));
             self.stop_agent(node, Agent::Off);
         }
     }
@@ -545,7 +561,7 @@ impl World {
                 if let Event::Conflict { .. } = e {
                     self.result.conflicts += 1;
                 }
-                self.log(|| format!("n{node} {e:?}"));
+                self.log(5 << 32 | node as u64, || format!("n{node} {e:?}"));
             }
         }
     }
@@ -704,7 +720,7 @@ impl World {
                         outcome = KernelOutcome::Lapsed;
                     }
                 }
-                self.log(|| format!("kernel n{node} op{id} {op:?} -> {outcome:?}"));
+                self.log(6 << 32 | node as u64 | id << 40, || format!("kernel n{node} op{id} {op:?} -> {outcome:?}"));
                 self.with_engine(node, |e, now| e.handle_kernel(id, outcome, now));
             }
         }
@@ -765,7 +781,7 @@ impl World {
         let who = self.answering(a);
         if who.len() > 1 {
             let nodes: Vec<String> = who.iter().map(|&m| self.nodes[m].name.clone()).collect();
-            self.log(|| format!("VIOLATION {a} answered by {nodes:?}"));
+            self.log(7 << 32, || format!("VIOLATION {a} answered by {nodes:?}"));
             self.violations.push(Violation { at: self.now, vip: a, nodes });
         }
         if let Some(&(_, g)) = self.vips.iter().find(|v| v.0 == a) {
@@ -889,7 +905,7 @@ impl World {
                     }
                     None => format!("STATUS n{i} agent={:?} machine_up={}", self.nodes[i].agent, self.nodes[i].machine_up),
                 };
-                self.log(|| line);
+                self.log(8 << 32 | i as u64, || line);
             }
         }
         for f in failures {
@@ -931,7 +947,7 @@ impl World {
         let now = n.clock.local(self.now).max(n.last_now);
         let engine = Engine::new(config, init, now);
         self.nodes[node].engine = Some(engine);
-        self.log(|| format!("n{node} agent started"));
+        self.log(9 << 32 | node as u64, || format!("n{node} agent started"));
         self.with_engine(node, |_, _| {});
     }
 
@@ -957,7 +973,7 @@ impl World {
         let i = f.node;
         if f.kind != FaultKind::Join || f.at > 0 {
             let d = f.describe(&self.nodes[i].name);
-            self.log(|| format!("FAULT {d}"));
+            self.log(10 << 32 | f.node as u64 | (f.kind as u64) << 16, || format!("FAULT {d}"));
         }
         let in_fault_phase = self.now < self.quiet_at;
         match f.kind {
@@ -1029,7 +1045,7 @@ impl World {
             FaultKind::Leave => {
                 if self.nodes[i].agent == Agent::Running {
                     for g in self.holdings(i) {
-                        self.pending_handover.push((g, i));
+                        self.pending_handover.push((g, i, self.now));
                     }
                     self.with_engine(i, |e, now| e.leave(now));
                     if f.dur > 0 {
@@ -1040,7 +1056,7 @@ impl World {
             FaultKind::Drain => {
                 if self.nodes[i].agent == Agent::Running {
                     for g in self.holdings(i) {
-                        self.pending_handover.push((g, i));
+                        self.pending_handover.push((g, i, self.now));
                     }
                     self.nodes[i].draining = true;
                     self.with_engine(i, |e, now| e.set_draining(true, now));
@@ -1156,10 +1172,11 @@ impl World {
                 }
             }
         }
-        for &(g, from) in &self.pending_handover {
+        for &(g, from, at) in &self.pending_handover {
             let h = &self.history[usize::from(g)];
-            // The old holder's last interval end, then the next holder's start.
-            if let Some(&(_, _, end)) = h.iter().filter(|&&(m, _, _)| m == from).max_by_key(|&&(_, _, e)| e) {
+            // The end of the old holder's interval that was open at the drain or leave,
+            // then the next holder's start.
+            if let Some(&(_, _, end)) = h.iter().find(|&&(m, s, e)| m == from && s <= at && at < e) {
                 if let Some(s) = h.iter().filter(|&&(m, s, _)| m != from && s + 1 >= end.saturating_sub(1)).map(|&(_, s, _)| s).min() {
                     self.result.handover_ms.push(ms_f(s.saturating_sub(end)));
                 }
@@ -1227,7 +1244,7 @@ pub fn describe_datagram(cluster_id: u64, payload: &[u8]) -> String {
     use wackamole::core::membership::NodeId;
     use wackamole::core::wire::{Body, decode};
     match decode(cluster_id, payload) {
-        Ok(Body::Swim(d)) => {
+        Ok(Body::Swim(d, _)) => {
             let mut codec = foca::PostcardCodec;
             match <foca::PostcardCodec as Codec<NodeId>>::decode_header(&mut codec, &d[..]) {
                 Ok(h) => format!("swim {:?} {}@{}->{}@{}", h.message, h.src.name, h.src.epoch, h.dst.name, h.dst.epoch),
@@ -1241,9 +1258,16 @@ pub fn describe_datagram(cluster_id: u64, payload: &[u8]) -> String {
     }
 }
 
-/// Runs one seed.
+/// Runs one seed. A failing run is replayed with its trace recorded; the replay
+/// must produce the same digest, or determinism is broken.
 pub fn run(cfg: SimConfig) -> RunResult {
-    World::new(cfg).run()
+    let r = World::new(cfg.clone()).run();
+    if (r.violations.is_empty() && r.liveness.is_empty()) || cfg.record_trace || cfg.full_trace {
+        return r;
+    }
+    let again = World::new(SimConfig { record_trace: true, ..cfg }).run();
+    assert_eq!(again.trace_hash, r.trace_hash, "seed {} is not deterministic", r.seed);
+    again
 }
 
 /// A random value helper for callers that want to draw like the world does.

@@ -281,6 +281,8 @@ struct Slot {
     prev_sig: Option<(Liveness, u16, u64)>,
     calm_since: Instant,
     hint: bool,
+    /// When the last release hint arrived.
+    hint_at: Instant,
     phase: Phase,
     inflight: Option<u64>,
     backoff_exp: u32,
@@ -354,6 +356,12 @@ pub struct Engine {
     peer_heard: Option<Instant>,
     peer_left_nonce: Option<u64>,
     leave_claim_sent: bool,
+    /// When metadata was last requested from each address.
+    meta_asked: BTreeMap<SocketAddr, Instant>,
+    /// Every group must be re-evaluated at the next drive (view, command, life).
+    dirty_all: bool,
+    /// These groups must be re-evaluated (answers, hints).
+    dirty: Vec<GroupId>,
     actions: VecDeque<Action>,
     fx: Vec<Effect>,
     stats: Stats,
@@ -408,6 +416,7 @@ impl Engine {
                 prev_sig: None,
                 calm_since: now,
                 hint: false,
+                hint_at: now,
                 phase: Phase::Free,
                 inflight: None,
                 backoff_exp: 0,
@@ -443,6 +452,9 @@ impl Engine {
             peer_heard: None,
             peer_left_nonce: None,
             leave_claim_sent: false,
+            meta_asked: BTreeMap::new(),
+            dirty_all: true,
+            dirty: Vec::new(),
             actions: VecDeque::new(),
             fx: Vec::new(),
             stats: Stats::default(),
@@ -585,9 +597,17 @@ impl Engine {
             }
         };
         match body {
-            Body::Swim(data) => {
+            Body::Swim(data, version) => {
                 if self.membership.handle_data(&data, now).is_err() {
                     bump(&mut self.stats.drops, "swim");
+                }
+                self.check_meta_version(from, version, now);
+                // Two-node mode: any traffic from the peer means it is present, so a
+                // node that held alone must now get its grants (or fence).
+                if let Some(peer) = &self.peer {
+                    if self.membership.members().iter().any(|m| m.id.addr == from && m.id.name == *peer) {
+                        self.peer_heard = Some(now);
+                    }
                 }
             }
             Body::Claim(c) => self.on_claim(from, c, now),
@@ -596,8 +616,17 @@ impl Engine {
                 if let Some(s) = self.slots.get_mut(usize::from(group)) {
                     if s.owner.as_deref() == Some(self.node.name.as_str()) && who != self.node.name {
                         s.hint = true;
-                        if let Phase::Backoff { .. } = s.phase {
-                            s.phase = Phase::Backoff { until: now };
+                        s.hint_at = now;
+                        self.dirty.push(group);
+                        match s.phase {
+                            Phase::Backoff { .. } => s.phase = Phase::Backoff { until: now },
+                            Phase::Claiming { .. } => {
+                                // The voters have just freed it: ask again now.
+                                if let Some(c) = &mut self.claimer {
+                                    c.mark_urgent();
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 } else {
@@ -607,6 +636,7 @@ impl Engine {
             Body::Leaving { name, nonce } => {
                 if self.peer.as_deref() == Some(name.as_str()) {
                     self.peer_left_nonce = Some(nonce);
+                    self.dirty_all = true;
                 }
             }
             Body::MetaRequest => {
@@ -661,7 +691,7 @@ impl Engine {
                 }
                 let kind = match op {
                     KernelOp::Bind { .. } => OpKind::Bind,
-                    KernelOp::Refresh { .. } => OpKind::Refresh,
+                    KernelOp::Refresh { renew_address, .. } => OpKind::Refresh { renewed_address: renew_address },
                     _ => OpKind::Unbind,
                 };
                 let ctx = self.ctx(group, now);
@@ -670,6 +700,7 @@ impl Engine {
                 self.set_phase(group, phase);
                 self.apply(group, &mut fx, now);
                 self.fx = fx;
+                self.dirty.push(group);
             }
         }
         self.drive(now);
@@ -687,12 +718,14 @@ impl Engine {
         self.set_phase(group, phase);
         self.apply(group, &mut fx, now);
         self.fx = fx;
+        self.dirty.push(group);
         self.drive(now);
     }
 
     /// Health changed (checks with rise/fall applied by the shell).
     pub fn set_healthy(&mut self, healthy: bool, now: Instant) {
         self.healthy = healthy;
+        self.dirty_all = true;
         self.refresh_meta();
         self.drive(now);
     }
@@ -700,6 +733,7 @@ impl Engine {
     /// Operator drain on/off.
     pub fn set_draining(&mut self, draining: bool, now: Instant) {
         self.draining = draining;
+        self.dirty_all = true;
         self.refresh_meta();
         self.drive(now);
     }
@@ -712,6 +746,7 @@ impl Engine {
         prefers.dedup();
         if !self.cfg.is_witness(&self.node.name) {
             self.node.prefers = prefers.clone();
+            self.dirty_all = true;
             self.membership.update_meta(|m| m.prefers = prefers);
         }
         self.drive(now);
@@ -726,6 +761,7 @@ impl Engine {
             }
             Life::Running => {
                 self.life = Life::Leaving;
+                self.dirty_all = true;
                 self.refresh_meta();
                 self.drive(now);
             }
@@ -746,6 +782,7 @@ impl Engine {
                 self.apply(group, &mut fx, now);
             }
         }
+        self.dirty_all = true;
         self.drive(now);
     }
 
@@ -755,6 +792,30 @@ impl Engine {
         if self.actions.len() < MAX_QUEUED_ACTIONS {
             self.actions.push_back(a);
         }
+    }
+
+    fn send_swim(&mut self, to: SocketAddr, data: Vec<u8>) {
+        let m = self.membership.own_meta();
+        let v = (m.generation, m.version);
+        self.send(to, &Body::Swim(data, v));
+    }
+
+    /// Anti-entropy: the sender's metadata is newer than our copy; ask for it (at
+    /// most once per META_REQUEST_PERIOD per sender).
+    fn check_meta_version(&mut self, from: SocketAddr, version: (u64, u64), now: Instant) {
+        let Some(m) = self.view.iter().find(|m| m.id.addr == from) else { return };
+        let stale = m.meta.as_ref().is_none_or(|x| (x.generation, x.version) < version);
+        if !stale {
+            return;
+        }
+        if self.meta_asked.get(&from).is_some_and(|&t| now < t + META_REQUEST_PERIOD) {
+            return;
+        }
+        if self.meta_asked.len() > 4096 {
+            self.meta_asked.clear();
+        }
+        self.meta_asked.insert(from, now);
+        self.send(from, &Body::MetaRequest);
     }
 
     fn send(&mut self, to: SocketAddr, body: &Body) {
@@ -778,6 +839,7 @@ impl Engine {
 
     fn start_running(&mut self, now: Instant) {
         self.life = Life::Running;
+        self.dirty_all = true;
         self.running_since = now;
         let wait = if self.breaks.restart_wait { Duration::ZERO } else { self.cfg.restart_wait() };
         if let Some(i) = self.cfg.voter_index(&self.node.name) {
@@ -824,10 +886,20 @@ impl Engine {
             && self.life == Life::Running
             && self.cfg.may_hold(&self.node.name);
         let draining = self.draining || self.life == Life::Leaving;
+        let before = self.membership.own_meta().clone();
         self.membership.update_meta(|m| {
             m.eligible = eligible;
             m.draining = draining;
         });
+        if (before.eligible, before.draining) != (eligible, draining) {
+            // Tell every member at once rather than by gossip: a handover is only as
+            // fast as the new owner learns it is the owner.
+            let meta = Body::Meta(self.membership.own_meta().clone());
+            let to: Vec<SocketAddr> = self.view.iter().filter(|m| m.state.is_active()).map(|m| m.id.addr).collect();
+            for a in to {
+                self.send(a, &meta);
+            }
+        }
     }
 
     fn claims_flowing(&self) -> bool {
@@ -903,8 +975,11 @@ impl Engine {
             }
             (Some(l), FenceKind::Address) => (Some(l), Some(l), self.cfg.timing.address_refresh),
         };
+        // Right after a release hint, denies naming the old holder are stale: the
+        // voters are freeing the group. Give the hint 3R before contending again.
+        let fresh_hint = s.hint && now < s.hint_at + self.cfg.contention_window();
         let withdraw = match s.phase {
-            Phase::Claiming { since } => self.contention(g, since, now),
+            Phase::Claiming { since } if !fresh_hint => self.contention(g, since, now),
             _ => false,
         };
         Ctx {
@@ -914,6 +989,7 @@ impl Engine {
             bind_deadline,
             refresh_deadline,
             withdraw,
+            skip_probe: s.hint,
             refresh_period,
             address_period: self.cfg.timing.address_refresh,
             inflight: s.inflight.is_some(),
@@ -1048,6 +1124,7 @@ impl Engine {
         if self.peer.as_deref() == Some(c.name.as_str()) && self.peer_left_nonce != Some(c.nonce) {
             self.peer_heard = Some(now);
             self.peer_left_nonce = None;
+            self.dirty_all = true;
         }
         if !self.cfg.may_hold(&c.name) {
             bump(&mut self.stats.claims_ignored, "not_allowed_to_hold");
@@ -1089,6 +1166,8 @@ impl Engine {
             return;
         };
         if c.handle_answer(&a) {
+            self.dirty.extend(a.granted.iter().copied());
+            self.dirty.extend(a.denied.iter().map(|(g, _)| *g));
             if let Some(h) = self.voter_heard.get_mut(v) {
                 *h = Some(now);
             }
@@ -1112,6 +1191,10 @@ impl Engine {
             // The freshest identity carrying that name.
             if let Some(m) = members.iter().filter(|m| m.id.name == *v).max_by_key(|m| (m.state.is_active(), m.id.epoch)) {
                 out.push((i, m.id.addr));
+            } else if self.peer.as_deref() == Some(v.as_str()) {
+                // Two-node mode, peer not in the view yet: claim at every seed, so a
+                // peer that holds alone hears us even if our SWIM announce was lost.
+                out.extend(self.membership.seeds().iter().map(|&a| (i, a)));
             }
         }
         out
@@ -1212,17 +1295,21 @@ impl Engine {
     }
 
     fn tick_groups(&mut self, now: Instant, only_claiming: bool) {
-        let mut fx = std::mem::take(&mut self.fx);
         for g in 0..self.slots.len() {
-            let group = g as GroupId;
             if only_claiming && !matches!(self.slots[g].phase, Phase::Claiming { .. }) {
                 continue;
             }
-            let ctx = self.ctx(group, now);
-            let phase = ownership::tick(self.slots[g].phase, &ctx, now, &mut fx);
-            self.set_phase(group, phase);
-            self.apply(group, &mut fx, now);
+            self.tick_group(g as GroupId, now);
         }
+    }
+
+    fn tick_group(&mut self, group: GroupId, now: Instant) {
+        let g = usize::from(group);
+        let mut fx = std::mem::take(&mut self.fx);
+        let ctx = self.ctx(group, now);
+        let phase = ownership::tick(self.slots[g].phase, &ctx, now, &mut fx);
+        self.set_phase(group, phase);
+        self.apply(group, &mut fx, now);
         self.fx = fx;
     }
 
@@ -1261,17 +1348,38 @@ impl Engine {
         if self.membership.take_changed() {
             self.view = self.membership.members();
             self.recompute_assignment(now);
+            self.dirty_all = true;
         }
-        self.tick_groups(now, false);
+        // Groups change only with time (their own deadlines), the view, commands,
+        // answers and kernel results; a SWIM ping that changes nothing costs nothing.
+        let due = self.next_group_tick.is_some_and(|t| now >= t);
+        let mut ticked = false;
+        if self.dirty_all || due {
+            self.tick_groups(now, false);
+            ticked = true;
+        } else if !self.dirty.is_empty() {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for &g in &dirty {
+                self.tick_group(g, now);
+            }
+            dirty.clear();
+            self.dirty = dirty;
+            ticked = true;
+        }
+        self.dirty_all = false;
+        self.dirty.clear();
         let flowing = self.claims_flowing();
         let urgent = self.claimer.as_ref().is_some_and(|c| c.urgent());
         if flowing && (urgent || now >= self.next_claim_at) {
             self.send_claim(now);
             // Self-votes may have completed a quorum.
             self.tick_groups(now, true);
+            ticked = true;
         }
         for (to, data) in self.membership.take_sends() {
-            self.send(to, &Body::Swim(data));
+            self.send_swim(to, data);
         }
         self.request_missing_meta(now);
         if now >= self.next_gc {
@@ -1284,7 +1392,9 @@ impl Engine {
             self.finish_leave(now);
             return;
         }
-        self.next_group_tick = self.slots.iter().filter_map(|s| self.next_tick_of(s, now)).min();
+        if ticked || due {
+            self.next_group_tick = self.slots.iter().filter_map(|s| self.next_tick_of(s, now)).min();
+        }
     }
 
     fn finish_leave(&mut self, now: Instant) {
@@ -1300,7 +1410,7 @@ impl Engine {
         }
         self.membership.leave(now);
         for (to, data) in self.membership.take_sends() {
-            self.send(to, &Body::Swim(data));
+            self.send_swim(to, data);
         }
         self.life = Life::Left;
         self.emit(Action::Event(Event::Left));

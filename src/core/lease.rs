@@ -288,6 +288,11 @@ impl Claimer {
         }
     }
 
+    /// Asks for a claim at the next opportunity.
+    pub fn mark_urgent(&mut self) {
+        self.urgent = true;
+    }
+
     /// Whether a claim should be sent now regardless of the period.
     pub fn urgent(&self) -> bool {
         self.urgent
@@ -352,13 +357,22 @@ impl Claimer {
         if q == 0 {
             return None;
         }
-        let mut ends: Vec<Instant> =
-            w.grants.iter().flatten().filter_map(|&s| self.send_time(s)).map(|t| t + self.validity).collect();
-        if ends.len() < q {
+        // At most MAX_VOTERS grants: select on the stack, no allocation (this runs
+        // for every group on every tick).
+        let mut ends = [Instant::ZERO; super::config::MAX_VOTERS];
+        let mut n = 0;
+        for t in w.grants.iter().flatten().filter_map(|&s| self.send_time(s)) {
+            if n < ends.len() {
+                ends[n] = t + self.validity;
+                n += 1;
+            }
+        }
+        if n < q {
             return None;
         }
-        ends.sort_unstable_by(|a, b| b.cmp(a));
-        Some(ends[q - 1])
+        let ends = &mut ends[..n];
+        let (_, qth, _) = ends.select_nth_unstable_by(q - 1, |a, b| b.cmp(a));
+        Some(*qth)
     }
 
     /// What the latest answers say about `g`, for contention decisions.

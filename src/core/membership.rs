@@ -264,12 +264,18 @@ impl Membership {
         self.foca.identity()
     }
 
+    /// The seed addresses (this node's own address excluded).
+    pub fn seeds(&self) -> &[SocketAddr] {
+        &self.seeds
+    }
+
     /// This node's metadata.
     pub fn own_meta(&self) -> &NodeMeta {
         &self.own
     }
 
     fn absorb(&mut self, now: Instant) {
+        let mut gossip_now = false;
         loop {
             let mut progressed = false;
             while let Some((dst, data)) = self.rt.to_send() {
@@ -290,7 +296,14 @@ impl Membership {
                         // A newcomer needs everyone's metadata.
                         self.rebroadcast_meta();
                     }
-                    OwnedNotification::MemberDown(_) | OwnedNotification::Rename(_, _) => {
+                    OwnedNotification::MemberDown(_) => {
+                        self.view_changed = true;
+                        self.stats.view_changes += 1;
+                        // Spread the news now rather than at the next gossip period:
+                        // the new owners cannot start claiming before they hear it.
+                        gossip_now = true;
+                    }
+                    OwnedNotification::Rename(_, _) => {
                         self.view_changed = true;
                         self.stats.view_changes += 1;
                     }
@@ -306,6 +319,13 @@ impl Membership {
                     }
                     OwnedNotification::Active | OwnedNotification::Idle => self.view_changed = true,
                 }
+            }
+            if gossip_now {
+                gossip_now = false;
+                if self.foca.gossip(&mut self.rt).is_err() {
+                    self.stats.swim_errors += 1;
+                }
+                continue;
             }
             if !progressed {
                 break;

@@ -160,6 +160,10 @@ pub struct Ctx {
     pub refresh_deadline: Option<Instant>,
     /// Contention rules say: withdraw the claim.
     pub withdraw: bool,
+    /// The previous holder said it released the group and verified it gone: bind
+    /// without the probe (a negative probe proves nothing anyway; the lease is the
+    /// gate).
+    pub skip_probe: bool,
     /// Refresh period (F with the gate, the address period otherwise).
     pub refresh_period: Duration,
     /// Address lifetime renewal period.
@@ -236,9 +240,14 @@ pub fn tick(phase: Phase, ctx: &Ctx, now: Instant, fx: &mut Vec<Effect>) -> Phas
             if !ctx.want || ctx.release_now.is_some() {
                 fx.push(Effect::RemoveClaim);
                 Phase::Free
-            } else if ctx.bind_deadline.is_some_and(|d| now <= d) {
-                fx.push(Effect::Probe);
-                Phase::Probing { since }
+            } else if let Some(d) = ctx.bind_deadline.filter(|d| now <= *d) {
+                if ctx.skip_probe {
+                    fx.push(Effect::Bind(d));
+                    Phase::Binding { since }
+                } else {
+                    fx.push(Effect::Probe);
+                    Phase::Probing { since }
+                }
             } else if ctx.withdraw {
                 fx.push(Effect::RemoveClaim);
                 fx.push(Effect::Backoff);
@@ -340,8 +349,11 @@ pub fn probe_result(phase: Phase, conflict: bool, ctx: &Ctx, now: Instant, fx: &
 pub enum OpKind {
     /// A bind.
     Bind,
-    /// A refresh.
-    Refresh,
+    /// A refresh; whether it renewed the address lifetime too.
+    Refresh {
+        /// The refresh renewed the addresses' `valid_lft`.
+        renewed_address: bool,
+    },
     /// An unbind (Ok means verified gone).
     Unbind,
 }
@@ -354,7 +366,7 @@ pub fn kernel_done(phase: Phase, op: OpKind, outcome: &KernelOutcome, ctx: &Ctx,
     if matches!(phase, Phase::Fencing { .. } | Phase::Releasing { .. }) && op != OpKind::Unbind {
         return tick(phase, &Ctx { inflight: false, ..*ctx }, now, fx);
     }
-    if matches!(phase, Phase::Binding { .. }) && op != OpKind::Bind || matches!(phase, Phase::Held { .. }) && op != OpKind::Refresh {
+    if matches!(phase, Phase::Binding { .. }) && op != OpKind::Bind || matches!(phase, Phase::Held { .. }) && !matches!(op, OpKind::Refresh { .. }) {
         return phase;
     }
     match (phase, outcome) {
@@ -373,8 +385,7 @@ pub fn kernel_done(phase: Phase, op: OpKind, outcome: &KernelOutcome, ctx: &Ctx,
             Phase::Fencing { reason: FenceReason::KernelError }
         }
         (Phase::Held { since, address_renewed, .. }, KernelOutcome::Ok) => {
-            // The refresh renewed the address too if it was due when it was issued.
-            let renewed = if now >= address_renewed + ctx.address_period { now } else { address_renewed };
+            let renewed = if op == (OpKind::Refresh { renewed_address: true }) { now } else { address_renewed };
             Phase::Held { since, refreshed: now, address_renewed: renewed }
         }
         (Phase::Held { .. }, KernelOutcome::Lapsed) => {
@@ -426,6 +437,7 @@ mod tests {
             bind_deadline: None,
             refresh_deadline: None,
             withdraw: false,
+            skip_probe: false,
             refresh_period: Duration::from_millis(20),
             address_period: Duration::from_millis(250),
             inflight: false,
@@ -541,15 +553,26 @@ mod tests {
         // done when a refresh issued before it completed; the group stayed bound.
         let mut fx = vec![];
         let p = Phase::Releasing { reason: ReleaseReason::Leave };
-        let p = kernel_done(p, OpKind::Refresh, &KernelOutcome::Ok, &ctx(), t(30), &mut fx);
+        let p = kernel_done(p, OpKind::Refresh { renewed_address: false }, &KernelOutcome::Ok, &ctx(), t(30), &mut fx);
         assert_eq!(p, Phase::Releasing { reason: ReleaseReason::Leave });
         assert_eq!(fx, vec![Effect::Unbind]);
     }
 
     #[test]
+    fn only_a_renewing_refresh_counts_as_an_address_renewal() {
+        // Regression: simulator seed 135 (--profile fast) saw addresses expire while
+        // refreshed, because a plain refresh completing late counted as a renewal.
+        let mut fx = vec![];
+        let p = kernel_done(held(), OpKind::Refresh { renewed_address: false }, &KernelOutcome::Ok, &ctx(), t(300), &mut fx);
+        assert_eq!(p, Phase::Held { since: t(0), refreshed: t(300), address_renewed: t(0) });
+        let p = kernel_done(p, OpKind::Refresh { renewed_address: true }, &KernelOutcome::Ok, &ctx(), t(320), &mut fx);
+        assert_eq!(p, Phase::Held { since: t(0), refreshed: t(320), address_renewed: t(320) });
+    }
+
+    #[test]
     fn lapsed_refresh_fences() {
         let mut fx = vec![];
-        let p = kernel_done(held(), OpKind::Refresh, &KernelOutcome::Lapsed, &ctx(), t(40), &mut fx);
+        let p = kernel_done(held(), OpKind::Refresh { renewed_address: false }, &KernelOutcome::Lapsed, &ctx(), t(40), &mut fx);
         assert_eq!(p, Phase::Fencing { reason: FenceReason::KernelLapsed });
         assert_eq!(fx[0], Effect::Unbind);
     }

@@ -50,8 +50,10 @@ impl NodeMeta {
 /// What a datagram carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
-    /// A foca (SWIM) packet.
-    Swim(Vec<u8>),
+    /// A foca (SWIM) packet, with the sender's metadata version (generation,
+    /// version) so that a receiver holding an older copy asks for the new one: the
+    /// anti-entropy that repairs a lost metadata broadcast.
+    Swim(Vec<u8>, (u64, u64)),
     /// A lease claim.
     Claim(Claim),
     /// A voter's answer to a claim.
@@ -152,7 +154,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let bodies = vec![
-            Body::Swim(vec![1, 2, 3]),
+            Body::Swim(vec![1, 2, 3], (1, 2)),
             Body::Claim(Claim { name: "a".into(), nonce: 9, seq: 3, groups: vec![0, 5] }),
             Body::Answer(Answer { voter: 1, nonce: 9, seq: 3, granted: vec![0], denied: vec![(5, "b".into())] }),
             Body::Released { group: 2, from: "a".into() },
@@ -177,7 +179,7 @@ mod tests {
         v.push(0);
         assert_eq!(decode(42, &v), Err(WireError::Malformed));
         assert_eq!(decode(42, &vec![1; MAX_DATAGRAM + 1]), Err(WireError::Oversize));
-        assert_eq!(encode(42, &Body::Swim(vec![0; MAX_DATAGRAM])), Err(WireError::Oversize));
+        assert_eq!(encode(42, &Body::Swim(vec![0; MAX_DATAGRAM], (0, 0))), Err(WireError::Oversize));
     }
 
     proptest! {
