@@ -50,8 +50,17 @@ pub enum FaultKind {
     OneWayLoss,
     /// 30 % loss everywhere for a while.
     LossBurst,
-    /// A clock running 20 % slow: beyond ρ, so the checker must fire.
+    /// A clock running at half speed: far beyond ρ, so the checker must fire.
     ClockBeyondRho,
+    /// Datagrams toward one node delayed by 100–500 ms (a congested link).
+    Delay,
+    /// One agent crashing and restarting three times in a row (down 50–800 ms each
+    /// time) while datagrams toward it are delayed by 0.4–1.5 s: answers from an
+    /// earlier life arrive in the next one (the nonce timeline, F7).
+    RestartStorm,
+    /// A↔B cut (non-transitive), and while their views disagree a third node's
+    /// agent crashes and restarts at once: the restart-wait timeline (F8).
+    SplitRestart,
     // ---- ends -------------------------------------------------------------------
     /// Machine boots.
     Boot,
@@ -71,13 +80,18 @@ pub enum FaultKind {
     EndLinkLoss,
     /// End of a loss burst.
     EndLossBurst,
+    /// End of a link delay.
+    EndDelay,
     /// Clock back within ρ.
     EndClock,
 }
 
 impl FaultKind {
     /// Every schedulable class that S1 must survive in majority mode.
-    pub const ALL_SAFE: [FaultKind; 15] = [
+    pub const ALL_SAFE: [FaultKind; 18] = [
+        FaultKind::Delay,
+        FaultKind::RestartStorm,
+        FaultKind::SplitRestart,
         FaultKind::Crash,
         FaultKind::AgentCrash,
         FaultKind::Freeze,
@@ -134,6 +148,10 @@ impl FaultKind {
             FaultKind::OneWayLoss => "one-way-loss",
             FaultKind::LossBurst => "loss-burst",
             FaultKind::ClockBeyondRho => "clock-beyond-rho",
+            FaultKind::SplitRestart => "split-restart",
+            FaultKind::Delay => "delay",
+            FaultKind::RestartStorm => "restart-storm",
+            FaultKind::EndDelay => "end-delay",
             FaultKind::Boot => "boot",
             FaultKind::Restart => "restart",
             FaultKind::Resume => "resume",
@@ -223,7 +241,8 @@ impl Schedule {
             let kind = kinds[rng.random_range(0..kinds.len())];
             // Two nodes: two overlapping one-way cuts can add up to a full partition,
             // which the two-node mode does not claim to survive.
-            if cfg.quorum == QuorumMode::Off && kind == FaultKind::Asymmetric {
+            // So can two delayed directions.
+            if cfg.quorum == QuorumMode::Off && matches!(kind, FaultKind::Asymmetric | FaultKind::Delay | FaultKind::RestartStorm) {
                 if asymmetric_used {
                     continue;
                 }
@@ -272,6 +291,17 @@ impl Schedule {
                     f.dur = dur(rng, 300 * MS, 5 * SEC);
                 }
                 FaultKind::Isolate | FaultKind::Flap => f.dur = dur(rng, 300 * MS, 10 * SEC),
+                FaultKind::SplitRestart => {
+                    if n < 3 {
+                        continue;
+                    }
+                    let mut j = rng.random_range(0..n);
+                    if j == node {
+                        j = (j + 1) % n;
+                    }
+                    f.other = Some(j);
+                    f.dur = dur(rng, 2 * SEC, 5 * SEC);
+                }
                 FaultKind::NonTransitive | FaultKind::OneWayLoss => {
                     let mut j = rng.random_range(0..n);
                     if j == node {
@@ -281,6 +311,8 @@ impl Schedule {
                     f.dur = dur(rng, 300 * MS, 5 * SEC);
                 }
                 FaultKind::LossBurst => f.dur = dur(rng, 300 * MS, 3 * SEC),
+                FaultKind::Delay => f.dur = dur(rng, 300 * MS, 4 * SEC),
+                FaultKind::RestartStorm => f.dur = dur(rng, 1500 * MS, 3 * SEC),
                 FaultKind::ClockBeyondRho => f.dur = dur(rng, SEC, 6 * SEC),
                 _ => continue,
             }
@@ -345,7 +377,7 @@ impl Schedule {
                     }
                 }
             }
-            FaultKind::NonTransitive => {
+            FaultKind::NonTransitive | FaultKind::SplitRestart => {
                 let j = f.other.unwrap_or(0);
                 out.push((f.node, j));
                 out.push((j, f.node));

@@ -225,6 +225,8 @@ pub struct World {
     by_addr: BTreeMap<SocketAddr, usize>,
     vips: Vec<(IpAddr, GroupId)>,
     blocked: BTreeSet<(usize, usize)>,
+    /// Extra delay on datagrams toward a node (congested link).
+    slow_to: BTreeMap<usize, (Tau, Tau)>,
     link_loss: BTreeMap<(usize, usize), f64>,
     loss: f64,
     schedule: Schedule,
@@ -335,6 +337,7 @@ impl World {
             by_addr,
             vips,
             blocked: BTreeSet::new(),
+            slow_to: BTreeMap::new(),
             link_loss: BTreeMap::new(),
             loss,
             schedule,
@@ -581,7 +584,8 @@ impl World {
             let r: f64 = self.rng.random();
             // LAN: 50–400 µs; 2 % 1–8 ms (reordering); 0.1 % 100–600 ms (a very late
             // datagram, e.g. a grant that arrives across a release).
-            let delay = if r < 0.001 {
+            let extra = self.slow_to.get(&dst).map_or(0, |&(lo, hi)| self.rng.random_range(lo..hi));
+            let delay = extra + if r < 0.001 {
                 self.rng.random_range(100 * MS..600 * MS)
             } else if r < 0.021 {
                 self.rng.random_range(MS..8 * MS)
@@ -1088,6 +1092,40 @@ impl World {
                 let end = self.schedule.push_heal(cuts);
                 self.push(self.now + f.dur, Ev::Fault(end));
             }
+            FaultKind::Delay => {
+                self.slow_to.insert(i, (100 * MS, 500 * MS));
+                self.fault_after(f.dur, FaultKind::EndDelay, i);
+            }
+            FaultKind::EndDelay => {
+                self.slow_to.remove(&i);
+            }
+            FaultKind::RestartStorm => {
+                self.slow_to.insert(i, (400 * MS, 1500 * MS));
+                let mut t = 0;
+                for _ in 0..3 {
+                    t += self.rng.random_range(200 * MS..900 * MS);
+                    let idx = self.schedule.push_end(FaultKind::AgentCrash, i);
+                    self.schedule.faults[idx].dur = self.rng.random_range(50 * MS..800 * MS);
+                    self.push(self.now + t, Ev::Fault(idx));
+                }
+                self.fault_after(f.dur.max(t + 500 * MS), FaultKind::EndDelay, i);
+            }
+            FaultKind::SplitRestart => {
+                let cuts = self.schedule.cuts_for(&f, self.nodes.len());
+                for c in &cuts {
+                    self.blocked.insert(*c);
+                }
+                let end = self.schedule.push_heal(cuts);
+                self.push(self.now + f.dur, Ev::Fault(end));
+                // The third node: the first that is neither side of the cut.
+                let j = f.other.unwrap_or(0);
+                if let Some(v) = (0..self.nodes.len()).find(|&v| v != i && v != j) {
+                    let at = self.rng.random_range(400 * MS..1500 * MS);
+                    let idx = self.schedule.push_end(FaultKind::AgentCrash, v);
+                    self.schedule.faults[idx].dur = self.rng.random_range(5 * MS..60 * MS);
+                    self.push(self.now + at, Ev::Fault(idx));
+                }
+            }
             FaultKind::Flap => {
                 // Toggle one node's links every 100–500 ms for the duration.
                 let cuts = self.schedule.cuts_for(&Fault { kind: FaultKind::Isolate, ..f.clone() }, self.nodes.len());
@@ -1132,13 +1170,13 @@ impl World {
             FaultKind::EndLossBurst => self.loss = self.cfg.loss,
             FaultKind::ClockBeyondRho => {
                 let rate = self.nodes[i].clock.rate();
-                self.nodes[i].clock.set_rate(self.now, rate * 0.80);
+                self.nodes[i].clock.set_rate(self.now, rate * 0.5);
                 let idx = self.schedule.push_end(FaultKind::EndClock, i);
                 self.push(self.now + f.dur, Ev::Fault(idx));
             }
             FaultKind::EndClock => {
                 let rate = self.nodes[i].clock.rate();
-                self.nodes[i].clock.set_rate(self.now, rate / 0.80);
+                self.nodes[i].clock.set_rate(self.now, rate / 0.5);
             }
         }
         let _ = in_fault_phase;
