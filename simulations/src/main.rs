@@ -158,13 +158,14 @@ fn main() -> ExitCode {
     let summary = sw.run(|cfg, r| {
         if verbose {
             println!(
-                "seed {} nodes={} vips={} quorum={:?} violations={} liveness={} failover_ms={:?} handover_ms={:?} moves={} events={}",
+                "seed {} nodes={} vips={} quorum={:?} violations={} liveness={} l1_coverage={:.3} failover_ms={:?} handover_ms={:?} moves={} events={}",
                 cfg.seed,
                 cfg.nodes,
                 cfg.groups,
                 cfg.quorum,
                 r.violations.len(),
                 r.liveness.len(),
+                r.l1_min_coverage,
                 r.failover_crash_ms.iter().map(|x| x.round()).collect::<Vec<_>>(),
                 r.handover_ms.iter().map(|x| x.round()).collect::<Vec<_>>(),
                 r.moves,

@@ -52,6 +52,8 @@ pub struct Sweep {
     pub failback_s: Option<f64>,
     /// Keep whole traces.
     pub full_trace: bool,
+    /// Let some seeds run an even number of voters (a warned-about setup).
+    pub even_voters: bool,
 }
 
 impl Default for Sweep {
@@ -75,6 +77,7 @@ impl Default for Sweep {
             full_check: false,
             failback_s: None,
             full_trace: false,
+            even_voters: true,
         }
     }
 }
@@ -88,6 +91,13 @@ impl Sweep {
         c.nodes = if c.quorum == QuorumMode::Off { 2 } else { r.random_range(self.nodes.0..=self.nodes.1.max(self.nodes.0)) };
         c.groups = r.random_range(self.vips.0..=self.vips.1.max(self.vips.0));
         c.witness = c.quorum == QuorumMode::Majority && c.nodes >= 3 && r.random_bool(0.15);
+        // Voters: an odd number up to five, or (one seed in eight) an even number.
+        let max = c.nodes.min(5);
+        c.voters = if self.even_voters && max >= 2 && r.random_bool(0.125) {
+            max - max % 2
+        } else {
+            max - (1 - max % 2)
+        };
         c.loss = if c.quorum == QuorumMode::Off { 0.0 } else { self.loss };
         c.faults = self.faults.clone();
         c.fault_count = self.fault_count;

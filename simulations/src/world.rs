@@ -37,6 +37,17 @@ const SEC: u64 = 1_000_000_000;
 pub const MAX_FROZEN_BACKLOG: usize = 4096;
 /// Largest number of events one run may process (a runaway guard).
 pub const MAX_EVENTS: u64 = 60_000_000;
+/// Length of the window after the settle bound over which L1 and B1 are sampled.
+pub const L1_WINDOW: Tau = 2 * SEC;
+/// Fraction of samples in which each group must be held by exactly one eligible
+/// node (and B1 must hold), without background loss. With background loss p the
+/// bar is min(0.95, 1 − p): a lease needs a quorum of answers every few rounds,
+/// so heavy loss makes brief re-binds normal; a stuck group still fails.
+pub const L1_MIN_COVERAGE: f64 = 0.95;
+
+fn l1_bar(loss: f64) -> f64 {
+    L1_MIN_COVERAGE.min(1.0 - loss)
+}
 /// How many trace lines a violation report keeps.
 pub const TRACE_TAIL: usize = 80;
 
@@ -83,6 +94,8 @@ pub struct SimConfig {
     pub failback_s: Option<f64>,
     /// Allow clock rates beyond ρ (the checker must then fire).
     pub clock_beyond_rho: bool,
+    /// Number of voters in majority mode (the first nodes by name).
+    pub voters: usize,
 }
 
 impl SimConfig {
@@ -109,6 +122,7 @@ impl SimConfig {
             record_trace: false,
             failback_s: None,
             clock_beyond_rho: false,
+            voters: 3,
         }
     }
 }
@@ -162,6 +176,9 @@ pub struct RunResult {
     pub schedule: Vec<String>,
     /// Probe conflicts seen by the engines (the canary for a too-small K).
     pub conflicts: u64,
+    /// Lowest fraction, over groups, of L1 samples in which the group was held by
+    /// exactly one eligible node.
+    pub l1_min_coverage: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -242,6 +259,10 @@ pub struct World {
     touched: Vec<IpAddr>,
     quiet_at: Tau,
     end_at: Tau,
+    l1_good: Vec<u64>,
+    l1_samples: u64,
+    b1_good: u64,
+    l1_done: bool,
     converged_at: Option<Tau>,
 }
 
@@ -254,7 +275,7 @@ pub fn cluster_config(cfg: &SimConfig) -> ClusterConfig {
     let names: Vec<String> = (0..cfg.nodes).map(|i| format!("n{i:02}")).collect();
     let voters: Vec<String> = match cfg.quorum {
         QuorumMode::Off => names.iter().take(2).cloned().collect(),
-        QuorumMode::Majority => names.iter().take(cfg.nodes.min(5)).cloned().collect(),
+        QuorumMode::Majority => names.iter().take(cfg.voters.clamp(1, cfg.nodes)).cloned().collect(),
     };
     let witnesses = if cfg.witness && cfg.quorum == QuorumMode::Majority && voters.len() >= 3 {
         vec![voters[voters.len() - 1].clone()]
@@ -320,7 +341,7 @@ impl World {
         let schedule = Schedule::generate(&cfg, &cluster, &mut rng);
         let quiet_at = ((cfg.warmup_s + cfg.fault_phase_s) * SEC as f64) as u64;
         let settle = settle_bound(&cluster);
-        let end_at = quiet_at + settle + 3 * SEC;
+        let end_at = quiet_at + settle + L1_WINDOW + SEC;
         let groups = cluster.groups.len();
         let loss = cfg.loss;
         World {
@@ -351,6 +372,10 @@ impl World {
             touched: Vec::new(),
             quiet_at,
             end_at,
+            l1_good: Vec::new(),
+            l1_samples: 0,
+            b1_good: 0,
+            l1_done: false,
             converged_at: None,
         }
     }
@@ -849,9 +874,13 @@ impl World {
             self.converged_at = Some(self.now);
         }
         let settle = settle_bound(&self.cluster);
-        let checks = [self.quiet_at + settle, self.quiet_at + settle + 2 * SEC];
-        if checks.iter().any(|&c| self.now >= c && self.now < c + 50 * MS) {
-            self.liveness_check();
+        let from = self.quiet_at + settle;
+        if self.now >= from && self.now <= from + L1_WINDOW {
+            self.liveness_sample();
+        }
+        if self.now > from + L1_WINDOW && !self.l1_done {
+            self.l1_done = true;
+            self.liveness_verdict();
         }
     }
 
@@ -870,10 +899,58 @@ impl World {
             .collect()
     }
 
+    /// One L1/B1 sample: which groups are answered by exactly one eligible node, and
+    /// whether loads respect ceil(V/N).
+    fn liveness_sample(&mut self) {
+        let eligible = self.eligible_nodes();
+        let mut load = vec![0usize; self.nodes.len()];
+        let groups = self.cluster.groups.len();
+        if self.l1_good.len() != groups {
+            self.l1_good = vec![0; groups];
+        }
+        self.l1_samples += 1;
+        for g in 0..groups {
+            let first = self.cluster.groups[g].vips[0].addr;
+            if let [m] = self.answering(first).as_slice() {
+                if eligible.contains(m) {
+                    load[*m] += 1;
+                    self.l1_good[g] += 1;
+                }
+            }
+        }
+        let prefs_in_play = self.schedule.faults.iter().any(|f| f.kind == FaultKind::Prefer);
+        let cap = groups.div_ceil(eligible.len().max(1));
+        if prefs_in_play || !self.cluster.witnesses.is_empty() || load.iter().all(|&l| l <= cap) {
+            self.b1_good += 1;
+        }
+    }
+
+    /// L1 and B1 over the window: each group answered by exactly one eligible node in
+    /// at least `L1_MIN_COVERAGE` of the samples (brief re-binds under heavy loss are
+    /// not failures; a group stuck unowned or doubly owned is), and B1 likewise.
+    fn liveness_verdict(&mut self) {
+        let need = (self.l1_samples as f64 * l1_bar(self.cfg.loss)).ceil() as u64;
+        let min = self.l1_good.iter().copied().min().unwrap_or(0);
+        self.result.l1_min_coverage = min as f64 / self.l1_samples.max(1) as f64;
+        let bad: Vec<usize> = (0..self.l1_good.len()).filter(|&g| self.l1_good[g] < need).collect();
+        if self.b1_good < need || !bad.is_empty() || self.l1_samples == 0 {
+            self.liveness_check();
+        }
+    }
+
     fn liveness_check(&mut self) {
         let eligible = self.eligible_nodes();
         let mut load = vec![0usize; self.nodes.len()];
         let mut failures = Vec::new();
+        let need = (self.l1_samples as f64 * l1_bar(self.cfg.loss)).ceil() as u64;
+        for g in 0..self.l1_good.len() {
+            if self.l1_good[g] < need {
+                failures.push(format!("g{g} owned by one eligible node in {}/{} samples", self.l1_good[g], self.l1_samples));
+            }
+        }
+        if self.b1_good < need {
+            failures.push(format!("B1 held in {}/{} samples", self.b1_good, self.l1_samples));
+        }
         let prefs_in_play = self.schedule.faults.iter().any(|f| f.kind == FaultKind::Prefer);
         for g in 0..self.cluster.groups.len() {
             let first = self.cluster.groups[g].vips[0].addr;

@@ -20,7 +20,7 @@
 //! preferences aside). Capacity couples groups, so a join or leave can move a few
 //! groups besides the ones that must move; the README reports how many.
 
-use super::hash::{combine, hash_str};
+use super::hash::{hash_str, mix64};
 
 /// One node that may be assigned groups.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,11 +46,12 @@ pub fn group_hash(key: &str) -> u64 {
 }
 
 /// How many best candidates each group keeps ready before falling back to a scan.
-const TOP_K: usize = 4;
+const TOP_K: usize = 8;
 
-/// Fixed-point −log2(x / 2^64) with 24 fractional bits, for x ≥ 1. Exact integer
-/// arithmetic so that every platform agrees.
-fn neg_log2_fixed(x: u64) -> u64 {
+/// Fixed-point −log2(x / 2^64) with 24 fractional bits, for x ≥ 1, by repeated
+/// squaring. Exact integer arithmetic so that every platform agrees. Slow; used to
+/// build [`LOG_TABLE`] and as the reference in tests.
+fn neg_log2_fixed_slow(x: u64) -> u64 {
     let x = x.max(1);
     let lz = u64::from(x.leading_zeros());
     // y = m / 2^63 in [1, 2), kept as a Q1.63 number.
@@ -67,27 +68,34 @@ fn neg_log2_fixed(x: u64) -> u64 {
     ((lz + 1) << 24) - frac
 }
 
-#[derive(Clone, Copy)]
-struct Scorer {
-    weighted: bool,
+const LOG_BITS: u32 = 11;
+
+/// log2(1 + i/2048) in Q8.24 for i in 0..=2048, from the exact routine.
+fn log_table() -> &'static [u64] {
+    static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=(1u64 << LOG_BITS))
+            .map(|i| {
+                // m = (1 + i/2048) · 2^63; −log2(m/2^64) = 1 − log2(1 + i/2048).
+                let m = (1u128 << 63) + (u128::from(i) << (63 - LOG_BITS));
+                if m >= 1u128 << 64 { 1 << 24 } else { (1 << 24) - neg_log2_fixed_slow(m as u64) }
+            })
+            .collect()
+    })
 }
 
-impl Scorer {
-    /// True if candidate `a` (raw pair hash `xa`, weight `wa`) beats `b` for a group.
-    fn better(&self, xa: u64, wa: u16, ia: usize, xb: u64, wb: u16, ib: usize) -> bool {
-        if self.weighted {
-            // Smaller -ln(u)/w wins: compare L_a · w_b < L_b · w_a exactly.
-            let la = neg_log2_fixed(xa) * u64::from(wb);
-            let lb = neg_log2_fixed(xb) * u64::from(wa);
-            if la != lb {
-                return la < lb;
-            }
-        }
-        if xa != xb {
-            return xa > xb;
-        }
-        ia < ib
-    }
+/// Fast −log2(x / 2^64) in Q8.24: table lookup with linear interpolation; integer
+/// only, so every platform agrees (error below 2^-24).
+fn neg_log2_fixed(x: u64) -> u64 {
+    let x = x.max(1);
+    let lz = u64::from(x.leading_zeros());
+    let m = x << lz; // top bit set
+    let idx = ((m >> (63 - LOG_BITS)) & ((1 << LOG_BITS) - 1)) as usize;
+    let rest = (m << (LOG_BITS + 1)) >> 32; // next 32 bits, as a fraction of 2^32
+    let t = log_table();
+    let (a, b) = (t[idx], t[idx + 1]);
+    let log2_y = a + (((b - a) * rest) >> 32); // log2(m / 2^63) in Q8.24
+    ((lz + 1) << 24) - log2_y
 }
 
 /// Assigns each of `groups.len()` groups (given by [`group_hash`]) to a candidate, or
@@ -103,10 +111,19 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
     if n == 0 || v == 0 {
         return out;
     }
-    let name_hash: Vec<u64> = order.iter().map(|&i| hash_str(&candidates[i].name)).collect();
+    // The node half of `combine`, precomputed: pair(g, c) = mix64(g ^ node_mix[c]).
+    let node_mix: Vec<u64> = order.iter().map(|&i| mix64(hash_str(&candidates[i].name)).rotate_left(17)).collect();
     let weight: Vec<u16> = order.iter().map(|&i| candidates[i].weight.clamp(1, 1000)).collect();
-    let scorer = Scorer { weighted: weight.iter().any(|&w| w != weight[0]) };
-    let pair = |g: usize, c: usize| combine(groups[g], name_hash[c]);
+    let weighted = weight.iter().any(|&w| w != weight[0]);
+    let pair = |g: usize, c: usize| mix64(groups[g] ^ node_mix[c]);
+    // A group's preference for a candidate: higher is better. Equal weights: the
+    // pair hash. Weighted: −(−log2 u / w) in fixed point, ties broken by the hash.
+    let key = |g: usize, c: usize| -> (u64, u64) {
+        let x = pair(g, c);
+        if weighted { (u64::MAX - (neg_log2_fixed(x) << 20) / u64::from(weight[c]), x) } else { (x, 0) }
+    };
+    // (key, candidate) with candidate index as the last tie-break (lower wins).
+    let better = |a: ((u64, u64), usize), b: ((u64, u64), usize)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
 
     // 1. Preferences.
     let mut load = vec![0usize; n];
@@ -118,7 +135,7 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
                 continue;
             }
             preferred[g] = match preferred[g] {
-                Some(o) if !scorer.better(pair(g, c), weight[c], c, pair(g, o), weight[o], o) => Some(o),
+                Some(o) if !better((key(g, c), c), (key(g, o), o)) => Some(o),
                 _ => Some(c),
             };
         }
@@ -154,59 +171,82 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
     // 3. Deferred acceptance. Each group keeps its TOP_K best candidates; when they
     //    are exhausted it rescans for the best candidate below the last one tried.
     let k = TOP_K.min(n);
-    let mut top: Vec<[usize; TOP_K]> = vec![[usize::MAX; TOP_K]; v];
+    type Entry = ((u64, u64), usize);
+    const NONE: Entry = ((0, 0), usize::MAX);
+    let mut top: Vec<[Entry; TOP_K]> = vec![[NONE; TOP_K]; v];
     for &g in &free_groups {
         let t = &mut top[g];
+        let mut len = 0;
+        // Equal weights (the common case): the key is the pair hash itself, so a
+        // single comparison against the current k-th best skips most candidates.
+        let gh = groups[g];
+        let mut threshold = 0u64;
         for c in 0..n {
-            let x = pair(g, c);
-            // Insertion into a sorted array of at most k entries.
-            let mut pos = k;
-            while pos > 0 {
-                let o = t[pos - 1];
-                if o != usize::MAX && !scorer.better(x, weight[c], c, pair(g, o), weight[o], o) {
-                    break;
+            if !weighted {
+                let x = mix64(gh ^ node_mix[c]);
+                if len == k && x <= threshold {
+                    continue;
                 }
+            }
+            let e = (key(g, c), c);
+            if len == k && !better(e, t[k - 1]) {
+                continue;
+            }
+            let mut pos = len.min(k - 1);
+            if len < k {
+                len += 1;
+            }
+            while pos > 0 && better(e, t[pos - 1]) {
+                t[pos] = t[pos - 1];
                 pos -= 1;
             }
-            if pos < k {
-                for j in (pos + 1..k).rev() {
-                    t[j] = t[j - 1];
-                }
-                t[pos] = c;
+            t[pos] = e;
+            if len == k {
+                threshold = t[k - 1].0.0;
             }
         }
     }
     let mut next = vec![0usize; v]; // how many candidates each group has tried
-    let mut last_tried = vec![usize::MAX; v];
-    // Accepted groups per candidate, kept as a list; the worst is found by scan
-    // (caps are small compared with V, and rejections are rare).
+    let mut last_tried: Vec<Entry> = vec![NONE; v];
+    // Accepted groups per candidate; a candidate prefers groups by raw pair hash.
     let mut accepted: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut stack: Vec<usize> = free_groups.iter().rev().copied().collect();
     while let Some(g) = stack.pop() {
-        let c = if next[g] < k {
-            top[g][next[g]]
-        } else {
-            // Best candidate strictly worse than the last one tried.
+        if next[g] == k {
+            // The ready candidates are used up: refill with the next k best strictly
+            // below the last one tried (one scan per k proposals).
             let lt = last_tried[g];
-            let (xl, wl) = (pair(g, lt), weight[lt]);
-            let mut best = usize::MAX;
+            let t = &mut top[g];
+            *t = [NONE; TOP_K];
+            let mut len = 0;
             for c in 0..n {
-                let x = pair(g, c);
-                if !scorer.better(xl, wl, lt, x, weight[c], c) {
+                let e = (key(g, c), c);
+                if better(e, lt) || e == lt {
                     continue;
                 }
-                if best == usize::MAX || scorer.better(x, weight[c], c, pair(g, best), weight[best], best) {
-                    best = c;
+                if len == k && !better(e, t[k - 1]) {
+                    continue;
                 }
+                let mut pos = len.min(k - 1);
+                if len < k {
+                    len += 1;
+                }
+                while pos > 0 && better(e, t[pos - 1]) {
+                    t[pos] = t[pos - 1];
+                    pos -= 1;
+                }
+                t[pos] = e;
             }
-            best
-        };
+            next[g] = 0;
+        }
+        let e = top[g][next[g]];
+        let c = e.1;
         if c == usize::MAX {
             // Unreachable while total room ≥ groups; kept unassigned rather than panic.
             continue;
         }
         next[g] += 1;
-        last_tried[g] = c;
+        last_tried[g] = e;
         if room[c] == 0 {
             stack.push(g);
             continue;
@@ -263,11 +303,36 @@ mod tests {
     const GOLDEN: [&str; 8] = ["node-0", "node-1", "node-2", "node-2", "node-1", "node-0", "node-1", "node-0"];
 
     #[test]
+    fn golden_weighted_assignment() {
+        let mut c = cands(3);
+        c[1].weight = 3;
+        let a = names(&assign(&groups(10), &c), &c);
+        let got: Vec<&str> = a.iter().map(|o| o.as_deref().unwrap()).collect();
+        assert_eq!(got, GOLDEN_WEIGHTED);
+    }
+    const GOLDEN_WEIGHTED: [&str; 10] =
+        ["node-2", "node-1", "node-1", "node-1", "node-1", "node-0", "node-1", "node-0", "node-1", "node-2"];
+
+    #[test]
     fn neg_log2_is_accurate() {
         for (x, want) in [(1u64 << 63, 1.0f64), (1u64 << 62, 2.0), (u64::MAX, 0.0), (3u64 << 62, 0.415_037_5)] {
             let got = neg_log2_fixed(x) as f64 / (1u64 << 24) as f64;
             assert!((got - want).abs() < 1e-5, "x={x} got={got} want={want}");
         }
+        // The fast path agrees with the exact one to a few units of 2^-24.
+        let mut x = 1u64;
+        for _ in 0..10_000 {
+            x = crate::core::hash::mix64(x.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            let (a, b) = (neg_log2_fixed(x), neg_log2_fixed_slow(x));
+            assert!(a.abs_diff(b) <= 4, "x={x} fast={a} exact={b}");
+        }
+    }
+
+    #[test]
+    fn pair_is_the_pinned_combine() {
+        let g = group_hash("10.0.0.1");
+        let n = hash_str("node-a");
+        assert_eq!(mix64(g ^ mix64(n).rotate_left(17)), crate::core::hash::combine(g, n));
     }
 
     #[test]

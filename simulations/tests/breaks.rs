@@ -1,0 +1,111 @@
+//! The checker can fail: with each safety mechanism switched off, a bounded search
+//! over seeds finds a dual ownership. (And a clock running beyond ρ is caught too.)
+//! `docs/safety.md` lists the one mechanism no break exposes and why.
+
+use wackamole::core::config::QuorumMode;
+use wackamole_simulations::faults::FaultKind;
+use wackamole_simulations::runner::{Sweep, set_break};
+
+fn finds_violation(name: Option<&str>, mut sweep: Sweep) {
+    if let Some(name) = name {
+        assert!(set_break(&mut sweep.breaks, &mut sweep.kernel_breaks, name));
+    }
+    sweep.stop_at_first = true;
+    let s = sweep.run(|_, _| {});
+    let found = s.violating_seeds();
+    let label = name.unwrap_or("clock beyond rho");
+    assert!(!found.is_empty(), "--break {label}: no violation in {} seeds", s.runs.len());
+    let seed = found[0];
+    eprintln!("--break {label}: violation on seed {seed} after {} seeds; replay: {}", s.runs.len(), sweep.replay_command(seed));
+    // The same seed replays to the same violation.
+    let again = wackamole_simulations::world::run(sweep.config(seed));
+    assert!(!again.violations.is_empty(), "seed {seed} did not replay");
+}
+
+fn faults(list: &[FaultKind]) -> Vec<FaultKind> {
+    list.to_vec()
+}
+
+#[test]
+fn quorum_lease() {
+    finds_violation(
+        Some("quorum-lease"),
+        Sweep { seeds: 200, quorum: Some(QuorumMode::Majority), faults: faults(&[FaultKind::Partition]), ..Sweep::default() },
+    );
+}
+
+#[test]
+fn release_order() {
+    finds_violation(
+        Some("release-order"),
+        Sweep {
+            seeds: 200,
+            quorum: Some(QuorumMode::Majority),
+            faults: faults(&[FaultKind::Leave, FaultKind::Drain]),
+            ..Sweep::default()
+        },
+    );
+}
+
+#[test]
+fn gate_atomic() {
+    finds_violation(
+        Some("gate-atomic"),
+        Sweep { seeds: 600, quorum: Some(QuorumMode::Majority), faults: faults(&[FaultKind::Freeze]), ..Sweep::default() },
+    );
+}
+
+#[test]
+fn fence() {
+    finds_violation(Some("fence"), Sweep { seeds: 300, quorum: Some(QuorumMode::Majority), ..Sweep::default() });
+}
+
+#[test]
+fn restart_wait() {
+    finds_violation(
+        Some("restart-wait"),
+        Sweep {
+            seeds: 600,
+            quorum: Some(QuorumMode::Majority),
+            nodes: (3, 3),
+            faults: faults(&[FaultKind::SplitRestart]),
+            fault_count: (1, 3),
+            ..Sweep::default()
+        },
+    );
+}
+
+#[test]
+fn nonce() {
+    finds_violation(
+        Some("nonce"),
+        Sweep {
+            seeds: 1500,
+            quorum: Some(QuorumMode::Majority),
+            nodes: (3, 7),
+            failback_s: Some(0.0),
+            faults: faults(&[FaultKind::RestartStorm]),
+            ..Sweep::default()
+        },
+    );
+}
+
+#[test]
+fn quiescence_in_two_node_mode() {
+    finds_violation(Some("quiescence"), Sweep { seeds: 300, quorum: Some(QuorumMode::Off), ..Sweep::default() });
+}
+
+#[test]
+fn clock_beyond_rho_is_caught() {
+    finds_violation(
+        None,
+        Sweep {
+            seeds: 600,
+            quorum: Some(QuorumMode::Majority),
+            nodes: (3, 5),
+            faults: faults(&[FaultKind::ClockBeyondRho, FaultKind::Isolate]),
+            fault_count: (3, 6),
+            ..Sweep::default()
+        },
+    );
+}
