@@ -56,6 +56,9 @@ struct Args {
     /// Length of the fault phase, seconds.
     #[arg(long, default_value_t = 15.0)]
     fault_phase: f64,
+    /// Time before the first fault, seconds (holder changes are counted after it).
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
     /// Fail-back delay override, seconds.
     #[arg(long)]
     failback: Option<f64>,
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         loss: a.loss,
         fault_count: a.fault_count,
         fault_phase_s: a.fault_phase,
+        warmup_s: a.warmup,
         stop_at_first: a.stop_at_first,
         full_check: a.full_check,
         failback_s: a.failback,
@@ -208,6 +212,9 @@ fn main() -> ExitCode {
     );
     println!("handover gap: n={} p50={:.1} p99={:.1} ms", h.len(), percentile(&h, 50.0), percentile(&h, 99.0));
     println!("traffic per node: datagrams/s p50={:.0}, bytes/s p50={:.0}", percentile(&dg, 50.0), percentile(&by, 50.0));
+    let moves: u64 = summary.runs.iter().map(|(_, r)| r.moves).sum();
+    let node_h: f64 = summary.runs.iter().map(|(_, r)| r.node_seconds).sum::<f64>() / 3600.0;
+    println!("holder changes after convergence: {moves} in {node_h:.2} node-hours = {:.1} per node-hour", moves as f64 / node_h.max(1e-9));
     let conflicts: u64 = summary.runs.iter().map(|(_, r)| r.conflicts).sum();
     println!("probe conflicts (canary for a too-small K): {conflicts}");
     println!("{}", summary.line());

@@ -54,6 +54,8 @@ pub struct Sweep {
     pub full_trace: bool,
     /// Let some seeds run an even number of voters (a warned-about setup).
     pub even_voters: bool,
+    /// Time before the first fault (and before holder changes are counted).
+    pub warmup_s: f64,
 }
 
 impl Default for Sweep {
@@ -78,6 +80,7 @@ impl Default for Sweep {
             failback_s: None,
             full_trace: false,
             even_voters: true,
+            warmup_s: 3.0,
         }
     }
 }
@@ -106,6 +109,7 @@ impl Sweep {
         c.breaks = self.breaks;
         c.kernel_breaks = self.kernel_breaks;
         c.fault_phase_s = self.fault_phase_s;
+        c.warmup_s = self.warmup_s;
         c.full_check = self.full_check;
         c.failback_s = self.failback_s;
         c.full_trace = self.full_trace;
@@ -135,6 +139,9 @@ impl Sweep {
         }
         for b in break_names(self.breaks, self.kernel_breaks) {
             s += &format!(" --break {b}");
+        }
+        if self.warmup_s != 3.0 {
+            s += &format!(" --warmup {}", self.warmup_s);
         }
         if self.fault_phase_s != 15.0 {
             s += &format!(" --fault-phase {}", self.fault_phase_s);

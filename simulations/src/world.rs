@@ -263,6 +263,8 @@ pub struct World {
     l1_samples: u64,
     b1_good: u64,
     l1_done: bool,
+    /// Datagrams and bytes sent after the fault phase (steady state).
+    steady: (u64, u64),
     converged_at: Option<Tau>,
 }
 
@@ -376,6 +378,7 @@ impl World {
             l1_samples: 0,
             b1_good: 0,
             l1_done: false,
+            steady: (0, 0),
             converged_at: None,
         }
     }
@@ -595,6 +598,10 @@ impl World {
     }
 
     fn net_send(&mut self, from: usize, to: SocketAddr, payload: Vec<u8>, at: Tau) {
+        if self.now >= self.quiet_at {
+            self.steady.0 += 1;
+            self.steady.1 += payload.len() as u64;
+        }
         let Some(&dst) = self.by_addr.get(&to) else { return };
         if self.blocked.contains(&(from, dst)) {
             return;
@@ -1300,6 +1307,7 @@ impl World {
         // Unowned time and moves after first convergence.
         let mut unowned = 0u64;
         let mut moves = 0u64;
+        let warmup = (self.cfg.warmup_s * SEC as f64) as u64;
         for h in &self.history {
             let mut covered_until = conv;
             let mut last: Option<usize> = None;
@@ -1312,7 +1320,8 @@ impl World {
                     unowned += s - covered_until;
                 }
                 covered_until = covered_until.max(e);
-                if last.is_some_and(|l| l != m) {
+                // Moves are counted after the warm-up (start-up rebalancing done).
+                if last.is_some_and(|l| l != m) && s >= warmup {
                     moves += 1;
                 }
                 last = Some(m);
@@ -1332,9 +1341,14 @@ impl World {
             }
         }
         let running = self.nodes.iter().filter(|n| n.engine.is_some()).count().max(1);
-        self.result.node_seconds = secs * running as f64;
-        self.result.datagrams_per_node_s = dg as f64 / self.result.node_seconds;
-        self.result.bytes_per_node_s = by as f64 / self.result.node_seconds;
+        self.result.node_seconds = (secs - self.cfg.warmup_s).max(0.0) * running as f64;
+        let _ = (dg, by);
+        // Traffic is measured in the steady state after the fault phase (start-up
+        // joins and fault recovery excluded), per running node.
+        let steady_s = (self.now.saturating_sub(self.quiet_at)) as f64 / SEC as f64;
+        let node_s = (steady_s * running as f64).max(1e-9);
+        self.result.datagrams_per_node_s = self.steady.0 as f64 / node_s;
+        self.result.bytes_per_node_s = self.steady.1 as f64 / node_s;
         self.result.violations = self.violations;
         self.result.events = n_events;
         self.result.sim_s = secs;
