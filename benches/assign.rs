@@ -8,12 +8,18 @@ use std::hint::black_box;
 use wackamole::core::assign::{Candidate, assign, group_hash};
 
 fn groups(v: usize) -> Vec<u64> {
-    (0..v).map(|i| group_hash(&format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256))).collect()
+    (0..v)
+        .map(|i| group_hash(&format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)))
+        .collect()
 }
 
 fn nodes(n: usize, weighted: bool) -> Vec<Candidate> {
     (0..n)
-        .map(|i| Candidate { name: format!("node-{i:04}"), weight: if weighted { 1 + (i % 4) as u16 } else { 1 }, prefers: vec![] })
+        .map(|i| Candidate {
+            name: format!("node-{i:04}"),
+            weight: if weighted { 1 + (i % 4) as u16 } else { 1 },
+            prefers: vec![],
+        })
         .collect()
 }
 
@@ -23,11 +29,17 @@ fn bench(c: &mut Criterion) {
     for &(n, v) in &[(3usize, 16usize), (16, 256), (100, 1000), (1000, 10_000)] {
         let gs = groups(v);
         let ns = nodes(n, false);
-        g.bench_with_input(BenchmarkId::new("equal", format!("{n}x{v}")), &(), |b, _| b.iter(|| assign(black_box(&gs), black_box(&ns))));
+        g.bench_with_input(
+            BenchmarkId::new("equal", format!("{n}x{v}")),
+            &(),
+            |b, _| b.iter(|| assign(black_box(&gs), black_box(&ns))),
+        );
     }
     let gs = groups(10_000);
     let ns = nodes(1000, true);
-    g.bench_with_input(BenchmarkId::new("weighted", "1000x10000"), &(), |b, _| b.iter(|| assign(black_box(&gs), black_box(&ns))));
+    g.bench_with_input(BenchmarkId::new("weighted", "1000x10000"), &(), |b, _| {
+        b.iter(|| assign(black_box(&gs), black_box(&ns)))
+    });
     g.finish();
 }
 

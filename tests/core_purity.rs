@@ -16,8 +16,14 @@ const BANNED: &[(&str, &str)] = &[
     ("make_rng", "randomness is injected"),
     ("OsRng", "randomness is injected"),
     ("RandomState", "iteration order must be deterministic"),
-    ("HashMap", "iteration order must be deterministic (use BTreeMap)"),
-    ("HashSet", "iteration order must be deterministic (use BTreeSet)"),
+    (
+        "HashMap",
+        "iteration order must be deterministic (use BTreeMap)",
+    ),
+    (
+        "HashSet",
+        "iteration order must be deterministic (use BTreeSet)",
+    ),
     ("UdpSocket", "no sockets in the core"),
     ("TcpStream", "no sockets in the core"),
     ("std::thread", "no threads in the core"),
@@ -41,7 +47,12 @@ fn scan(dir: &Path, found: &mut Vec<String>) {
             let code = line.split("//").next().unwrap_or("");
             for (word, why) in BANNED {
                 if code.contains(word) {
-                    found.push(format!("{}:{}: `{word}` ({why}): {}", path.display(), i + 1, line.trim()));
+                    found.push(format!(
+                        "{}:{}: `{word}` ({why}): {}",
+                        path.display(),
+                        i + 1,
+                        line.trim()
+                    ));
                 }
             }
         }
@@ -51,8 +62,15 @@ fn scan(dir: &Path, found: &mut Vec<String>) {
 #[test]
 fn core_has_no_io_clock_or_global_randomness() {
     let mut found = Vec::new();
-    scan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core"), &mut found);
-    assert!(found.is_empty(), "banned in src/core:\n{}", found.join("\n"));
+    scan(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core"),
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "banned in src/core:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -60,7 +78,11 @@ fn the_scan_catches_a_banned_name() {
     // The checker itself must be able to fail.
     let dir = std::env::temp_dir().join(format!("wm-purity-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("bad.rs"), "fn f() { let t = std::time::Instant::now(); }\n// Instant::now in a comment is fine\n").unwrap();
+    fs::write(
+        dir.join("bad.rs"),
+        "fn f() { let t = std::time::Instant::now(); }\n// Instant::now in a comment is fine\n",
+    )
+    .unwrap();
     let mut found = Vec::new();
     scan(&dir, &mut found);
     fs::remove_dir_all(&dir).unwrap();

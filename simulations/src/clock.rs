@@ -21,7 +21,11 @@ pub struct Clock {
 impl Clock {
     /// A clock reading `offset` at real time 0, running at `rate`.
     pub fn new(offset: u64, rate: f64) -> Clock {
-        Clock { base_real: 0, base_local: offset, rate }
+        Clock {
+            base_real: 0,
+            base_local: offset,
+            rate,
+        }
     }
 
     /// The local reading at real time `tau`.

@@ -167,7 +167,11 @@ impl FaultKind {
 
     /// Parses a CLI name.
     pub fn parse(s: &str) -> Option<FaultKind> {
-        FaultKind::ALL_SAFE.iter().copied().chain([FaultKind::ClockBeyondRho]).find(|k| k.name() == s)
+        FaultKind::ALL_SAFE
+            .iter()
+            .copied()
+            .chain([FaultKind::ClockBeyondRho])
+            .find(|k| k.name() == s)
     }
 }
 
@@ -189,8 +193,16 @@ pub struct Fault {
 impl Fault {
     /// In words.
     pub fn describe(&self, name: &str) -> String {
-        let o = self.other.map(|o| format!(" other={o}")).unwrap_or_default();
-        format!("t={:.3}s {} {name}{o} for {:.2}s", self.at as f64 / SEC as f64, self.kind.name(), self.dur as f64 / SEC as f64)
+        let o = self
+            .other
+            .map(|o| format!(" other={o}"))
+            .unwrap_or_default();
+        format!(
+            "t={:.3}s {} {name}{o} for {:.2}s",
+            self.at as f64 / SEC as f64,
+            self.kind.name(),
+            self.dur as f64 / SEC as f64
+        )
     }
 }
 
@@ -226,15 +238,21 @@ impl Schedule {
         let count = rng.random_range(cfg.fault_count.0..=cfg.fault_count.1.max(cfg.fault_count.0));
         // Nodes that may end the run dead: never so many voters that no quorum is
         // left, and never the last node that may hold.
-        let voters: BTreeSet<usize> = (0..n).filter(|&i| cluster.voter_index(&format!("n{i:02}")).is_some()).collect();
-        let holders: BTreeSet<usize> = (0..n).filter(|&i| cluster.may_hold(&format!("n{i:02}"))).collect();
+        let voters: BTreeSet<usize> = (0..n)
+            .filter(|&i| cluster.voter_index(&format!("n{i:02}")).is_some())
+            .collect();
+        let holders: BTreeSet<usize> = (0..n)
+            .filter(|&i| cluster.may_hold(&format!("n{i:02}")))
+            .collect();
         let mut dead: BTreeSet<usize> = BTreeSet::new();
         let can_die = |dead: &BTreeSet<usize>, i: usize| {
             let mut d = dead.clone();
             d.insert(i);
             let live_voters = voters.iter().filter(|v| !d.contains(v)).count();
             let live_holders = holders.iter().filter(|h| !d.contains(h)).count();
-            live_voters >= cluster.quorum_size() && live_holders >= 1 && cluster.quorum == QuorumMode::Majority
+            live_voters >= cluster.quorum_size()
+                && live_holders >= 1
+                && cluster.quorum == QuorumMode::Majority
         };
         let mut asymmetric_used = false;
         for _ in 0..count {
@@ -242,7 +260,12 @@ impl Schedule {
             // Two nodes: two overlapping one-way cuts can add up to a full partition,
             // which the two-node mode does not claim to survive.
             // So can two delayed directions.
-            if cfg.quorum == QuorumMode::Off && matches!(kind, FaultKind::Asymmetric | FaultKind::Delay | FaultKind::RestartStorm) {
+            if cfg.quorum == QuorumMode::Off
+                && matches!(
+                    kind,
+                    FaultKind::Asymmetric | FaultKind::Delay | FaultKind::RestartStorm
+                )
+            {
                 if asymmetric_used {
                     continue;
                 }
@@ -253,8 +276,15 @@ impl Schedule {
             let latest = quiet.saturating_sub(SEC).max(start + 1);
             let at = rng.random_range(start..latest);
             let room = quiet.saturating_sub(at).max(MS);
-            let dur = |rng: &mut StdRng, lo: u64, hi: u64| rng.random_range(lo..hi.max(lo + 1)).min(room);
-            let mut f = Fault { at, kind, node, other: None, dur: 0 };
+            let dur =
+                |rng: &mut StdRng, lo: u64, hi: u64| rng.random_range(lo..hi.max(lo + 1)).min(room);
+            let mut f = Fault {
+                at,
+                kind,
+                node,
+                other: None,
+                dur: 0,
+            };
             match kind {
                 FaultKind::Join => {
                     if !s.late_joiners.contains(&node) && s.late_joiners.len() + 1 < n {
@@ -280,7 +310,9 @@ impl Schedule {
                     }
                 }
                 FaultKind::Drain | FaultKind::Health => f.dur = dur(rng, 300 * MS, 4 * SEC),
-                FaultKind::Prefer => f.other = Some(rng.random_range(0..cluster.groups.len().max(1))),
+                FaultKind::Prefer => {
+                    f.other = Some(rng.random_range(0..cluster.groups.len().max(1)))
+                }
                 FaultKind::Partition | FaultKind::Asymmetric => {
                     let mut side: Vec<bool> = (0..n).map(|_| rng.random_bool(0.5)).collect();
                     if side.iter().all(|&x| x) || side.iter().all(|&x| !x) {
@@ -319,7 +351,13 @@ impl Schedule {
             if kind != FaultKind::Join {
                 s.faults.push(f);
             } else {
-                s.faults.push(Fault { at, kind: FaultKind::Join, node, other: None, dur: 0 });
+                s.faults.push(Fault {
+                    at,
+                    kind: FaultKind::Join,
+                    node,
+                    other: None,
+                    dur: 0,
+                });
             }
         }
         s
@@ -327,12 +365,21 @@ impl Schedule {
 
     /// The schedule in words.
     pub fn describe(&self) -> Vec<String> {
-        self.faults.iter().map(|f| f.describe(&format!("n{:02}", f.node))).collect()
+        self.faults
+            .iter()
+            .map(|f| f.describe(&format!("n{:02}", f.node)))
+            .collect()
     }
 
     /// Appends the end of a fault; returns its index.
     pub fn push_end(&mut self, kind: FaultKind, node: usize) -> usize {
-        self.faults.push(Fault { at: 0, kind, node, other: None, dur: 0 });
+        self.faults.push(Fault {
+            at: 0,
+            kind,
+            node,
+            other: None,
+            dur: 0,
+        });
         self.faults.len() - 1
     }
 

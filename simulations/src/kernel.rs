@@ -66,7 +66,11 @@ pub enum GateWrite {
 impl Kernel {
     /// A fresh kernel (machine boot). `gate` says whether answering needs a live entry.
     pub fn new(gate: bool, breaks: KernelBreaks) -> Kernel {
-        Kernel { gate, breaks, ..Kernel::default() }
+        Kernel {
+            gate,
+            breaks,
+            ..Kernel::default()
+        }
     }
 
     /// Whether this kernel answers for `addr` at local time `now`.
@@ -77,7 +81,9 @@ impl Kernel {
         if !self.gate {
             return true;
         }
-        self.live.get(&addr).is_some_and(|&e| self.breaks.fence || e > now.as_nanos())
+        self.live
+            .get(&addr)
+            .is_some_and(|&e| self.breaks.fence || e > now.as_nanos())
     }
 
     /// When (local) the gate entry for `addr` stops letting traffic through.
@@ -96,7 +102,11 @@ impl Kernel {
     /// Adds or replaces an address with `valid_lft 1` (REPLACE creates). Runs the
     /// worker, as an address change does.
     pub fn replace_addr(&mut self, addr: IpAddr, now: Instant, fuzz: u64) {
-        let due = if self.breaks.fence { u64::MAX } else { now.as_nanos() + DUE_AFTER };
+        let due = if self.breaks.fence {
+            u64::MAX
+        } else {
+            now.as_nanos() + DUE_AFTER
+        };
         self.addrs.insert(addr, Addr { due });
         self.run_worker(now.as_nanos(), fuzz);
     }
@@ -108,7 +118,12 @@ impl Kernel {
 
     /// The expiry worker's run at local time `now`. Returns the removed addresses.
     pub fn run_worker(&mut self, now: u64, fuzz: u64) -> Vec<IpAddr> {
-        let gone: Vec<IpAddr> = self.addrs.iter().filter(|(_, a)| a.due <= now).map(|(k, _)| *k).collect();
+        let gone: Vec<IpAddr> = self
+            .addrs
+            .iter()
+            .filter(|(_, a)| a.due <= now)
+            .map(|(k, _)| *k)
+            .collect();
         for a in &gone {
             self.addrs.remove(a);
         }
@@ -132,7 +147,10 @@ impl Kernel {
     /// Fails as a whole if the armed element has expired.
     pub fn go_live(&mut self, addr: IpAddr, now: Instant, e: u64) -> GateWrite {
         let n = now.as_nanos();
-        let armed = self.armed.remove(&addr).is_some_and(|x| self.breaks.fence || x > n);
+        let armed = self
+            .armed
+            .remove(&addr)
+            .is_some_and(|x| self.breaks.fence || x > n);
         if !armed && !self.breaks.gate_atomic {
             return GateWrite::Expired;
         }
@@ -144,7 +162,10 @@ impl Kernel {
     /// whole (re-creating nothing) if it has expired.
     pub fn refresh_live(&mut self, addr: IpAddr, now: Instant, e: u64) -> GateWrite {
         let n = now.as_nanos();
-        let present = self.live.get(&addr).is_some_and(|&x| self.breaks.fence || x > n);
+        let present = self
+            .live
+            .get(&addr)
+            .is_some_and(|&x| self.breaks.fence || x > n);
         if !present && !self.breaks.gate_atomic {
             self.live.remove(&addr);
             return GateWrite::Expired;
@@ -203,14 +224,27 @@ mod tests {
         let v = ip("10.0.0.1");
         k.replace_addr(v, at(0), 0);
         k.arm(v, at(0), 20_000_000);
-        assert_eq!(k.go_live(v, at(30), 80_000_000), GateWrite::Expired, "armed element expired");
+        assert_eq!(
+            k.go_live(v, at(30), 80_000_000),
+            GateWrite::Expired,
+            "armed element expired"
+        );
         k.arm(v, at(40), 20_000_000);
         assert_eq!(k.go_live(v, at(41), 80_000_000), GateWrite::Ok);
         assert!(k.answers(v, at(120)));
         assert!(!k.answers(v, at(121)));
         assert_eq!(k.refresh_live(v, at(125), 80_000_000), GateWrite::Expired);
-        assert!(!k.answers(v, at(126)), "an expired element is not re-created");
-        let mut b = Kernel::new(true, KernelBreaks { gate_atomic: true, fence: false });
+        assert!(
+            !k.answers(v, at(126)),
+            "an expired element is not re-created"
+        );
+        let mut b = Kernel::new(
+            true,
+            KernelBreaks {
+                gate_atomic: true,
+                fence: false,
+            },
+        );
         b.replace_addr(v, at(0), 0);
         assert_eq!(b.refresh_live(v, at(125), 80_000_000), GateWrite::Ok);
         assert!(b.answers(v, at(126)));

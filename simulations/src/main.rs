@@ -14,7 +14,9 @@ use wackamole_simulations::faults::FaultKind;
 use wackamole_simulations::runner::{Sweep, percentile, set_break};
 
 #[derive(Parser, Debug)]
-#[command(about = "Deterministic cluster simulation of wackamole: many real cores and foca instances over a faulty model network and model kernels")]
+#[command(
+    about = "Deterministic cluster simulation of wackamole: many real cores and foca instances over a faulty model network and model kernels"
+)]
 struct Args {
     /// Number of seeds to run.
     #[arg(long, default_value_t = 100)]
@@ -81,8 +83,15 @@ struct Args {
 
 fn parse_range(s: &str) -> Result<(usize, usize), String> {
     let (a, b) = s.split_once("..").unwrap_or((s, s));
-    let a: usize = a.trim().parse().map_err(|_| format!("{s:?}: expected A..B"))?;
-    let b: usize = b.trim_start_matches('=').trim().parse().map_err(|_| format!("{s:?}: expected A..B"))?;
+    let a: usize = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected A..B"))?;
+    let b: usize = b
+        .trim_start_matches('=')
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: expected A..B"))?;
     if a > b || a == 0 {
         return Err(format!("{s:?}: expected 1 ≤ A ≤ B"));
     }
@@ -196,9 +205,21 @@ fn main() -> ExitCode {
     });
     let f = summary.failovers();
     let h = summary.handovers();
-    let other: Vec<f64> = summary.runs.iter().flat_map(|(_, r)| r.failover_other_ms.iter().copied()).collect();
-    let dg: Vec<f64> = summary.runs.iter().map(|(_, r)| r.datagrams_per_node_s).collect();
-    let by: Vec<f64> = summary.runs.iter().map(|(_, r)| r.bytes_per_node_s).collect();
+    let other: Vec<f64> = summary
+        .runs
+        .iter()
+        .flat_map(|(_, r)| r.failover_other_ms.iter().copied())
+        .collect();
+    let dg: Vec<f64> = summary
+        .runs
+        .iter()
+        .map(|(_, r)| r.datagrams_per_node_s)
+        .collect();
+    let by: Vec<f64> = summary
+        .runs
+        .iter()
+        .map(|(_, r)| r.bytes_per_node_s)
+        .collect();
     println!(
         "failover after machine crash: n={} p50={:.0} p90={:.0} p99={:.0} max={:.0} ms; after agent crash/freeze: n={} p50={:.0} p99={:.0} ms",
         f.len(),
@@ -210,13 +231,34 @@ fn main() -> ExitCode {
         percentile(&other, 50.0),
         percentile(&other, 99.0)
     );
-    println!("handover gap: n={} p50={:.1} p99={:.1} ms", h.len(), percentile(&h, 50.0), percentile(&h, 99.0));
-    println!("traffic per node: datagrams/s p50={:.0}, bytes/s p50={:.0}", percentile(&dg, 50.0), percentile(&by, 50.0));
+    println!(
+        "handover gap: n={} p50={:.1} p99={:.1} ms",
+        h.len(),
+        percentile(&h, 50.0),
+        percentile(&h, 99.0)
+    );
+    println!(
+        "traffic per node: datagrams/s p50={:.0}, bytes/s p50={:.0}",
+        percentile(&dg, 50.0),
+        percentile(&by, 50.0)
+    );
     let moves: u64 = summary.runs.iter().map(|(_, r)| r.moves).sum();
-    let node_h: f64 = summary.runs.iter().map(|(_, r)| r.node_seconds).sum::<f64>() / 3600.0;
-    println!("holder changes after convergence: {moves} in {node_h:.2} node-hours = {:.1} per node-hour", moves as f64 / node_h.max(1e-9));
+    let node_h: f64 = summary
+        .runs
+        .iter()
+        .map(|(_, r)| r.node_seconds)
+        .sum::<f64>()
+        / 3600.0;
+    println!(
+        "holder changes after convergence: {moves} in {node_h:.2} node-hours = {:.1} per node-hour",
+        moves as f64 / node_h.max(1e-9)
+    );
     let conflicts: u64 = summary.runs.iter().map(|(_, r)| r.conflicts).sum();
     println!("probe conflicts (canary for a too-small K): {conflicts}");
     println!("{}", summary.line());
-    if summary.violating_seeds().is_empty() && summary.liveness_seeds().is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if summary.violating_seeds().is_empty() && summary.liveness_seeds().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

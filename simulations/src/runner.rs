@@ -73,7 +73,9 @@ impl Default for Sweep {
             profile: Profile::Default,
             breaks: Breaks::default(),
             kernel_breaks: KernelBreaks::default(),
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             fault_phase_s: 15.0,
             stop_at_first: false,
             full_check: false,
@@ -90,8 +92,16 @@ impl Sweep {
     pub fn config(&self, seed: u64) -> SimConfig {
         let mut r = StdRng::seed_from_u64(mix64(seed ^ 0xc0f1_6));
         let mut c = SimConfig::new(seed);
-        c.quorum = self.quorum.unwrap_or(if r.random_bool(0.2) { QuorumMode::Off } else { QuorumMode::Majority });
-        c.nodes = if c.quorum == QuorumMode::Off { 2 } else { r.random_range(self.nodes.0..=self.nodes.1.max(self.nodes.0)) };
+        c.quorum = self.quorum.unwrap_or(if r.random_bool(0.2) {
+            QuorumMode::Off
+        } else {
+            QuorumMode::Majority
+        });
+        c.nodes = if c.quorum == QuorumMode::Off {
+            2
+        } else {
+            r.random_range(self.nodes.0..=self.nodes.1.max(self.nodes.0))
+        };
         c.groups = r.random_range(self.vips.0..=self.vips.1.max(self.vips.0));
         c.witness = c.quorum == QuorumMode::Majority && c.nodes >= 3 && r.random_bool(0.15);
         // Voters: an odd number up to five, or (one seed in eight) an even number.
@@ -101,7 +111,11 @@ impl Sweep {
         } else {
             max - (1 - max % 2)
         };
-        c.loss = if c.quorum == QuorumMode::Off { 0.0 } else { self.loss };
+        c.loss = if c.quorum == QuorumMode::Off {
+            0.0
+        } else {
+            self.loss
+        };
         c.faults = self.faults.clone();
         c.fault_count = self.fault_count;
         c.fence = self.fence;
@@ -120,16 +134,30 @@ impl Sweep {
     /// The command line that replays `seed` alone.
     pub fn replay_command(&self, seed: u64) -> String {
         let mut s = format!("cargo run --release -p wackamole-simulations -- --seed {seed}");
-        s += &format!(" --nodes {}..{} --vips {}..{}", self.nodes.0, self.nodes.1, self.vips.0, self.vips.1);
+        s += &format!(
+            " --nodes {}..{} --vips {}..{}",
+            self.nodes.0, self.nodes.1, self.vips.0, self.vips.1
+        );
         if self.loss > 0.0 {
             s += &format!(" --loss {}", self.loss);
         }
         if self.faults != FaultKind::ALL_SAFE.to_vec() {
             let names: Vec<&str> = self.faults.iter().map(|f| f.name()).collect();
-            s += &format!(" --faults {}", if names.is_empty() { "none".to_string() } else { names.join(",") });
+            s += &format!(
+                " --faults {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(",")
+                }
+            );
         }
         if let Some(q) = self.quorum {
-            s += if q == QuorumMode::Off { " --quorum off" } else { " --quorum majority" };
+            s += if q == QuorumMode::Off {
+                " --quorum off"
+            } else {
+                " --quorum majority"
+            };
         }
         if self.fence == FenceKind::Address {
             s += " --fence address";
@@ -171,7 +199,10 @@ impl Sweep {
                         if self.stop_at_first && !r.violations.is_empty() {
                             stop.store(1, Ordering::SeqCst);
                         }
-                        results.lock().unwrap_or_else(|e| e.into_inner()).push((cfg, r));
+                        results
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((cfg, r));
                     }
                 });
             }
@@ -255,22 +286,36 @@ impl From<Vec<(SimConfig, RunResult)>> for Summary {
 impl Summary {
     /// Seeds with a violation.
     pub fn violating_seeds(&self) -> Vec<u64> {
-        self.runs.iter().filter(|(_, r)| !r.violations.is_empty()).map(|(c, _)| c.seed).collect()
+        self.runs
+            .iter()
+            .filter(|(_, r)| !r.violations.is_empty())
+            .map(|(c, _)| c.seed)
+            .collect()
     }
 
     /// Seeds with a liveness failure.
     pub fn liveness_seeds(&self) -> Vec<u64> {
-        self.runs.iter().filter(|(_, r)| !r.liveness.is_empty()).map(|(c, _)| c.seed).collect()
+        self.runs
+            .iter()
+            .filter(|(_, r)| !r.liveness.is_empty())
+            .map(|(c, _)| c.seed)
+            .collect()
     }
 
     /// All failover times after machine crashes.
     pub fn failovers(&self) -> Vec<f64> {
-        self.runs.iter().flat_map(|(_, r)| r.failover_crash_ms.iter().copied()).collect()
+        self.runs
+            .iter()
+            .flat_map(|(_, r)| r.failover_crash_ms.iter().copied())
+            .collect()
     }
 
     /// All handover gaps.
     pub fn handovers(&self) -> Vec<f64> {
-        self.runs.iter().flat_map(|(_, r)| r.handover_ms.iter().copied()).collect()
+        self.runs
+            .iter()
+            .flat_map(|(_, r)| r.handover_ms.iter().copied())
+            .collect()
     }
 
     /// The machine-readable last line.

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
-use wackamole::core::config::{ClusterConfig, FenceKind, GroupId, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup};
+use wackamole::core::config::{
+    ClusterConfig, FenceKind, GroupId, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup,
+};
 use wackamole::core::engine::{Action, Breaks, Engine, EngineConfig, EngineInit, Event, KernelOp};
 use wackamole::core::hash::{StableHasher, mix64};
 use wackamole::core::ownership::KernelOutcome;
@@ -185,16 +187,41 @@ pub struct RunResult {
 enum ShellStep {
     Check,
     Write,
-    Ack { outcome: KernelOutcome, post_deadline: Option<Instant> },
+    Ack {
+        outcome: KernelOutcome,
+        post_deadline: Option<Instant>,
+    },
 }
 
 #[derive(Clone, Debug)]
 enum Ev {
-    Timer { node: usize, life: u64, tgen: u64 },
-    Deliver { to: usize, from: SocketAddr, payload: Vec<u8> },
-    Shell { node: usize, life: u64, id: u64, op: KernelOp, step: ShellStep },
-    Probe { node: usize, life: u64, group: GroupId },
-    Worker { node: usize, boot: u64, at_local: u64 },
+    Timer {
+        node: usize,
+        life: u64,
+        tgen: u64,
+    },
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        payload: Vec<u8>,
+    },
+    Shell {
+        node: usize,
+        life: u64,
+        id: u64,
+        op: KernelOp,
+        step: ShellStep,
+    },
+    Probe {
+        node: usize,
+        life: u64,
+        group: GroupId,
+    },
+    Worker {
+        node: usize,
+        boot: u64,
+        at_local: u64,
+    },
     Fault(usize),
     Check,
 }
@@ -277,7 +304,11 @@ pub fn cluster_config(cfg: &SimConfig) -> ClusterConfig {
     let names: Vec<String> = (0..cfg.nodes).map(|i| format!("n{i:02}")).collect();
     let voters: Vec<String> = match cfg.quorum {
         QuorumMode::Off => names.iter().take(2).cloned().collect(),
-        QuorumMode::Majority => names.iter().take(cfg.voters.clamp(1, cfg.nodes)).cloned().collect(),
+        QuorumMode::Majority => names
+            .iter()
+            .take(cfg.voters.clamp(1, cfg.nodes))
+            .cloned()
+            .collect(),
     };
     let witnesses = if cfg.witness && cfg.quorum == QuorumMode::Majority && voters.len() >= 3 {
         vec![voters[voters.len() - 1].clone()]
@@ -286,11 +317,15 @@ pub fn cluster_config(cfg: &SimConfig) -> ClusterConfig {
     };
     let mut groups = Vec::new();
     for g in 0..cfg.groups {
-        let a: IpAddr = format!("10.1.{}.{}", g / 200, 10 + g % 200).parse().expect("valid");
+        let a: IpAddr = format!("10.1.{}.{}", g / 200, 10 + g % 200)
+            .parse()
+            .expect("valid");
         let mut vips = vec![Vip::host(a)];
         if g % 4 == 3 {
             // A braced group: two addresses that move together, one of them IPv6.
-            vips.push(Vip::host(format!("fd00::{:x}", 0x100 + g).parse().expect("valid")));
+            vips.push(Vip::host(
+                format!("fd00::{:x}", 0x100 + g).parse().expect("valid"),
+            ));
         }
         groups.push(VipGroup::new(vips));
     }
@@ -316,7 +351,9 @@ impl World {
         let mut nodes = Vec::new();
         let mut by_addr = BTreeMap::new();
         for i in 0..cfg.nodes {
-            let addr: SocketAddr = format!("10.0.{}.{}:7946", i / 200, 1 + i % 200).parse().expect("valid");
+            let addr: SocketAddr = format!("10.0.{}.{}:7946", i / 200, 1 + i % 200)
+                .parse()
+                .expect("valid");
             // Rates within ρ (well inside: 0.9ρ), offsets arbitrary.
             let rate = 1.0 + rho * 0.9 * (rng.random::<f64>() * 2.0 - 1.0);
             let offset = rng.random_range(0..1000 * SEC);
@@ -347,7 +384,11 @@ impl World {
         let groups = cluster.groups.len();
         let loss = cfg.loss;
         World {
-            result: RunResult { seed: cfg.seed, schedule: schedule.describe(), ..RunResult::default() },
+            result: RunResult {
+                seed: cfg.seed,
+                schedule: schedule.describe(),
+                ..RunResult::default()
+            },
             cfg,
             cluster_id: cluster.cluster_id(),
             cluster,
@@ -409,7 +450,13 @@ impl World {
         for i in 0..self.nodes.len() {
             if !self.schedule.late_joiners.contains(&i) {
                 let at = self.rng.random_range(0..50 * MS);
-                self.schedule.faults.push(Fault { at, kind: FaultKind::Join, node: i, other: None, dur: 0 });
+                self.schedule.faults.push(Fault {
+                    at,
+                    kind: FaultKind::Join,
+                    node: i,
+                    other: None,
+                    dur: 0,
+                });
             }
         }
         self.schedule.faults.sort_by_key(|f| f.at);
@@ -465,24 +512,48 @@ impl World {
                 match n.agent {
                     Agent::Frozen => {
                         if self.nodes[to].frozen_events.len() < MAX_FROZEN_BACKLOG {
-                            self.nodes[to].frozen_events.push(Ev::Deliver { to, from, payload });
+                            self.nodes[to]
+                                .frozen_events
+                                .push(Ev::Deliver { to, from, payload });
                         }
                     }
                     Agent::Running => {
                         let len = payload.len();
                         let cid = self.cluster_id;
-                        self.log(1 << 32 | to as u64, || format!("deliver {} -> {} ({len} B) {}", from, to, describe_datagram(cid, &payload)));
+                        self.log(1 << 32 | to as u64, || {
+                            format!(
+                                "deliver {} -> {} ({len} B) {}",
+                                from,
+                                to,
+                                describe_datagram(cid, &payload)
+                            )
+                        });
                         self.with_engine(to, |e, now| e.handle_datagram(from, &payload, now));
                     }
                     _ => {}
                 }
             }
-            Ev::Shell { node, life, id, op, step } => {
-                let ev = Ev::Shell { node, life, id, op: op.clone(), step: step.clone() };
+            Ev::Shell {
+                node,
+                life,
+                id,
+                op,
+                step,
+            } => {
+                let ev = Ev::Shell {
+                    node,
+                    life,
+                    id,
+                    op: op.clone(),
+                    step: step.clone(),
+                };
                 if self.defer_if_frozen(node, &ev) {
                     return;
                 }
-                if self.nodes[node].life != life || self.nodes[node].agent != Agent::Running || !self.nodes[node].machine_up {
+                if self.nodes[node].life != life
+                    || self.nodes[node].agent != Agent::Running
+                    || !self.nodes[node].machine_up
+                {
                     return;
                 }
                 self.shell_step(node, life, id, op, step);
@@ -495,10 +566,16 @@ impl World {
                     return;
                 }
                 let conflict = self.probe_conflict(node, group);
-                self.log(2 << 32 | node as u64 | u64::from(conflict) << 16, || format!("probe n{node} g{group} conflict={conflict}"));
+                self.log(2 << 32 | node as u64 | u64::from(conflict) << 16, || {
+                    format!("probe n{node} g{group} conflict={conflict}")
+                });
                 self.with_engine(node, |e, now| e.handle_probe(group, conflict, now));
             }
-            Ev::Worker { node, boot, at_local } => {
+            Ev::Worker {
+                node,
+                boot,
+                at_local,
+            } => {
                 let n = &mut self.nodes[node];
                 if n.boot != boot || !n.machine_up || n.kernel.worker_at != Some(at_local) {
                     return;
@@ -507,7 +584,9 @@ impl World {
                 let fuzz = self.rng.random_range(0..=WORKER_FUZZ_MAX);
                 let gone = self.nodes[node].kernel.run_worker(local, fuzz);
                 for a in gone {
-                    self.log(3 << 32 | node as u64, || format!("kernel n{node} expired {a}"));
+                    self.log(3 << 32 | node as u64, || {
+                        format!("kernel n{node} expired {a}")
+                    });
                     self.note_kernel_change(node, a);
                 }
                 self.arm_worker(node);
@@ -517,7 +596,12 @@ impl World {
                 // A frozen process cannot take commands: they wait in its socket.
                 let command = matches!(
                     f.kind,
-                    FaultKind::Drain | FaultKind::Undrain | FaultKind::Health | FaultKind::Healthy | FaultKind::Prefer | FaultKind::Leave
+                    FaultKind::Drain
+                        | FaultKind::Undrain
+                        | FaultKind::Health
+                        | FaultKind::Healthy
+                        | FaultKind::Prefer
+                        | FaultKind::Leave
                 );
                 if command && self.nodes[f.node].agent == Agent::Frozen {
                     self.nodes[f.node].frozen_events.push(Ev::Fault(i));
@@ -542,7 +626,9 @@ impl World {
     fn with_engine(&mut self, node: usize, f: impl FnOnce(&mut Engine, Instant)) {
         let read_delay = self.rng.random_range(0..=200_000u64);
         let n = &mut self.nodes[node];
-        let Some(mut engine) = n.engine.take() else { return };
+        let Some(mut engine) = n.engine.take() else {
+            return;
+        };
         let now = n.clock.local(self.now + read_delay).max(n.last_now);
         n.last_now = now;
         f(&mut engine, now);
@@ -579,7 +665,16 @@ impl World {
             Action::Kernel { id, op } => {
                 let life = self.nodes[node].life;
                 let d1 = self.rng.random_range(0..=2 * MS);
-                self.push(self.now + d1, Ev::Shell { node, life, id, op, step: ShellStep::Check });
+                self.push(
+                    self.now + d1,
+                    Ev::Shell {
+                        node,
+                        life,
+                        id,
+                        op,
+                        step: ShellStep::Check,
+                    },
+                );
             }
             Action::Probe { group } => {
                 let life = self.nodes[node].life;
@@ -602,36 +697,59 @@ impl World {
             self.steady.0 += 1;
             self.steady.1 += payload.len() as u64;
         }
-        let Some(&dst) = self.by_addr.get(&to) else { return };
+        let Some(&dst) = self.by_addr.get(&to) else {
+            return;
+        };
         if self.blocked.contains(&(from, dst)) {
             return;
         }
-        let loss = self.loss.max(self.link_loss.get(&(from, dst)).copied().unwrap_or(0.0));
+        let loss = self
+            .loss
+            .max(self.link_loss.get(&(from, dst)).copied().unwrap_or(0.0));
         if loss > 0.0 && self.rng.random::<f64>() < loss {
             return;
         }
-        let copies = if self.rng.random::<f64>() < 0.005 { 2 } else { 1 };
+        let copies = if self.rng.random::<f64>() < 0.005 {
+            2
+        } else {
+            1
+        };
         let src = self.nodes[from].addr;
         for _ in 0..copies {
             let r: f64 = self.rng.random();
             // LAN: 50–400 µs; 2 % 1–8 ms (reordering); 0.1 % 100–600 ms (a very late
             // datagram, e.g. a grant that arrives across a release).
-            let extra = self.slow_to.get(&dst).map_or(0, |&(lo, hi)| self.rng.random_range(lo..hi));
-            let delay = extra + if r < 0.001 {
-                self.rng.random_range(100 * MS..600 * MS)
-            } else if r < 0.021 {
-                self.rng.random_range(MS..8 * MS)
-            } else {
-                self.rng.random_range(50_000..400_000)
-            };
-            self.push(at + delay, Ev::Deliver { to: dst, from: src, payload: payload.clone() });
+            let extra = self
+                .slow_to
+                .get(&dst)
+                .map_or(0, |&(lo, hi)| self.rng.random_range(lo..hi));
+            let delay = extra
+                + if r < 0.001 {
+                    self.rng.random_range(100 * MS..600 * MS)
+                } else if r < 0.021 {
+                    self.rng.random_range(MS..8 * MS)
+                } else {
+                    self.rng.random_range(50_000..400_000)
+                };
+            self.push(
+                at + delay,
+                Ev::Deliver {
+                    to: dst,
+                    from: src,
+                    payload: payload.clone(),
+                },
+            );
         }
     }
 
     // ---- the model shell -------------------------------------------------------------
 
     fn group_addrs(&self, g: GroupId) -> Vec<IpAddr> {
-        self.cluster.groups[usize::from(g)].vips.iter().map(|v| v.addr).collect()
+        self.cluster.groups[usize::from(g)]
+            .vips
+            .iter()
+            .map(|v| v.addr)
+            .collect()
     }
 
     fn local_now(&self, node: usize) -> Instant {
@@ -646,7 +764,19 @@ impl World {
         let d2 = self.rng.random_range(0..=MS);
         let d3 = self.rng.random_range(100_000..=MS);
         let ack = |w: &mut World, outcome: KernelOutcome, post: Option<Instant>| {
-            w.push(w.now + d3, Ev::Shell { node, life, id, op: op.clone(), step: ShellStep::Ack { outcome, post_deadline: post } });
+            w.push(
+                w.now + d3,
+                Ev::Shell {
+                    node,
+                    life,
+                    id,
+                    op: op.clone(),
+                    step: ShellStep::Ack {
+                        outcome,
+                        post_deadline: post,
+                    },
+                },
+            );
         };
         match step {
             ShellStep::Check => match &op {
@@ -682,18 +812,40 @@ impl World {
                     self.arm_worker(node);
                     if gate {
                         // The go-live write; a freeze may land between check and write.
-                        self.push(self.now + d2, Ev::Shell { node, life, id, op: op.clone(), step: ShellStep::Write });
+                        self.push(
+                            self.now + d2,
+                            Ev::Shell {
+                                node,
+                                life,
+                                id,
+                                op: op.clone(),
+                                step: ShellStep::Write,
+                            },
+                        );
                     } else {
                         ack(self, KernelOutcome::Ok, Some(*deadline));
                     }
                 }
-                KernelOp::Refresh { group, deadline, renew_address } => {
+                KernelOp::Refresh {
+                    group,
+                    deadline,
+                    renew_address,
+                } => {
                     if local > *deadline {
                         ack(self, KernelOutcome::Lapsed, None);
                         return;
                     }
                     if gate {
-                        self.push(self.now + d2, Ev::Shell { node, life, id, op: op.clone(), step: ShellStep::Write });
+                        self.push(
+                            self.now + d2,
+                            Ev::Shell {
+                                node,
+                                life,
+                                id,
+                                op: op.clone(),
+                                step: ShellStep::Write,
+                            },
+                        );
                     } else {
                         let _ = renew_address;
                         for a in self.group_addrs(*group) {
@@ -709,7 +861,11 @@ impl World {
             ShellStep::Write => {
                 let (group, deadline, renew, bind) = match &op {
                     KernelOp::Bind { group, deadline } => (*group, *deadline, false, true),
-                    KernelOp::Refresh { group, deadline, renew_address } => (*group, *deadline, *renew_address, false),
+                    KernelOp::Refresh {
+                        group,
+                        deadline,
+                        renew_address,
+                    } => (*group, *deadline, *renew_address, false),
                     _ => return,
                 };
                 let mut ok = true;
@@ -739,7 +895,10 @@ impl World {
                     ack(self, KernelOutcome::Lapsed, None);
                 }
             }
-            ShellStep::Ack { outcome, post_deadline } => {
+            ShellStep::Ack {
+                outcome,
+                post_deadline,
+            } => {
                 let mut outcome = outcome;
                 if let (KernelOutcome::Ok, Some(d)) = (&outcome, post_deadline) {
                     if local > d {
@@ -756,7 +915,9 @@ impl World {
                         outcome = KernelOutcome::Lapsed;
                     }
                 }
-                self.log(6 << 32 | node as u64 | id << 40, || format!("kernel n{node} op{id} {op:?} -> {outcome:?}"));
+                self.log(6 << 32 | node as u64 | id << 40, || {
+                    format!("kernel n{node} op{id} {op:?} -> {outcome:?}")
+                });
                 self.with_engine(node, |e, now| e.handle_kernel(id, outcome, now));
             }
         }
@@ -767,18 +928,32 @@ impl World {
         if let Some(w) = n.kernel.worker_at {
             let at = n.clock.real_at(Instant::from_nanos(w), self.now);
             let boot = n.boot;
-            self.push(at, Ev::Worker { node, boot, at_local: w });
+            self.push(
+                at,
+                Ev::Worker {
+                    node,
+                    boot,
+                    at_local: w,
+                },
+            );
         }
     }
 
     fn probe_conflict(&mut self, node: usize, group: GroupId) -> bool {
         let addrs = self.group_addrs(group);
         for m in 0..self.nodes.len() {
-            if m == node || !self.nodes[m].machine_up || self.blocked.contains(&(m, node)) || self.blocked.contains(&(node, m)) {
+            if m == node
+                || !self.nodes[m].machine_up
+                || self.blocked.contains(&(m, node))
+                || self.blocked.contains(&(node, m))
+            {
                 continue;
             }
             let local = self.local_now(m);
-            if addrs.iter().any(|&a| self.nodes[m].kernel.answers(a, local)) {
+            if addrs
+                .iter()
+                .any(|&a| self.nodes[m].kernel.answers(a, local))
+            {
                 return self.rng.random::<f64>() >= self.loss;
             }
         }
@@ -793,7 +968,9 @@ impl World {
 
     fn answering(&self, addr: IpAddr) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&m| self.nodes[m].machine_up && self.nodes[m].kernel.answers(addr, self.local_now(m)))
+            .filter(|&m| {
+                self.nodes[m].machine_up && self.nodes[m].kernel.answers(addr, self.local_now(m))
+            })
             .collect()
     }
 
@@ -818,7 +995,11 @@ impl World {
         if who.len() > 1 {
             let nodes: Vec<String> = who.iter().map(|&m| self.nodes[m].name.clone()).collect();
             self.log(7 << 32, || format!("VIOLATION {a} answered by {nodes:?}"));
-            self.violations.push(Violation { at: self.now, vip: a, nodes });
+            self.violations.push(Violation {
+                at: self.now,
+                vip: a,
+                nodes,
+            });
         }
         if let Some(&(_, g)) = self.vips.iter().find(|v| v.0 == a) {
             self.update_intervals(g);
@@ -837,7 +1018,9 @@ impl World {
             } else if self.cluster.fence == FenceKind::Gate {
                 match self.nodes[m].kernel.live_until(first) {
                     Some(u64::MAX) | None => u64::MAX,
-                    Some(l) => self.nodes[m].clock.real_at(Instant::from_nanos(l), self.now),
+                    Some(l) => self.nodes[m]
+                        .clock
+                        .real_at(Instant::from_nanos(l), self.now),
                 }
             } else {
                 u64::MAX
@@ -870,14 +1053,19 @@ impl World {
                 }
             }
         }
-        self.history[g].iter().find(|(_, s, e)| *s <= t && t < *e).map(|(m, _, _)| *m)
+        self.history[g]
+            .iter()
+            .find(|(_, s, e)| *s <= t && t < *e)
+            .map(|(m, _, _)| *m)
     }
 
     fn periodic_check(&mut self) {
         for g in 0..self.cluster.groups.len() {
             self.update_intervals(g as GroupId);
         }
-        if self.converged_at.is_none() && (0..self.cluster.groups.len()).all(|g| self.holder_at(g, self.now).is_some()) {
+        if self.converged_at.is_none()
+            && (0..self.cluster.groups.len()).all(|g| self.holder_at(g, self.now).is_some())
+        {
             self.converged_at = Some(self.now);
         }
         let settle = settle_bound(&self.cluster);
@@ -925,7 +1113,11 @@ impl World {
                 }
             }
         }
-        let prefs_in_play = self.schedule.faults.iter().any(|f| f.kind == FaultKind::Prefer);
+        let prefs_in_play = self
+            .schedule
+            .faults
+            .iter()
+            .any(|f| f.kind == FaultKind::Prefer);
         let cap = groups.div_ceil(eligible.len().max(1));
         if prefs_in_play || !self.cluster.witnesses.is_empty() || load.iter().all(|&l| l <= cap) {
             self.b1_good += 1;
@@ -939,7 +1131,9 @@ impl World {
         let need = (self.l1_samples as f64 * l1_bar(self.cfg.loss)).ceil() as u64;
         let min = self.l1_good.iter().copied().min().unwrap_or(0);
         self.result.l1_min_coverage = min as f64 / self.l1_samples.max(1) as f64;
-        let bad: Vec<usize> = (0..self.l1_good.len()).filter(|&g| self.l1_good[g] < need).collect();
+        let bad: Vec<usize> = (0..self.l1_good.len())
+            .filter(|&g| self.l1_good[g] < need)
+            .collect();
         if self.b1_good < need || !bad.is_empty() || self.l1_samples == 0 {
             self.liveness_check();
         }
@@ -952,13 +1146,23 @@ impl World {
         let need = (self.l1_samples as f64 * l1_bar(self.cfg.loss)).ceil() as u64;
         for g in 0..self.l1_good.len() {
             if self.l1_good[g] < need {
-                failures.push(format!("g{g} owned by one eligible node in {}/{} samples", self.l1_good[g], self.l1_samples));
+                failures.push(format!(
+                    "g{g} owned by one eligible node in {}/{} samples",
+                    self.l1_good[g], self.l1_samples
+                ));
             }
         }
         if self.b1_good < need {
-            failures.push(format!("B1 held in {}/{} samples", self.b1_good, self.l1_samples));
+            failures.push(format!(
+                "B1 held in {}/{} samples",
+                self.b1_good, self.l1_samples
+            ));
         }
-        let prefs_in_play = self.schedule.faults.iter().any(|f| f.kind == FaultKind::Prefer);
+        let prefs_in_play = self
+            .schedule
+            .faults
+            .iter()
+            .any(|f| f.kind == FaultKind::Prefer);
         for g in 0..self.cluster.groups.len() {
             let first = self.cluster.groups[g].vips[0].addr;
             let who = self.answering(first);
@@ -973,7 +1177,10 @@ impl World {
             let cap = self.cluster.groups.len().div_ceil(eligible.len());
             for (m, l) in load.iter().enumerate() {
                 if *l > cap {
-                    failures.push(format!("B1: {} holds {l} > ceil(V/N) = {cap}", self.nodes[m].name));
+                    failures.push(format!(
+                        "B1: {} holds {l} > ceil(V/N) = {cap}",
+                        self.nodes[m].name
+                    ));
                 }
             }
         }
@@ -986,12 +1193,38 @@ impl World {
                         let members: Vec<String> = st
                             .members
                             .iter()
-                            .map(|m| format!("{}@{}:{:?}/{}", m.id.name, m.id.epoch, m.state, m.meta.as_ref().map_or("nometa".to_string(), |x| format!("e{}d{}g{}v{}", x.eligible as u8, x.draining as u8, x.generation, x.version))))
+                            .map(|m| {
+                                format!(
+                                    "{}@{}:{:?}/{}",
+                                    m.id.name,
+                                    m.id.epoch,
+                                    m.state,
+                                    m.meta.as_ref().map_or("nometa".to_string(), |x| format!(
+                                        "e{}d{}g{}v{}",
+                                        x.eligible as u8, x.draining as u8, x.generation, x.version
+                                    ))
+                                )
+                            })
                             .collect();
-                        let owners: Vec<String> = st.groups.iter().map(|g| format!("{}:{}", g.owner.as_deref().unwrap_or("-"), g.phase)).collect();
-                        format!("STATUS n{i} now={local:?} next={:?} id={:?} timers={} life={:?} meta=e{} swim={:?} members={members:?} groups={owners:?}", e.membership().poll_timeout(), e.membership().identity().epoch, e.membership().pending_timers(), st.life, st.meta.eligible as u8, e.membership_stats())
+                        let owners: Vec<String> = st
+                            .groups
+                            .iter()
+                            .map(|g| format!("{}:{}", g.owner.as_deref().unwrap_or("-"), g.phase))
+                            .collect();
+                        format!(
+                            "STATUS n{i} now={local:?} next={:?} id={:?} timers={} life={:?} meta=e{} swim={:?} members={members:?} groups={owners:?}",
+                            e.membership().poll_timeout(),
+                            e.membership().identity().epoch,
+                            e.membership().pending_timers(),
+                            st.life,
+                            st.meta.eligible as u8,
+                            e.membership_stats()
+                        )
                     }
-                    None => format!("STATUS n{i} agent={:?} machine_up={}", self.nodes[i].agent, self.nodes[i].machine_up),
+                    None => format!(
+                        "STATUS n{i} agent={:?} machine_up={}",
+                        self.nodes[i].agent, self.nodes[i].machine_up
+                    ),
                 };
                 self.log(8 << 32 | i as u64, || line);
             }
@@ -1051,7 +1284,8 @@ impl World {
         (0..self.cluster.groups.len())
             .filter(|&g| {
                 let first = self.cluster.groups[g].vips[0].addr;
-                self.nodes[node].machine_up && self.nodes[node].kernel.answers(first, self.local_now(node))
+                self.nodes[node].machine_up
+                    && self.nodes[node].kernel.answers(first, self.local_now(node))
             })
             .map(|g| g as GroupId)
             .collect()
@@ -1061,7 +1295,9 @@ impl World {
         let i = f.node;
         if f.kind != FaultKind::Join || f.at > 0 {
             let d = f.describe(&self.nodes[i].name);
-            self.log(10 << 32 | f.node as u64 | (f.kind as u64) << 16, || format!("FAULT {d}"));
+            self.log(10 << 32 | f.node as u64 | (f.kind as u64) << 16, || {
+                format!("FAULT {d}")
+            });
         }
         let in_fault_phase = self.now < self.quiet_at;
         match f.kind {
@@ -1076,7 +1312,10 @@ impl World {
                 }
                 let n = &mut self.nodes[i];
                 n.machine_up = false;
-                n.kernel = Kernel::new(self.cluster.fence == FenceKind::Gate, self.cfg.kernel_breaks);
+                n.kernel = Kernel::new(
+                    self.cluster.fence == FenceKind::Gate,
+                    self.cfg.kernel_breaks,
+                );
                 n.boot += 1;
                 self.stop_agent(i, Agent::Off);
                 for a in self.vips.iter().map(|v| v.0).collect::<Vec<_>>() {
@@ -1127,7 +1366,14 @@ impl World {
                     // The timer fires at once: the executor was stalled.
                     let tgen = self.nodes[i].timer_gen;
                     let life = self.nodes[i].life;
-                    self.push(self.now, Ev::Timer { node: i, life, tgen });
+                    self.push(
+                        self.now,
+                        Ev::Timer {
+                            node: i,
+                            life,
+                            tgen,
+                        },
+                    );
                 }
             }
             FaultKind::Leave => {
@@ -1168,7 +1414,10 @@ impl World {
                 let g = f.other.unwrap_or(0) % self.cluster.groups.len();
                 self.with_engine(i, |e, now| e.set_prefers(vec![g as GroupId], now));
             }
-            FaultKind::Partition | FaultKind::Isolate | FaultKind::NonTransitive | FaultKind::Asymmetric => {
+            FaultKind::Partition
+            | FaultKind::Isolate
+            | FaultKind::NonTransitive
+            | FaultKind::Asymmetric => {
                 let cuts = self.schedule.cuts_for(&f, self.nodes.len());
                 for c in &cuts {
                     self.blocked.insert(*c);
@@ -1212,12 +1461,22 @@ impl World {
             }
             FaultKind::Flap => {
                 // Toggle one node's links every 100–500 ms for the duration.
-                let cuts = self.schedule.cuts_for(&Fault { kind: FaultKind::Isolate, ..f.clone() }, self.nodes.len());
+                let cuts = self.schedule.cuts_for(
+                    &Fault {
+                        kind: FaultKind::Isolate,
+                        ..f.clone()
+                    },
+                    self.nodes.len(),
+                );
                 let mut t = self.now;
                 let end = self.now + f.dur;
                 let mut on = true;
                 while t < end {
-                    let idx = if on { self.schedule.push_cut(cuts.clone()) } else { self.schedule.push_heal(cuts.clone()) };
+                    let idx = if on {
+                        self.schedule.push_cut(cuts.clone())
+                    } else {
+                        self.schedule.push_heal(cuts.clone())
+                    };
                     self.push(t, Ev::Fault(idx));
                     on = !on;
                     t += self.rng.random_range(100 * MS..500 * MS);
@@ -1284,7 +1543,11 @@ impl World {
         let conv = self.converged_at.unwrap_or(self.now);
         // Failovers: from the fault to the first interval of another node.
         for &(g, from, at, crash) in &self.pending_failover {
-            let next = self.history[usize::from(g)].iter().filter(|&&(m, s, _)| m != from && s >= at).map(|&(_, s, _)| s).min();
+            let next = self.history[usize::from(g)]
+                .iter()
+                .filter(|&&(m, s, _)| m != from && s >= at)
+                .map(|&(_, s, _)| s)
+                .min();
             if let Some(s) = next {
                 let v = ms_f(s - at);
                 if crash {
@@ -1298,8 +1561,14 @@ impl World {
             let h = &self.history[usize::from(g)];
             // The end of the old holder's interval that was open at the drain or leave,
             // then the next holder's start.
-            if let Some(&(_, _, end)) = h.iter().find(|&&(m, s, e)| m == from && s <= at && at < e) {
-                if let Some(s) = h.iter().filter(|&&(m, s, _)| m != from && s + 1 >= end.saturating_sub(1)).map(|&(_, s, _)| s).min() {
+            if let Some(&(_, _, end)) = h.iter().find(|&&(m, s, e)| m == from && s <= at && at < e)
+            {
+                if let Some(s) = h
+                    .iter()
+                    .filter(|&&(m, s, _)| m != from && s + 1 >= end.saturating_sub(1))
+                    .map(|&(_, s, _)| s)
+                    .min()
+                {
                     self.result.handover_ms.push(ms_f(s.saturating_sub(end)));
                 }
             }
@@ -1340,7 +1609,12 @@ impl World {
                 by += e.stats().bytes_out;
             }
         }
-        let running = self.nodes.iter().filter(|n| n.engine.is_some()).count().max(1);
+        let running = self
+            .nodes
+            .iter()
+            .filter(|n| n.engine.is_some())
+            .count()
+            .max(1);
         self.result.node_seconds = (secs - self.cfg.warmup_s).max(0.0) * running as f64;
         let _ = (dg, by);
         // Traffic is measured in the steady state after the fault phase (start-up
@@ -1376,12 +1650,18 @@ pub fn describe_datagram(cluster_id: u64, payload: &[u8]) -> String {
         Ok(Body::Swim(d, _)) => {
             let mut codec = foca::PostcardCodec;
             match <foca::PostcardCodec as Codec<NodeId>>::decode_header(&mut codec, &d[..]) {
-                Ok(h) => format!("swim {:?} {}@{}->{}@{}", h.message, h.src.name, h.src.epoch, h.dst.name, h.dst.epoch),
+                Ok(h) => format!(
+                    "swim {:?} {}@{}->{}@{}",
+                    h.message, h.src.name, h.src.epoch, h.dst.name, h.dst.epoch
+                ),
                 Err(_) => "swim ?".into(),
             }
         }
         Ok(Body::Claim(c)) => format!("claim {} seq{} {:?}", c.name, c.seq, c.groups),
-        Ok(Body::Answer(a)) => format!("answer v{} seq{} +{:?} -{:?}", a.voter, a.seq, a.granted, a.denied),
+        Ok(Body::Answer(a)) => format!(
+            "answer v{} seq{} +{:?} -{:?}",
+            a.voter, a.seq, a.granted, a.denied
+        ),
         Ok(b) => format!("{b:?}"),
         Err(e) => format!("undecodable {e:?}"),
     }
@@ -1394,8 +1674,16 @@ pub fn run(cfg: SimConfig) -> RunResult {
     if (r.violations.is_empty() && r.liveness.is_empty()) || cfg.record_trace || cfg.full_trace {
         return r;
     }
-    let again = World::new(SimConfig { record_trace: true, ..cfg }).run();
-    assert_eq!(again.trace_hash, r.trace_hash, "seed {} is not deterministic", r.seed);
+    let again = World::new(SimConfig {
+        record_trace: true,
+        ..cfg
+    })
+    .run();
+    assert_eq!(
+        again.trace_hash, r.trace_hash,
+        "seed {} is not deterministic",
+        r.seed
+    );
     again
 }
 

@@ -14,9 +14,17 @@ fn finds_violation(name: Option<&str>, mut sweep: Sweep) {
     let s = sweep.run(|_, _| {});
     let found = s.violating_seeds();
     let label = name.unwrap_or("clock beyond rho");
-    assert!(!found.is_empty(), "--break {label}: no violation in {} seeds", s.runs.len());
+    assert!(
+        !found.is_empty(),
+        "--break {label}: no violation in {} seeds",
+        s.runs.len()
+    );
     let seed = found[0];
-    eprintln!("--break {label}: violation on seed {seed} after {} seeds; replay: {}", s.runs.len(), sweep.replay_command(seed));
+    eprintln!(
+        "--break {label}: violation on seed {seed} after {} seeds; replay: {}",
+        s.runs.len(),
+        sweep.replay_command(seed)
+    );
     // The same seed replays to the same violation.
     let again = wackamole_simulations::world::run(sweep.config(seed));
     assert!(!again.violations.is_empty(), "seed {seed} did not replay");
@@ -30,7 +38,12 @@ fn faults(list: &[FaultKind]) -> Vec<FaultKind> {
 fn quorum_lease() {
     finds_violation(
         Some("quorum-lease"),
-        Sweep { seeds: 200, quorum: Some(QuorumMode::Majority), faults: faults(&[FaultKind::Partition]), ..Sweep::default() },
+        Sweep {
+            seeds: 200,
+            quorum: Some(QuorumMode::Majority),
+            faults: faults(&[FaultKind::Partition]),
+            ..Sweep::default()
+        },
     );
 }
 
@@ -51,13 +64,25 @@ fn release_order() {
 fn gate_atomic() {
     finds_violation(
         Some("gate-atomic"),
-        Sweep { seeds: 600, quorum: Some(QuorumMode::Majority), faults: faults(&[FaultKind::Freeze]), ..Sweep::default() },
+        Sweep {
+            seeds: 600,
+            quorum: Some(QuorumMode::Majority),
+            faults: faults(&[FaultKind::Freeze]),
+            ..Sweep::default()
+        },
     );
 }
 
 #[test]
 fn fence() {
-    finds_violation(Some("fence"), Sweep { seeds: 300, quorum: Some(QuorumMode::Majority), ..Sweep::default() });
+    finds_violation(
+        Some("fence"),
+        Sweep {
+            seeds: 300,
+            quorum: Some(QuorumMode::Majority),
+            ..Sweep::default()
+        },
+    );
 }
 
 #[test]
@@ -92,7 +117,14 @@ fn nonce() {
 
 #[test]
 fn quiescence_in_two_node_mode() {
-    finds_violation(Some("quiescence"), Sweep { seeds: 300, quorum: Some(QuorumMode::Off), ..Sweep::default() });
+    finds_violation(
+        Some("quiescence"),
+        Sweep {
+            seeds: 300,
+            quorum: Some(QuorumMode::Off),
+            ..Sweep::default()
+        },
+    );
 }
 
 #[test]

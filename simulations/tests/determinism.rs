@@ -22,15 +22,26 @@ fn same_seed_same_trace() {
 fn incremental_checker_matches_full_scan() {
     // Under a break that produces violations, the per-write check and a full scan of
     // every address after every event find the first violation at the same instant.
-    let mut sweep = Sweep { seeds: 1, ..Sweep::default() };
-    assert!(set_break(&mut sweep.breaks, &mut sweep.kernel_breaks, "quorum-lease"));
+    let mut sweep = Sweep {
+        seeds: 1,
+        ..Sweep::default()
+    };
+    assert!(set_break(
+        &mut sweep.breaks,
+        &mut sweep.kernel_breaks,
+        "quorum-lease"
+    ));
     let mut compared = 0;
     for seed in 0..40 {
         let fast = run(sweep.config(seed));
         let mut c = sweep.config(seed);
         c.full_check = true;
         let full = run(c);
-        assert_eq!(fast.violations.first().map(|v| (v.at, v.vip)), full.violations.first().map(|v| (v.at, v.vip)), "seed {seed}");
+        assert_eq!(
+            fast.violations.first().map(|v| (v.at, v.vip)),
+            full.violations.first().map(|v| (v.at, v.vip)),
+            "seed {seed}"
+        );
         compared += usize::from(!fast.violations.is_empty());
         if compared >= 3 {
             break;

@@ -36,14 +36,23 @@ fn check(sweep: &Sweep, label: &str) -> Summary {
         }
     }
     eprintln!("{label}: {}", s.line());
-    assert!(failures.is_empty(), "{label}: {} failing seeds:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{label}: {} failing seeds:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     s
 }
 
 #[test]
 fn majority_and_two_node_every_fault_class() {
     // One seed in five is a two-node cluster with quorum off.
-    let sweep = Sweep { seed_start: 0, seeds: 1400, ..Sweep::default() };
+    let sweep = Sweep {
+        seed_start: 0,
+        seeds: 1400,
+        ..Sweep::default()
+    };
     let s = check(&sweep, "gate/default mixed");
     let modes: Vec<QuorumMode> = s.runs.iter().map(|(c, _)| c.quorum).collect();
     assert!(modes.contains(&QuorumMode::Off) && modes.contains(&QuorumMode::Majority));
@@ -53,13 +62,23 @@ fn majority_and_two_node_every_fault_class() {
 
 #[test]
 fn address_fence() {
-    let sweep = Sweep { seed_start: 100_000, seeds: 300, fence: FenceKind::Address, ..Sweep::default() };
+    let sweep = Sweep {
+        seed_start: 100_000,
+        seeds: 300,
+        fence: FenceKind::Address,
+        ..Sweep::default()
+    };
     check(&sweep, "address fence");
 }
 
 #[test]
 fn fast_profile() {
-    let sweep = Sweep { seed_start: 200_000, seeds: 300, profile: Profile::Fast, ..Sweep::default() };
+    let sweep = Sweep {
+        seed_start: 200_000,
+        seeds: 300,
+        profile: Profile::Fast,
+        ..Sweep::default()
+    };
     check(&sweep, "fast profile");
 }
 
@@ -84,7 +103,12 @@ fn restarts_with_delays_and_no_failback() {
         seed_start: 400_000,
         seeds: 150,
         failback_s: Some(0.0),
-        faults: vec![FaultKind::RestartStorm, FaultKind::Delay, FaultKind::SplitRestart, FaultKind::AgentCrash],
+        faults: vec![
+            FaultKind::RestartStorm,
+            FaultKind::Delay,
+            FaultKind::SplitRestart,
+            FaultKind::AgentCrash,
+        ],
         nodes: (2, 6),
         ..Sweep::default()
     };

@@ -36,7 +36,11 @@ pub struct Candidate {
 impl Candidate {
     /// A weight-1 candidate without preferences.
     pub fn new(name: impl Into<String>) -> Candidate {
-        Candidate { name: name.into(), weight: 1, prefers: Vec::new() }
+        Candidate {
+            name: name.into(),
+            weight: 1,
+            prefers: Vec::new(),
+        }
     }
 }
 
@@ -78,7 +82,11 @@ fn log_table() -> &'static [u64] {
             .map(|i| {
                 // m = (1 + i/2048) · 2^63; −log2(m/2^64) = 1 − log2(1 + i/2048).
                 let m = (1u128 << 63) + (u128::from(i) << (63 - LOG_BITS));
-                if m >= 1u128 << 64 { 1 << 24 } else { (1 << 24) - neg_log2_fixed_slow(m as u64) }
+                if m >= 1u128 << 64 {
+                    1 << 24
+                } else {
+                    (1 << 24) - neg_log2_fixed_slow(m as u64)
+                }
             })
             .collect()
     })
@@ -112,18 +120,32 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
         return out;
     }
     // The node half of `combine`, precomputed: pair(g, c) = mix64(g ^ node_mix[c]).
-    let node_mix: Vec<u64> = order.iter().map(|&i| mix64(hash_str(&candidates[i].name)).rotate_left(17)).collect();
-    let weight: Vec<u16> = order.iter().map(|&i| candidates[i].weight.clamp(1, 1000)).collect();
+    let node_mix: Vec<u64> = order
+        .iter()
+        .map(|&i| mix64(hash_str(&candidates[i].name)).rotate_left(17))
+        .collect();
+    let weight: Vec<u16> = order
+        .iter()
+        .map(|&i| candidates[i].weight.clamp(1, 1000))
+        .collect();
     let weighted = weight.iter().any(|&w| w != weight[0]);
     let pair = |g: usize, c: usize| mix64(groups[g] ^ node_mix[c]);
     // A group's preference for a candidate: higher is better. Equal weights: the
     // pair hash. Weighted: −(−log2 u / w) in fixed point, ties broken by the hash.
     let key = |g: usize, c: usize| -> (u64, u64) {
         let x = pair(g, c);
-        if weighted { (u64::MAX - (neg_log2_fixed(x) << 20) / u64::from(weight[c]), x) } else { (x, 0) }
+        if weighted {
+            (
+                u64::MAX - (neg_log2_fixed(x) << 20) / u64::from(weight[c]),
+                x,
+            )
+        } else {
+            (x, 0)
+        }
     };
     // (key, candidate) with candidate index as the last tie-break (lower wins).
-    let better = |a: ((u64, u64), usize), b: ((u64, u64), usize)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
+    let better =
+        |a: ((u64, u64), usize), b: ((u64, u64), usize)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
 
     // 1. Preferences.
     let mut load = vec![0usize; n];
@@ -155,8 +177,10 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
     // 2. Capacities: ceil(V · w / Σw) minus preferred load; raised evenly if
     //    preferences leave too little room.
     let total_w: u64 = weight.iter().map(|&w| u64::from(w)).sum();
-    let mut cap: Vec<usize> =
-        weight.iter().map(|&w| (v as u64 * u64::from(w)).div_ceil(total_w) as usize).collect();
+    let mut cap: Vec<usize> = weight
+        .iter()
+        .map(|&w| (v as u64 * u64::from(w)).div_ceil(total_w) as usize)
+        .collect();
     loop {
         let room: usize = (0..n).map(|c| cap[c].saturating_sub(load[c])).sum();
         if room >= free_groups.len() {
@@ -281,15 +305,22 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn groups(v: usize) -> Vec<u64> {
-        (0..v).map(|i| group_hash(&format!("10.0.{}.{}", i / 250, i % 250))).collect()
+        (0..v)
+            .map(|i| group_hash(&format!("10.0.{}.{}", i / 250, i % 250)))
+            .collect()
     }
 
     fn names(assign: &[Option<usize>], cands: &[Candidate]) -> Vec<Option<String>> {
-        assign.iter().map(|o| o.map(|i| cands[i].name.clone())).collect()
+        assign
+            .iter()
+            .map(|o| o.map(|i| cands[i].name.clone()))
+            .collect()
     }
 
     fn cands(n: usize) -> Vec<Candidate> {
-        (0..n).map(|i| Candidate::new(format!("node-{i}"))).collect()
+        (0..n)
+            .map(|i| Candidate::new(format!("node-{i}")))
+            .collect()
     }
 
     #[test]
@@ -300,7 +331,9 @@ mod tests {
         let got: Vec<&str> = a.iter().map(|o| o.as_deref().unwrap()).collect();
         assert_eq!(got, GOLDEN);
     }
-    const GOLDEN: [&str; 8] = ["node-0", "node-1", "node-2", "node-2", "node-1", "node-0", "node-1", "node-0"];
+    const GOLDEN: [&str; 8] = [
+        "node-0", "node-1", "node-2", "node-2", "node-1", "node-0", "node-1", "node-0",
+    ];
 
     #[test]
     fn golden_weighted_assignment() {
@@ -310,12 +343,19 @@ mod tests {
         let got: Vec<&str> = a.iter().map(|o| o.as_deref().unwrap()).collect();
         assert_eq!(got, GOLDEN_WEIGHTED);
     }
-    const GOLDEN_WEIGHTED: [&str; 10] =
-        ["node-2", "node-1", "node-1", "node-1", "node-1", "node-0", "node-1", "node-0", "node-1", "node-2"];
+    const GOLDEN_WEIGHTED: [&str; 10] = [
+        "node-2", "node-1", "node-1", "node-1", "node-1", "node-0", "node-1", "node-0", "node-1",
+        "node-2",
+    ];
 
     #[test]
     fn neg_log2_is_accurate() {
-        for (x, want) in [(1u64 << 63, 1.0f64), (1u64 << 62, 2.0), (u64::MAX, 0.0), (3u64 << 62, 0.415_037_5)] {
+        for (x, want) in [
+            (1u64 << 63, 1.0f64),
+            (1u64 << 62, 2.0),
+            (u64::MAX, 0.0),
+            (3u64 << 62, 0.415_037_5),
+        ] {
             let got = neg_log2_fixed(x) as f64 / (1u64 << 24) as f64;
             assert!((got - want).abs() < 1e-5, "x={x} got={got} want={want}");
         }
@@ -332,7 +372,10 @@ mod tests {
     fn pair_is_the_pinned_combine() {
         let g = group_hash("10.0.0.1");
         let n = hash_str("node-a");
-        assert_eq!(mix64(g ^ mix64(n).rotate_left(17)), crate::core::hash::combine(g, n));
+        assert_eq!(
+            mix64(g ^ mix64(n).rotate_left(17)),
+            crate::core::hash::combine(g, n)
+        );
     }
 
     #[test]
@@ -433,11 +476,17 @@ mod tests {
             for t in 0..trials {
                 let n = 2 + t % 15;
                 let v = 1 + (t * 7) % 64;
-                let c: Vec<Candidate> = (0..n).map(|i| Candidate::new(format!("t{t}-n{i}"))).collect();
+                let c: Vec<Candidate> = (0..n)
+                    .map(|i| Candidate::new(format!("t{t}-n{i}")))
+                    .collect();
                 let g = groups(v);
                 let changed = t % n;
-                let rest: Vec<Candidate> =
-                    c.iter().enumerate().filter(|(i, _)| *i != changed).map(|(_, x)| x.clone()).collect();
+                let rest: Vec<Candidate> = c
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != changed)
+                    .map(|(_, x)| x.clone())
+                    .collect();
                 let full = names(&assign(&g, &c), &c);
                 let less = names(&assign(&g, &rest), &rest);
                 // A leave goes full -> less; a join goes less -> full.
@@ -460,7 +509,10 @@ mod tests {
                 "{what}: extra moves histogram {extra_hist:?}; mean extra {:.2}; within ceil(V/N)+1: {within_bound}/{trials}",
                 extra_total as f64 / trials as f64
             );
-            assert!(within_bound * 100 >= trials * 55, "{what}: {within_bound}/{trials}");
+            assert!(
+                within_bound * 100 >= trials * 55,
+                "{what}: {within_bound}/{trials}"
+            );
         }
     }
 }

@@ -204,7 +204,10 @@ impl VipGroup {
 
     /// A stable key: the group's first address.
     pub fn key(&self) -> String {
-        self.vips.first().map(|v| v.addr.to_string()).unwrap_or_default()
+        self.vips
+            .first()
+            .map(|v| v.addr.to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -270,13 +273,19 @@ pub fn validate_name(name: &str) -> Result<(), ConfigError> {
         Some("must not be empty")
     } else if name.len() > MAX_NAME_BYTES {
         Some("is longer than 63 bytes")
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_') {
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    {
         Some("may contain only letters, digits, '.', '-' and '_'")
     } else {
         None
     };
     match why {
-        Some(why) => Err(ConfigError::Name { name: name.to_string(), why }),
+        Some(why) => Err(ConfigError::Name {
+            name: name.to_string(),
+            why,
+        }),
         None => Ok(()),
     }
 }
@@ -302,7 +311,14 @@ impl ClusterConfig {
         witnesses.dedup();
         let mut groups: Vec<VipGroup> = groups.into_iter().map(|g| VipGroup::new(g.vips)).collect();
         groups.sort();
-        ClusterConfig { quorum, fence, voters, witnesses, groups, timing }
+        ClusterConfig {
+            quorum,
+            fence,
+            voters,
+            witnesses,
+            groups,
+            timing,
+        }
     }
 
     /// K: the longest real time the fence keeps a VIP answered after the lease ends.
@@ -315,7 +331,10 @@ impl ClusterConfig {
 
     /// P = (T + K)(1 + 2ρ): how long a voter keeps a promise (I1).
     pub fn promise_hold(&self) -> Duration {
-        scale_up(self.timing.promise + self.fence_k(), 1.0 + 2.0 * self.timing.rho)
+        scale_up(
+            self.timing.promise + self.fence_k(),
+            1.0 + 2.0 * self.timing.rho,
+        )
     }
 
     /// W = P: how long a (re)started voter grants nothing (I2).
@@ -357,7 +376,11 @@ impl ClusterConfig {
     pub fn failover_bound(&self) -> Duration {
         let t = &self.timing;
         let dq = t.detection() + t.quiescence;
-        let base = if dq > self.promise_hold() { dq } else { self.promise_hold() };
+        let base = if dq > self.promise_hold() {
+            dq
+        } else {
+            self.promise_hold()
+        };
         base + t.claim_period * 2 + t.rtt_max + t.probe_wait
     }
 
@@ -368,7 +391,9 @@ impl ClusterConfig {
 
     /// Whether `name` is a witness (votes, never holds).
     pub fn is_witness(&self, name: &str) -> bool {
-        self.witnesses.binary_search_by(|v| v.as_str().cmp(name)).is_ok()
+        self.witnesses
+            .binary_search_by(|v| v.as_str().cmp(name))
+            .is_ok()
     }
 
     /// Whether `name` may hold VIPs at all: not a witness, and in two-node mode one
@@ -385,7 +410,10 @@ impl ClusterConfig {
 
     /// The group containing `addr`, if any.
     pub fn group_of(&self, addr: IpAddr) -> Option<GroupId> {
-        self.groups.iter().position(|g| g.vips.iter().any(|v| v.addr == addr)).map(|i| i as GroupId)
+        self.groups
+            .iter()
+            .position(|g| g.vips.iter().any(|v| v.addr == addr))
+            .map(|i| i as GroupId)
     }
 
     /// The digest carried by every datagram: voters, mode, witnesses, groups and every
@@ -419,7 +447,15 @@ impl ClusterConfig {
             }
         }
         let t = &self.timing;
-        for d in [t.claim_period, t.promise, t.gate_timeout, t.gate_refresh, t.gate_arm, t.address_refresh, t.rtt_max] {
+        for d in [
+            t.claim_period,
+            t.promise,
+            t.gate_timeout,
+            t.gate_refresh,
+            t.gate_arm,
+            t.address_refresh,
+            t.rtt_max,
+        ] {
             h.write_u64(duration_nanos(d));
         }
         h.write_u64((t.rho * 1e9) as u64);
@@ -456,7 +492,8 @@ impl ClusterConfig {
                     ));
                 }
                 if self.voters.len() == 1 {
-                    warnings.push("a single voter is a single point of failure for every VIP".into());
+                    warnings
+                        .push("a single voter is a single point of failure for every VIP".into());
                 }
             }
             QuorumMode::Off => {
@@ -475,20 +512,29 @@ impl ClusterConfig {
         }
         for w in &self.witnesses {
             if self.voter_index(w).is_none() {
-                return Err(ConfigError::Voters(format!("witness {w:?} is not in the voter set; a witness is a voter that holds nothing")));
+                return Err(ConfigError::Voters(format!(
+                    "witness {w:?} is not in the voter set; a witness is a voter that holds nothing"
+                )));
             }
         }
         // Groups.
         if self.groups.is_empty() {
-            return Err(ConfigError::Groups("no VIP configured: give at least one --vip".into()));
+            return Err(ConfigError::Groups(
+                "no VIP configured: give at least one --vip".into(),
+            ));
         }
         if self.groups.len() > MAX_GROUPS {
-            return Err(ConfigError::Groups(format!("{} groups is more than the limit of {MAX_GROUPS}", self.groups.len())));
+            return Err(ConfigError::Groups(format!(
+                "{} groups is more than the limit of {MAX_GROUPS}",
+                self.groups.len()
+            )));
         }
         let mut seen = BTreeSet::new();
         for g in &self.groups {
             if g.vips.is_empty() || g.vips.len() > MAX_GROUP_ADDRS {
-                return Err(ConfigError::Groups(format!("a group must have 1 to {MAX_GROUP_ADDRS} addresses")));
+                return Err(ConfigError::Groups(format!(
+                    "a group must have 1 to {MAX_GROUP_ADDRS} addresses"
+                )));
             }
             for v in &g.vips {
                 if !seen.insert(v.addr) {
@@ -496,7 +542,9 @@ impl ClusterConfig {
                 }
                 let max = if v.addr.is_ipv4() { 32 } else { 128 };
                 if v.prefix_len > max || v.prefix_len == 0 {
-                    return Err(ConfigError::Groups(format!("{v}: prefix length must be 1 to {max}")));
+                    return Err(ConfigError::Groups(format!(
+                        "{v}: prefix length must be 1 to {max}"
+                    )));
                 }
             }
         }
@@ -504,11 +552,17 @@ impl ClusterConfig {
         if !(t.rho > 0.0 && t.rho <= MAX_RHO) {
             return Err(ConfigError::Inequality {
                 id: "I7",
-                detail: format!("ρ = {} must be in (0, {MAX_RHO}]; use ntpd/timesyncd or chrony with maxslewrate ≤ 500", t.rho),
+                detail: format!(
+                    "ρ = {} must be in (0, {MAX_RHO}]; use ntpd/timesyncd or chrony with maxslewrate ≤ 500",
+                    t.rho
+                ),
             });
         }
         if t.claim_period < Duration::from_millis(5) {
-            return Err(ConfigError::Inequality { id: "I4", detail: format!("R = {} is below the 5 ms floor", ms(t.claim_period)) });
+            return Err(ConfigError::Inequality {
+                id: "I4",
+                detail: format!("R = {} is below the 5 ms floor", ms(t.claim_period)),
+            });
         }
         // Renewal survives two lost rounds (I4).
         let mut need = self.contention_window() + t.rtt_max;
@@ -521,7 +575,11 @@ impl ClusterConfig {
                 detail: format!(
                     "T(1-2ρ) = {} must be ≥ 3R + RTT{} = {}: raise T or lower R",
                     ms(self.lease_validity()),
-                    if self.fence == FenceKind::Gate { " + E(1+ρ) + A" } else { "" },
+                    if self.fence == FenceKind::Gate {
+                        " + E(1+ρ) + A"
+                    } else {
+                        ""
+                    },
                     ms(need)
                 ),
             });
@@ -541,13 +599,20 @@ impl ClusterConfig {
             if t.gate_refresh.is_zero() || t.gate_timeout < t.gate_refresh * 3 {
                 return Err(ConfigError::Inequality {
                     id: "I6",
-                    detail: format!("E = {} must be ≥ 3F = {}", ms(t.gate_timeout), ms(t.gate_refresh * 3)),
+                    detail: format!(
+                        "E = {} must be ≥ 3F = {}",
+                        ms(t.gate_timeout),
+                        ms(t.gate_refresh * 3)
+                    ),
                 });
             }
             if t.gate_arm < Duration::from_millis(2) || t.gate_arm > t.gate_timeout {
                 return Err(ConfigError::Inequality {
                     id: "I6",
-                    detail: format!("the arm timeout A = {} must be in [2 ms, E]", ms(t.gate_arm)),
+                    detail: format!(
+                        "the arm timeout A = {} must be in [2 ms, E]",
+                        ms(t.gate_arm)
+                    ),
                 });
             }
         }
@@ -555,13 +620,21 @@ impl ClusterConfig {
         if t.probe_rtt.is_zero() || t.probe_period < t.probe_rtt * 3 {
             return Err(ConfigError::Inequality {
                 id: "I10",
-                detail: format!("probe period {} must be ≥ 3 × probe RTT = {}", ms(t.probe_period), ms(t.probe_rtt * 3)),
+                detail: format!(
+                    "probe period {} must be ≥ 3 × probe RTT = {}",
+                    ms(t.probe_period),
+                    ms(t.probe_rtt * 3)
+                ),
             });
         }
         if t.suspect_to_down < t.probe_period {
             return Err(ConfigError::Inequality {
                 id: "I10",
-                detail: format!("suspicion time {} must be ≥ the probe period {}", ms(t.suspect_to_down), ms(t.probe_period)),
+                detail: format!(
+                    "suspicion time {} must be ≥ the probe period {}",
+                    ms(t.suspect_to_down),
+                    ms(t.probe_period)
+                ),
             });
         }
         Ok(warnings)
@@ -584,7 +657,12 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// A node with weight 1 and no preferences.
     pub fn new(name: impl Into<String>) -> NodeConfig {
-        NodeConfig { name: name.into(), weight: 1, prefers: Vec::new(), eligible: true }
+        NodeConfig {
+            name: name.into(),
+            weight: 1,
+            prefers: Vec::new(),
+            eligible: true,
+        }
     }
 }
 
@@ -628,19 +706,34 @@ mod tests {
     fn broken_inequalities_are_named() {
         let mut c = cfg(FenceKind::Gate, Profile::Default);
         c.timing.promise = Duration::from_millis(100);
-        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I4", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Inequality { id: "I4", .. })
+        ));
         let mut c = cfg(FenceKind::Gate, Profile::Default);
         c.timing.gate_refresh = Duration::from_millis(30);
-        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I6", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Inequality { id: "I6", .. })
+        ));
         let mut c = cfg(FenceKind::Gate, Profile::Default);
         c.timing.address_refresh = Duration::from_millis(900);
-        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I5", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Inequality { id: "I5", .. })
+        ));
         let mut c = cfg(FenceKind::Gate, Profile::Default);
         c.timing.probe_rtt = Duration::from_millis(50);
-        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I10", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Inequality { id: "I10", .. })
+        ));
         let mut c = cfg(FenceKind::Gate, Profile::Default);
         c.timing.rho = 0.2;
-        assert!(matches!(c.validate(), Err(ConfigError::Inequality { id: "I7", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Inequality { id: "I7", .. })
+        ));
     }
 
     #[test]
@@ -666,7 +759,14 @@ mod tests {
         let a = cfg(FenceKind::Gate, Profile::Default);
         let mut voters = a.voters.clone();
         voters.reverse();
-        let b = ClusterConfig::new(a.quorum, a.fence, voters, vec![], a.groups.clone(), a.timing.clone());
+        let b = ClusterConfig::new(
+            a.quorum,
+            a.fence,
+            voters,
+            vec![],
+            a.groups.clone(),
+            a.timing.clone(),
+        );
         assert_eq!(a.cluster_id(), b.cluster_id());
         let mut c = a.clone();
         c.timing.promise += Duration::from_millis(1);

@@ -36,7 +36,9 @@ use super::config::{ClusterConfig, FenceKind, GroupId, NodeConfig, QuorumMode};
 use super::hash::{StableHasher, combine, hash_str};
 use super::lease::{Answer, Claim, Claimer, Ignored, Voter};
 use super::membership::{Liveness, MemberView, Membership, NodeId};
-use super::ownership::{self, Ctx, Effect, FenceReason, KernelOutcome, OpKind, Phase, ReleaseReason};
+use super::ownership::{
+    self, Ctx, Effect, FenceReason, KernelOutcome, OpKind, Phase, ReleaseReason,
+};
 use super::time::Instant;
 use super::wire::{self, Body, NodeMeta, WireError};
 
@@ -134,7 +136,9 @@ impl KernelOp {
     pub fn group(&self) -> Option<GroupId> {
         match self {
             KernelOp::Flush => None,
-            KernelOp::Bind { group, .. } | KernelOp::Refresh { group, .. } | KernelOp::Unbind { group } => Some(*group),
+            KernelOp::Bind { group, .. }
+            | KernelOp::Refresh { group, .. }
+            | KernelOp::Unbind { group } => Some(*group),
         }
     }
 }
@@ -355,6 +359,8 @@ pub struct Engine {
     peer: Option<String>,
     peer_heard: Option<Instant>,
     peer_left_nonce: Option<u64>,
+    /// Last time any input reached the engine.
+    last_input: Instant,
     leave_claim_sent: bool,
     /// When metadata was last requested from each address.
     meta_asked: BTreeMap<SocketAddr, Instant>,
@@ -369,14 +375,24 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("name", &self.node.name).field("life", &self.life).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("name", &self.node.name)
+            .field("life", &self.life)
+            .finish_non_exhaustive()
     }
 }
 
 impl Engine {
     /// A new engine at `now`. Its first action is the start-up flush.
     pub fn new(config: EngineConfig, init: EngineInit, now: Instant) -> Engine {
-        let EngineConfig { cluster, node, bind, seeds, cluster_size_hint, breaks } = config;
+        let EngineConfig {
+            cluster,
+            node,
+            bind,
+            seeds,
+            cluster_size_hint,
+            breaks,
+        } = config;
         let cluster_id = cluster.cluster_id();
         let fingerprint = {
             let mut h = StableHasher::new();
@@ -396,19 +412,47 @@ impl Engine {
             draining: false,
             weight: node.weight,
             fingerprint,
-            prefers: if witness { Vec::new() } else { node.prefers.clone() },
+            prefers: if witness {
+                Vec::new()
+            } else {
+                node.prefers.clone()
+            },
         };
-        let id = NodeId { addr: bind, name: node.name.clone(), epoch: init.epoch };
-        let membership =
-            Membership::new(id, &cluster.timing, cluster_size_hint, init.rng_seed ^ 0x5157_494d, meta, seeds, now);
-        let nonce = if breaks.nonce { hash_str(&node.name) } else { init.nonce };
-        let claimer = cluster
-            .may_hold(&node.name)
-            .then(|| Claimer::new(&node.name, nonce, cluster.voters.len(), cluster.lease_validity()));
+        let id = NodeId {
+            addr: bind,
+            name: node.name.clone(),
+            epoch: init.epoch,
+        };
+        let membership = Membership::new(
+            id,
+            &cluster.timing,
+            cluster_size_hint,
+            init.rng_seed ^ 0x5157_494d,
+            meta,
+            seeds,
+            now,
+        );
+        let nonce = if breaks.nonce {
+            hash_str(&node.name)
+        } else {
+            init.nonce
+        };
+        let claimer = cluster.may_hold(&node.name).then(|| {
+            Claimer::new(
+                &node.name,
+                nonce,
+                cluster.voters.len(),
+                cluster.lease_validity(),
+            )
+        });
         let peer = (cluster.quorum == QuorumMode::Off)
             .then(|| cluster.voters.iter().find(|v| **v != node.name).cloned())
             .flatten();
-        let group_hash: Vec<u64> = cluster.groups.iter().map(|g| assign::group_hash(&g.key())).collect();
+        let group_hash: Vec<u64> = cluster
+            .groups
+            .iter()
+            .map(|g| assign::group_hash(&g.key()))
+            .collect();
         let slots = vec![
             Slot {
                 owner: None,
@@ -451,6 +495,7 @@ impl Engine {
             peer,
             peer_heard: None,
             peer_left_nonce: None,
+            last_input: now,
             leave_claim_sent: false,
             meta_asked: BTreeMap::new(),
             dirty_all: true,
@@ -500,7 +545,11 @@ impl Engine {
 
     /// Groups this node currently has bound or is binding/unbinding.
     pub fn bound_groups(&self) -> impl Iterator<Item = GroupId> + '_ {
-        self.slots.iter().enumerate().filter(|(_, s)| s.phase.maybe_bound()).map(|(g, _)| g as GroupId)
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.phase.maybe_bound())
+            .map(|(g, _)| g as GroupId)
     }
 
     /// The phase of a group.
@@ -532,7 +581,12 @@ impl Engine {
                     calm_since: s.calm_since,
                 })
                 .collect(),
-            voters_heard: self.voter_heard.iter().flatten().filter(|&&t| t + recent > now).count(),
+            voters_heard: self
+                .voter_heard
+                .iter()
+                .flatten()
+                .filter(|&&t| t + recent > now)
+                .count(),
         }
     }
 
@@ -583,6 +637,7 @@ impl Engine {
 
     /// A datagram (core format) from `from`, with `now` read after it arrived.
     pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+        self.note_input(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         if self.life == Life::Flushing || self.life == Life::Left {
@@ -605,7 +660,12 @@ impl Engine {
                 // Two-node mode: any traffic from the peer means it is present, so a
                 // node that held alone must now get its grants (or fence).
                 if let Some(peer) = &self.peer {
-                    if self.membership.members().iter().any(|m| m.id.addr == from && m.id.name == *peer) {
+                    if self
+                        .membership
+                        .members()
+                        .iter()
+                        .any(|m| m.id.addr == from && m.id.name == *peer)
+                    {
                         self.peer_heard = Some(now);
                     }
                 }
@@ -614,7 +674,8 @@ impl Engine {
             Body::Answer(a) => self.on_answer(a, now),
             Body::Released { group, from: who } => {
                 if let Some(s) = self.slots.get_mut(usize::from(group)) {
-                    if s.owner.as_deref() == Some(self.node.name.as_str()) && who != self.node.name {
+                    if s.owner.as_deref() == Some(self.node.name.as_str()) && who != self.node.name
+                    {
                         s.hint = true;
                         s.hint_at = now;
                         self.dirty.push(group);
@@ -652,6 +713,7 @@ impl Engine {
 
     /// Timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.note_input(now);
         match self.life {
             Life::Flushing => {
                 if self.flush_retry_at.is_some_and(|t| now >= t) {
@@ -669,19 +731,26 @@ impl Engine {
 
     /// Completion of kernel operation `id`.
     pub fn handle_kernel(&mut self, id: u64, outcome: KernelOutcome, now: Instant) {
-        let Some(op) = self.ops.remove(&id) else { return };
+        self.note_input(now);
+        let Some(op) = self.ops.remove(&id) else {
+            return;
+        };
         match op {
             KernelOp::Flush => {
                 self.flush_op = None;
                 if outcome == KernelOutcome::Ok {
                     self.start_running(now);
                 } else {
-                    self.emit(Action::Event(Event::Warning(format!("start-up flush failed: {outcome:?}; retrying"))));
+                    self.emit(Action::Event(Event::Warning(format!(
+                        "start-up flush failed: {outcome:?}; retrying"
+                    ))));
                     self.flush_retry_at = Some(now + KERNEL_RETRY);
                 }
                 return;
             }
-            KernelOp::Bind { group, .. } | KernelOp::Refresh { group, .. } | KernelOp::Unbind { group } => {
+            KernelOp::Bind { group, .. }
+            | KernelOp::Refresh { group, .. }
+            | KernelOp::Unbind { group } => {
                 let g = usize::from(group);
                 if self.slots[g].inflight == Some(id) {
                     self.slots[g].inflight = None;
@@ -691,12 +760,15 @@ impl Engine {
                 }
                 let kind = match op {
                     KernelOp::Bind { .. } => OpKind::Bind,
-                    KernelOp::Refresh { renew_address, .. } => OpKind::Refresh { renewed_address: renew_address },
+                    KernelOp::Refresh { renew_address, .. } => OpKind::Refresh {
+                        renewed_address: renew_address,
+                    },
                     _ => OpKind::Unbind,
                 };
                 let ctx = self.ctx(group, now);
                 let mut fx = std::mem::take(&mut self.fx);
-                let phase = ownership::kernel_done(self.slots[g].phase, kind, &outcome, &ctx, now, &mut fx);
+                let phase =
+                    ownership::kernel_done(self.slots[g].phase, kind, &outcome, &ctx, now, &mut fx);
                 self.set_phase(group, phase);
                 self.apply(group, &mut fx, now);
                 self.fx = fx;
@@ -708,6 +780,7 @@ impl Engine {
 
     /// The probe for `group` finished; `conflict` if someone answered.
     pub fn handle_probe(&mut self, group: GroupId, conflict: bool, now: Instant) {
+        self.note_input(now);
         let g = usize::from(group);
         if g >= self.slots.len() {
             return;
@@ -741,7 +814,10 @@ impl Engine {
     /// Changes the groups this node prefers (gossiped to everyone).
     pub fn set_prefers(&mut self, prefers: Vec<GroupId>, now: Instant) {
         let n = self.cfg.groups.len();
-        let mut prefers: Vec<GroupId> = prefers.into_iter().filter(|&g| usize::from(g) < n).collect();
+        let mut prefers: Vec<GroupId> = prefers
+            .into_iter()
+            .filter(|&g| usize::from(g) < n)
+            .collect();
         prefers.sort_unstable();
         prefers.dedup();
         if !self.cfg.is_witness(&self.node.name) {
@@ -774,7 +850,12 @@ impl Engine {
         for g in 0..self.slots.len() {
             let group = g as GroupId;
             if let Phase::Held { .. } | Phase::Binding { .. } = self.slots[g].phase {
-                self.set_phase(group, Phase::Fencing { reason: FenceReason::ClockJump });
+                self.set_phase(
+                    group,
+                    Phase::Fencing {
+                        reason: FenceReason::ClockJump,
+                    },
+                );
                 let mut fx = vec![Effect::Fenced(FenceReason::ClockJump)];
                 if self.slots[g].inflight.is_none() {
                     fx.push(Effect::Unbind);
@@ -787,6 +868,21 @@ impl Engine {
     }
 
     // ---- internals -----------------------------------------------------------------
+
+    /// A gap in our own activity longer than the contention window means we were
+    /// frozen or stalled: silence from the two-node peer during that gap proves
+    /// nothing (its datagrams may be waiting in our socket), so the peer's absence
+    /// is measured afresh from now.
+    fn note_input(&mut self, now: Instant) {
+        if self.peer.is_some()
+            && now > self.last_input + self.cfg.contention_window()
+            && self.life == Life::Running
+        {
+            self.peer_heard = Some(now);
+            self.dirty_all = true;
+        }
+        self.last_input = self.last_input.max(now);
+    }
 
     fn emit(&mut self, a: Action) {
         if self.actions.len() < MAX_QUEUED_ACTIONS {
@@ -803,12 +899,21 @@ impl Engine {
     /// Anti-entropy: the sender's metadata is newer than our copy; ask for it (at
     /// most once per META_REQUEST_PERIOD per sender).
     fn check_meta_version(&mut self, from: SocketAddr, version: (u64, u64), now: Instant) {
-        let Some(m) = self.view.iter().find(|m| m.id.addr == from) else { return };
-        let stale = m.meta.as_ref().is_none_or(|x| (x.generation, x.version) < version);
+        let Some(m) = self.view.iter().find(|m| m.id.addr == from) else {
+            return;
+        };
+        let stale = m
+            .meta
+            .as_ref()
+            .is_none_or(|x| (x.generation, x.version) < version);
         if !stale {
             return;
         }
-        if self.meta_asked.get(&from).is_some_and(|&t| now < t + META_REQUEST_PERIOD) {
+        if self
+            .meta_asked
+            .get(&from)
+            .is_some_and(|&t| now < t + META_REQUEST_PERIOD)
+        {
             return;
         }
         if self.meta_asked.len() > 4096 {
@@ -825,7 +930,14 @@ impl Engine {
                 self.stats.bytes_out += payload.len() as u64;
                 self.emit(Action::Send { to, payload });
             }
-            Err(e) => bump(&mut self.stats.drops, if e == WireError::Oversize { "send_oversize" } else { "send_error" }),
+            Err(e) => bump(
+                &mut self.stats.drops,
+                if e == WireError::Oversize {
+                    "send_oversize"
+                } else {
+                    "send_error"
+                },
+            ),
         }
     }
 
@@ -834,14 +946,21 @@ impl Engine {
         let id = self.next_op;
         self.ops.insert(id, KernelOp::Flush);
         self.flush_op = Some(id);
-        self.emit(Action::Kernel { id, op: KernelOp::Flush });
+        self.emit(Action::Kernel {
+            id,
+            op: KernelOp::Flush,
+        });
     }
 
     fn start_running(&mut self, now: Instant) {
         self.life = Life::Running;
         self.dirty_all = true;
         self.running_since = now;
-        let wait = if self.breaks.restart_wait { Duration::ZERO } else { self.cfg.restart_wait() };
+        let wait = if self.breaks.restart_wait {
+            Duration::ZERO
+        } else {
+            self.cfg.restart_wait()
+        };
         if let Some(i) = self.cfg.voter_index(&self.node.name) {
             self.voter = Some(Voter::new(
                 i as u16,
@@ -853,7 +972,9 @@ impl Engine {
                 now,
             ));
         }
-        self.emit(Action::Event(Event::Started { voting_from: now + wait }));
+        self.emit(Action::Event(Event::Started {
+            voting_from: now + wait,
+        }));
         self.membership.start(now);
         self.drive(now);
     }
@@ -870,9 +991,12 @@ impl Engine {
         }
         let settle = self.cfg.timing.probe_period * 3;
         let someone_eligible = || {
-            self.view.iter().any(|m| m.state.is_active() && m.meta.as_ref().is_some_and(|x| x.eligible))
+            self.view
+                .iter()
+                .any(|m| m.state.is_active() && m.meta.as_ref().is_some_and(|x| x.eligible))
         };
-        if now >= self.eligible_at() || (now >= self.running_since + settle && !someone_eligible()) {
+        if now >= self.eligible_at() || (now >= self.running_since + settle && !someone_eligible())
+        {
             self.eligible = true;
             self.refresh_meta();
         }
@@ -895,7 +1019,12 @@ impl Engine {
             // Tell every member at once rather than by gossip: a handover is only as
             // fast as the new owner learns it is the owner.
             let meta = Body::Meta(self.membership.own_meta().clone());
-            let to: Vec<SocketAddr> = self.view.iter().filter(|m| m.state.is_active()).map(|m| m.id.addr).collect();
+            let to: Vec<SocketAddr> = self
+                .view
+                .iter()
+                .filter(|m| m.state.is_active())
+                .map(|m| m.id.addr)
+                .collect();
             for a in to {
                 self.send(a, &meta);
             }
@@ -933,8 +1062,14 @@ impl Engine {
         if self.peer_left_nonce.is_some() {
             return true;
         }
-        let after = if self.breaks.quiescence { Duration::ZERO } else { self.cfg.absent_after() };
-        let since = self.peer_heard.map_or(self.running_since, |h| h.max(self.running_since));
+        let after = if self.breaks.quiescence {
+            Duration::ZERO
+        } else {
+            self.cfg.absent_after()
+        };
+        let since = self
+            .peer_heard
+            .map_or(self.running_since, |h| h.max(self.running_since));
         now >= since + after
     }
 
@@ -943,7 +1078,9 @@ impl Engine {
     }
 
     fn is_alive(&self, members: &[MemberView], name: &str) -> bool {
-        members.iter().any(|m| m.id.name == name && m.state.is_active())
+        members
+            .iter()
+            .any(|m| m.id.name == name && m.state.is_active())
     }
 
     fn ctx(&self, g: GroupId, now: Instant) -> Ctx {
@@ -952,7 +1089,11 @@ impl Engine {
         let running = self.life == Life::Running;
         let own = self.membership.own_meta();
         let want = running && s.owner.as_deref() == Some(me) && self.claimer.is_some();
-        let q = if self.breaks.quiescence { Duration::ZERO } else { self.cfg.timing.quiescence };
+        let q = if self.breaks.quiescence {
+            Duration::ZERO
+        } else {
+            self.cfg.timing.quiescence
+        };
         let calm = s.hint || now >= s.calm_since + q;
         let release_now = if self.life == Life::Leaving {
             Some(ReleaseReason::Leave)
@@ -963,14 +1104,25 @@ impl Engine {
         } else {
             None
         };
-        let lease = self.claimer.as_ref().and_then(|c| c.lease(g, self.q_eff(now)));
+        let lease = self
+            .claimer
+            .as_ref()
+            .and_then(|c| c.lease(g, self.q_eff(now)));
         let (bind_deadline, refresh_deadline, refresh_period) = match (lease, self.cfg.fence) {
             (None, FenceKind::Gate) => (None, None, self.cfg.timing.gate_refresh),
             (None, FenceKind::Address) => (None, None, self.cfg.timing.address_refresh),
             (Some(l), FenceKind::Gate) => {
                 let margin = self.cfg.gate_margin();
-                let refresh = l.as_nanos().checked_sub(margin.as_nanos() as u64).map(Instant::from_nanos);
-                let bind = refresh.and_then(|r| r.as_nanos().checked_sub(self.cfg.timing.gate_arm.as_nanos() as u64)).map(Instant::from_nanos);
+                let refresh = l
+                    .as_nanos()
+                    .checked_sub(margin.as_nanos() as u64)
+                    .map(Instant::from_nanos);
+                let bind = refresh
+                    .and_then(|r| {
+                        r.as_nanos()
+                            .checked_sub(self.cfg.timing.gate_arm.as_nanos() as u64)
+                    })
+                    .map(Instant::from_nanos);
                 (bind, refresh, self.cfg.timing.gate_refresh)
             }
             (Some(l), FenceKind::Address) => (Some(l), Some(l), self.cfg.timing.address_refresh),
@@ -1026,7 +1178,12 @@ impl Engine {
             // Nobody refuses: either the voters are unreachable (or cannot reach us:
             // the one-way "hostage" case) — withdraw so our partial promises lapse —
             // or they are alive but still in their start-up wait — keep claiming.
-            let heard = self.voter_heard.iter().flatten().filter(|&&t| t + window >= now).count();
+            let heard = self
+                .voter_heard
+                .iter()
+                .flatten()
+                .filter(|&&t| t + window >= now)
+                .count();
             return heard < self.q_eff(now);
         }
         if live_lower {
@@ -1065,7 +1222,14 @@ impl Engine {
                 Effect::Bind(deadline) => self.new_op(g, KernelOp::Bind { group: g, deadline }),
                 Effect::Refresh(deadline, renew_address) => {
                     self.stats.refreshes += 1;
-                    self.new_op(g, KernelOp::Refresh { group: g, deadline, renew_address });
+                    self.new_op(
+                        g,
+                        KernelOp::Refresh {
+                            group: g,
+                            deadline,
+                            renew_address,
+                        },
+                    );
                 }
                 Effect::Unbind => {
                     if self.slots[gi].inflight.is_none() {
@@ -1082,7 +1246,13 @@ impl Engine {
                             .map(|m| m.id.addr)
                             .collect();
                         for a in addrs {
-                            self.send(a, &Body::Released { group: g, from: self.node.name.clone() });
+                            self.send(
+                                a,
+                                &Body::Released {
+                                    group: g,
+                                    from: self.node.name.clone(),
+                                },
+                            );
                         }
                     }
                 }
@@ -1092,8 +1262,14 @@ impl Engine {
                     let r = self.cfg.timing.claim_period;
                     let max = (r * (1u32 << s.backoff_exp.min(6))).min(MAX_BACKOFF).max(r);
                     let span = (max - r).as_nanos() as u64;
-                    let extra = if span == 0 { 0 } else { self.rng.random_range(0..=span) };
-                    s.phase = Phase::Backoff { until: now + r + Duration::from_nanos(extra) };
+                    let extra = if span == 0 {
+                        0
+                    } else {
+                        self.rng.random_range(0..=span)
+                    };
+                    s.phase = Phase::Backoff {
+                        until: now + r + Duration::from_nanos(extra),
+                    };
                     s.hint = false;
                     self.stats.withdrawals += 1;
                     self.emit(Action::Event(Event::Withdrew { group: g }));
@@ -1102,7 +1278,10 @@ impl Engine {
                 Effect::Acquired(since) => {
                     self.slots[gi].backoff_exp = 0;
                     self.stats.acquisitions += 1;
-                    self.emit(Action::Event(Event::Acquired { group: g, took: now - since }));
+                    self.emit(Action::Event(Event::Acquired {
+                        group: g,
+                        took: now - since,
+                    }));
                 }
                 Effect::Released(reason) => {
                     bump(&mut self.stats.releases, reason.label());
@@ -1144,7 +1323,13 @@ impl Engine {
                 // An empty answer: "alive, but granting nothing yet". The claimer then
                 // keeps claiming instead of withdrawing as if it were unheard.
                 bump(&mut self.stats.claims_ignored, "startup_wait");
-                let answer = Answer { voter: v.index(), nonce: c.nonce, seq: c.seq, granted: vec![], denied: vec![] };
+                let answer = Answer {
+                    voter: v.index(),
+                    nonce: c.nonce,
+                    seq: c.seq,
+                    granted: vec![],
+                    denied: vec![],
+                };
                 self.send(from, &Body::Answer(answer));
             }
             Err(why) => bump(
@@ -1189,7 +1374,11 @@ impl Engine {
                 continue;
             }
             // The freshest identity carrying that name.
-            if let Some(m) = members.iter().filter(|m| m.id.name == *v).max_by_key(|m| (m.state.is_active(), m.id.epoch)) {
+            if let Some(m) = members
+                .iter()
+                .filter(|m| m.id.name == *v)
+                .max_by_key(|m| (m.state.is_active(), m.id.epoch))
+            {
                 out.push((i, m.id.addr));
             } else if self.peer.as_deref() == Some(v.as_str()) {
                 // Two-node mode, peer not in the view yet: claim at every seed, so a
@@ -1227,8 +1416,16 @@ impl Engine {
         let own = self.membership.own_meta().clone();
         let mut cands: Vec<Candidate> = Vec::new();
         let mut consider = |meta: &NodeMeta, cfg: &ClusterConfig| {
-            if meta.eligible && !meta.draining && cfg.may_hold(&meta.name) && !cands.iter().any(|c| c.name == meta.name) {
-                cands.push(Candidate { name: meta.name.clone(), weight: meta.weight, prefers: meta.prefers.clone() });
+            if meta.eligible
+                && !meta.draining
+                && cfg.may_hold(&meta.name)
+                && !cands.iter().any(|c| c.name == meta.name)
+            {
+                cands.push(Candidate {
+                    name: meta.name.clone(),
+                    weight: meta.weight,
+                    prefers: meta.prefers.clone(),
+                });
             }
         };
         consider(&own, &self.cfg);
@@ -1244,7 +1441,11 @@ impl Engine {
         let result = assign::assign(&self.group_hash, &cands);
         let sig = |name: &Option<String>| -> Option<(Liveness, u16, u64)> {
             let name = name.as_ref()?;
-            members.iter().filter(|m| m.id.name == *name).max_by_key(|m| m.id.epoch).map(|m| (m.state, m.incarnation, m.id.epoch))
+            members
+                .iter()
+                .filter(|m| m.id.name == *name)
+                .max_by_key(|m| m.id.epoch)
+                .map(|m| (m.state, m.incarnation, m.id.epoch))
         };
         let mut restarted = 0;
         for (g, r) in result.iter().enumerate() {
@@ -1269,11 +1470,15 @@ impl Engine {
         self.stats.quiescence_waits += restarted;
         let active_members = members.iter().filter(|m| m.state.is_active()).count() + 1;
         self.view = members;
-        self.emit(Action::Event(Event::ViewChanged { members: active_members }));
+        self.emit(Action::Event(Event::ViewChanged {
+            members: active_members,
+        }));
         // Re-announce held groups so neighbours' caches follow a changed view.
         for g in 0..self.slots.len() {
             if let Phase::Held { .. } = self.slots[g].phase {
-                self.emit(Action::Announce { group: g as GroupId });
+                self.emit(Action::Announce {
+                    group: g as GroupId,
+                });
             }
         }
     }
@@ -1314,13 +1519,21 @@ impl Engine {
     }
 
     fn next_tick_of(&self, s: &Slot, now: Instant) -> Option<Instant> {
-        let q = if self.breaks.quiescence { Duration::ZERO } else { self.cfg.timing.quiescence };
+        let q = if self.breaks.quiescence {
+            Duration::ZERO
+        } else {
+            self.cfg.timing.quiescence
+        };
         match s.phase {
             Phase::Free => None,
             Phase::Waiting { .. } => Some(s.calm_since + q),
             Phase::Claiming { since } => {
                 let w = self.cfg.contention_window();
-                Some(if now < since + w { since + w } else { now + self.cfg.timing.claim_period })
+                Some(if now < since + w {
+                    since + w
+                } else {
+                    now + self.cfg.timing.claim_period
+                })
             }
             Phase::Probing { .. } | Phase::Binding { .. } => None,
             Phase::Held { .. } if s.inflight.is_some() => None,
@@ -1330,11 +1543,14 @@ impl Engine {
                     FenceKind::Address => self.cfg.timing.address_refresh,
                 };
                 // Also wake when a moved group's calm period ends.
-                let calm_end = (s.owner.as_deref() != Some(self.node.name.as_str())).then_some(s.calm_since + q);
+                let calm_end = (s.owner.as_deref() != Some(self.node.name.as_str()))
+                    .then_some(s.calm_since + q);
                 let r = refreshed + period;
                 Some(calm_end.map_or(r, |c| c.min(r)))
             }
-            Phase::Fencing { .. } | Phase::Releasing { .. } => s.inflight.is_none().then_some(now + KERNEL_RETRY),
+            Phase::Fencing { .. } | Phase::Releasing { .. } => {
+                s.inflight.is_none().then_some(now + KERNEL_RETRY)
+            }
             Phase::Backoff { until } => Some(until),
         }
     }
@@ -1388,12 +1604,23 @@ impl Engine {
                 v.gc(now);
             }
         }
-        if self.life == Life::Leaving && self.slots.iter().all(|s| matches!(s.phase, Phase::Free | Phase::Backoff { .. } | Phase::Waiting { .. }) && s.inflight.is_none()) {
+        if self.life == Life::Leaving
+            && self.slots.iter().all(|s| {
+                matches!(
+                    s.phase,
+                    Phase::Free | Phase::Backoff { .. } | Phase::Waiting { .. }
+                ) && s.inflight.is_none()
+            })
+        {
             self.finish_leave(now);
             return;
         }
         if ticked || due {
-            self.next_group_tick = self.slots.iter().filter_map(|s| self.next_tick_of(s, now)).min();
+            self.next_group_tick = self
+                .slots
+                .iter()
+                .filter_map(|s| self.next_tick_of(s, now))
+                .min();
         }
     }
 
@@ -1403,7 +1630,10 @@ impl Engine {
             self.send_claim(now);
         }
         if let (Some(c), Some(_)) = (&self.claimer, &self.peer) {
-            let body = Body::Leaving { name: self.node.name.clone(), nonce: c.nonce() };
+            let body = Body::Leaving {
+                name: self.node.name.clone(),
+                nonce: c.nonce(),
+            };
             for (_, addr) in self.voter_addrs() {
                 self.send(addr, &body);
             }

@@ -97,8 +97,14 @@ mod tests {
         assert_eq!(mix64(1), 0x5692_161d_100b_05e5);
         assert_eq!(hash_str(""), 0x2bd2_f3b4_ca8a_517b);
         assert_eq!(hash_str("node-a"), 0xb13a_7347_1a19_c848);
-        assert_eq!(combine(hash_str("10.0.0.100"), hash_str("node-a")), 0x2695_01fc_bb95_4a6c);
-        assert_eq!(StableHasher::new().write_u64(7).write_str("x").finish(), 0xf448_1106_9b5d_820b);
+        assert_eq!(
+            combine(hash_str("10.0.0.100"), hash_str("node-a")),
+            0x2695_01fc_bb95_4a6c
+        );
+        assert_eq!(
+            StableHasher::new().write_u64(7).write_str("x").finish(),
+            0xf448_1106_9b5d_820b
+        );
     }
 
     #[test]

@@ -153,7 +153,10 @@ impl Voter {
 
     /// The live promise on `g`, if any.
     pub fn promise(&self, g: GroupId, now: Instant) -> Option<(&LeaseId, Instant)> {
-        self.promises.get(&g).filter(|p| p.until > now).map(|p| (&p.holder, p.until))
+        self.promises
+            .get(&g)
+            .filter(|p| p.until > now)
+            .map(|p| (&p.holder, p.until))
     }
 
     /// Handles a claim received at `now` (read after the datagram arrived).
@@ -162,10 +165,17 @@ impl Voter {
         if now < self.wait_until && (is_self || !self.grant_others_during_wait) {
             return Err(Ignored::StartupWait);
         }
-        if claim.groups.iter().any(|&g| usize::from(g) >= self.n_groups) {
+        if claim
+            .groups
+            .iter()
+            .any(|&g| usize::from(g) >= self.n_groups)
+        {
             return Err(Ignored::UnknownGroup);
         }
-        let id = LeaseId { name: claim.name.clone(), nonce: claim.nonce };
+        let id = LeaseId {
+            name: claim.name.clone(),
+            nonce: claim.nonce,
+        };
         if let Some(rec) = self.seqs.get(&id) {
             if claim.seq <= rec.seq {
                 return Err(Ignored::StaleSeq);
@@ -177,21 +187,42 @@ impl Voter {
             }
         }
         // Remember the seq for P after the last promise it can have produced expires.
-        self.seqs.insert(id.clone(), SeqRecord { seq: claim.seq, keep_until: now + self.hold * 2 });
+        self.seqs.insert(
+            id.clone(),
+            SeqRecord {
+                seq: claim.seq,
+                keep_until: now + self.hold * 2,
+            },
+        );
         // Drop this claimer's promises on groups it no longer lists.
-        self.promises.retain(|g, p| !(p.holder == id && claim.groups.binary_search(g).is_err()));
+        self.promises
+            .retain(|g, p| !(p.holder == id && claim.groups.binary_search(g).is_err()));
         let mut granted = Vec::new();
         let mut denied = Vec::new();
         for &g in &claim.groups {
             match self.promises.get(&g) {
-                Some(p) if p.until > now && p.holder != id => denied.push((g, p.holder.name.clone())),
+                Some(p) if p.until > now && p.holder != id => {
+                    denied.push((g, p.holder.name.clone()))
+                }
                 _ => {
-                    self.promises.insert(g, Promise { holder: id.clone(), until: now + self.hold });
+                    self.promises.insert(
+                        g,
+                        Promise {
+                            holder: id.clone(),
+                            until: now + self.hold,
+                        },
+                    );
                     granted.push(g);
                 }
             }
         }
-        Ok(Answer { voter: self.index, nonce: claim.nonce, seq: claim.seq, granted, denied })
+        Ok(Answer {
+            voter: self.index,
+            nonce: claim.nonce,
+            seq: claim.seq,
+            granted,
+            denied,
+        })
     }
 
     /// Forgets expired promises and sequence records.
@@ -273,7 +304,11 @@ impl Claimer {
         if !self.groups.contains_key(&g) {
             self.groups.insert(
                 g,
-                Wanted { added_seq: self.seq + 1, grants: vec![None; self.n_voters], denies: vec![None; self.n_voters] },
+                Wanted {
+                    added_seq: self.seq + 1,
+                    grants: vec![None; self.n_voters],
+                    denies: vec![None; self.n_voters],
+                },
             );
             self.urgent = true;
         }
@@ -310,24 +345,39 @@ impl Claimer {
         self.urgent = false;
         self.sent.push_back((self.seq, now));
         while self.sent.len() > MAX_SENT_CLAIMS
-            || self.sent.front().is_some_and(|&(_, t)| t + self.validity <= now && self.sent.len() > 1)
+            || self
+                .sent
+                .front()
+                .is_some_and(|&(_, t)| t + self.validity <= now && self.sent.len() > 1)
         {
             self.sent.pop_front();
         }
-        Claim { name: self.name.clone(), nonce: self.nonce, seq: self.seq, groups: self.groups.keys().copied().collect() }
+        Claim {
+            name: self.name.clone(),
+            nonce: self.nonce,
+            seq: self.seq,
+            groups: self.groups.keys().copied().collect(),
+        }
     }
 
     fn send_time(&self, seq: u64) -> Option<Instant> {
         // `sent` is sorted by seq.
         let i = self.sent.partition_point(|&(s, _)| s < seq);
-        self.sent.get(i).filter(|&&(s, _)| s == seq).map(|&(_, t)| t)
+        self.sent
+            .get(i)
+            .filter(|&&(s, _)| s == seq)
+            .map(|&(_, t)| t)
     }
 
     /// Takes in an answer. Returns false (and changes nothing) if it does not carry
     /// the current nonce, names an unknown voter, or answers an unknown claim.
     pub fn handle_answer(&mut self, a: &Answer) -> bool {
         let v = usize::from(a.voter);
-        if a.nonce != self.nonce || v >= self.n_voters || a.seq > self.seq || self.send_time(a.seq).is_none() {
+        if a.nonce != self.nonce
+            || v >= self.n_voters
+            || a.seq > self.seq
+            || self.send_time(a.seq).is_none()
+        {
             return false;
         }
         for &g in &a.granted {
@@ -377,7 +427,9 @@ impl Claimer {
 
     /// What the latest answers say about `g`, for contention decisions.
     pub fn status(&self, g: GroupId, now: Instant) -> ClaimStatus {
-        let Some(w) = self.groups.get(&g) else { return ClaimStatus::default() };
+        let Some(w) = self.groups.get(&g) else {
+            return ClaimStatus::default();
+        };
         let grants = w
             .grants
             .iter()
@@ -393,7 +445,10 @@ impl Claimer {
             .collect();
         deny_holders.sort();
         deny_holders.dedup();
-        ClaimStatus { grants, deny_holders }
+        ClaimStatus {
+            grants,
+            deny_holders,
+        }
     }
 }
 
@@ -412,22 +467,41 @@ mod tests {
     }
 
     fn claim(name: &str, nonce: u64, seq: u64, groups: &[GroupId]) -> Claim {
-        Claim { name: name.into(), nonce, seq, groups: groups.to_vec() }
+        Claim {
+            name: name.into(),
+            nonce,
+            seq,
+            groups: groups.to_vec(),
+        }
     }
 
     #[test]
     fn voter_waits_w_even_for_itself() {
         let mut v = voter(0, "a");
-        assert_eq!(v.handle_claim(&claim("a", 1, 1, &[0]), t(399)), Err(Ignored::StartupWait));
-        assert_eq!(v.handle_claim(&claim("b", 1, 1, &[0]), t(399)), Err(Ignored::StartupWait));
+        assert_eq!(
+            v.handle_claim(&claim("a", 1, 1, &[0]), t(399)),
+            Err(Ignored::StartupWait)
+        );
+        assert_eq!(
+            v.handle_claim(&claim("b", 1, 1, &[0]), t(399)),
+            Err(Ignored::StartupWait)
+        );
         assert!(v.handle_claim(&claim("b", 1, 2, &[0]), t(400)).is_ok());
     }
 
     #[test]
     fn two_node_voter_grants_the_peer_during_w() {
         let mut v = Voter::new(0, "a", 2, MS * 400, MS * 400, true, t(0));
-        assert_eq!(v.handle_claim(&claim("a", 1, 1, &[0]), t(10)), Err(Ignored::StartupWait));
-        assert_eq!(v.handle_claim(&claim("b", 1, 1, &[0]), t(10)).unwrap().granted, vec![0]);
+        assert_eq!(
+            v.handle_claim(&claim("a", 1, 1, &[0]), t(10)),
+            Err(Ignored::StartupWait)
+        );
+        assert_eq!(
+            v.handle_claim(&claim("b", 1, 1, &[0]), t(10))
+                .unwrap()
+                .granted,
+            vec![0]
+        );
     }
 
     #[test]
@@ -458,8 +532,14 @@ mod tests {
     fn stale_and_duplicate_seqs_are_ignored() {
         let mut v = voter(0, "x");
         v.handle_claim(&claim("a", 1, 5, &[0]), t(500)).unwrap();
-        assert_eq!(v.handle_claim(&claim("a", 1, 5, &[0]), t(501)), Err(Ignored::StaleSeq));
-        assert_eq!(v.handle_claim(&claim("a", 1, 4, &[]), t(502)), Err(Ignored::StaleSeq));
+        assert_eq!(
+            v.handle_claim(&claim("a", 1, 5, &[0]), t(501)),
+            Err(Ignored::StaleSeq)
+        );
+        assert_eq!(
+            v.handle_claim(&claim("a", 1, 4, &[]), t(502)),
+            Err(Ignored::StaleSeq)
+        );
         // The reordered old claim did not release the promise.
         assert!(v.promise(0, t(503)).is_some());
         // A new nonce (restart) starts its own sequence, but the old promise still binds.
@@ -470,7 +550,10 @@ mod tests {
     #[test]
     fn unknown_groups_are_refused_whole() {
         let mut v = voter(0, "x");
-        assert_eq!(v.handle_claim(&claim("a", 1, 1, &[0, 9]), t(500)), Err(Ignored::UnknownGroup));
+        assert_eq!(
+            v.handle_claim(&claim("a", 1, 1, &[0, 9]), t(500)),
+            Err(Ignored::UnknownGroup)
+        );
     }
 
     #[test]
@@ -479,7 +562,13 @@ mod tests {
         c.add(0);
         let c1 = c.next_claim(t(100));
         let c2 = c.next_claim(t(150));
-        let ans = |voter, seq| Answer { voter, nonce: 7, seq, granted: vec![0], denied: vec![] };
+        let ans = |voter, seq| Answer {
+            voter,
+            nonce: 7,
+            seq,
+            granted: vec![0],
+            denied: vec![],
+        };
         assert!(c.handle_answer(&ans(0, c2.seq)));
         assert_eq!(c.lease(0, 2), None);
         assert!(c.handle_answer(&ans(1, c1.seq)));
@@ -494,9 +583,27 @@ mod tests {
         let mut c = Claimer::new("a", 7, 3, MS * 300);
         c.add(0);
         let k = c.next_claim(t(100));
-        assert!(!c.handle_answer(&Answer { voter: 0, nonce: 8, seq: k.seq, granted: vec![0], denied: vec![] }));
-        assert!(!c.handle_answer(&Answer { voter: 0, nonce: 7, seq: k.seq + 1, granted: vec![0], denied: vec![] }));
-        assert!(!c.handle_answer(&Answer { voter: 5, nonce: 7, seq: k.seq, granted: vec![0], denied: vec![] }));
+        assert!(!c.handle_answer(&Answer {
+            voter: 0,
+            nonce: 8,
+            seq: k.seq,
+            granted: vec![0],
+            denied: vec![]
+        }));
+        assert!(!c.handle_answer(&Answer {
+            voter: 0,
+            nonce: 7,
+            seq: k.seq + 1,
+            granted: vec![0],
+            denied: vec![]
+        }));
+        assert!(!c.handle_answer(&Answer {
+            voter: 5,
+            nonce: 7,
+            seq: k.seq,
+            granted: vec![0],
+            denied: vec![]
+        }));
         assert_eq!(c.lease(0, 1), None);
     }
 
@@ -510,7 +617,13 @@ mod tests {
         c.next_claim(t(110));
         c.add(0);
         let new = c.next_claim(t(120));
-        let ans = |voter, seq| Answer { voter, nonce: 7, seq, granted: vec![0], denied: vec![] };
+        let ans = |voter, seq| Answer {
+            voter,
+            nonce: 7,
+            seq,
+            granted: vec![0],
+            denied: vec![],
+        };
         c.handle_answer(&ans(0, old.seq));
         c.handle_answer(&ans(1, new.seq));
         assert_eq!(c.lease(0, 2), None, "the pre-release grant was counted");
@@ -523,9 +636,27 @@ mod tests {
         let mut c = Claimer::new("a", 7, 3, MS * 300);
         c.add(0);
         let k = c.next_claim(t(100));
-        c.handle_answer(&Answer { voter: 1, nonce: 7, seq: k.seq, granted: vec![], denied: vec![(0, "b".into())] });
-        c.handle_answer(&Answer { voter: 0, nonce: 7, seq: k.seq, granted: vec![0], denied: vec![] });
-        assert_eq!(c.status(0, t(150)), ClaimStatus { grants: 1, deny_holders: vec!["b".into()] });
+        c.handle_answer(&Answer {
+            voter: 1,
+            nonce: 7,
+            seq: k.seq,
+            granted: vec![],
+            denied: vec![(0, "b".into())],
+        });
+        c.handle_answer(&Answer {
+            voter: 0,
+            nonce: 7,
+            seq: k.seq,
+            granted: vec![0],
+            denied: vec![],
+        });
+        assert_eq!(
+            c.status(0, t(150)),
+            ClaimStatus {
+                grants: 1,
+                deny_holders: vec!["b".into()]
+            }
+        );
         assert_eq!(c.status(0, t(401)), ClaimStatus::default());
     }
 
@@ -542,13 +673,24 @@ mod tests {
             let ca = a.next_claim(t(500));
             let cb = b.next_claim(t(500));
             for (i, v) in voters.iter_mut().enumerate() {
-                let (first, second) = if order & (1 << i) != 0 { (&ca, &cb) } else { (&cb, &ca) };
+                let (first, second) = if order & (1 << i) != 0 {
+                    (&ca, &cb)
+                } else {
+                    (&cb, &ca)
+                };
                 for c in [first, second] {
                     let ans = v.handle_claim(c, t(501)).unwrap();
-                    if c.name == "a" { a.handle_answer(&ans) } else { b.handle_answer(&ans) };
+                    if c.name == "a" {
+                        a.handle_answer(&ans)
+                    } else {
+                        b.handle_answer(&ans)
+                    };
                 }
             }
-            assert!(!(a.lease(0, 2).is_some() && b.lease(0, 2).is_some()), "order {order}");
+            assert!(
+                !(a.lease(0, 2).is_some() && b.lease(0, 2).is_some()),
+                "order {order}"
+            );
             assert!(a.lease(0, 2).is_some() || b.lease(0, 2).is_some());
         }
     }

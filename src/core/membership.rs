@@ -21,7 +21,10 @@ use std::num::{NonZeroU8, NonZeroUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use foca::{AccumulatingRuntime, BroadcastHandler, Foca, Identity, Invalidates, OwnedNotification, PostcardCodec, Timer};
+use foca::{
+    AccumulatingRuntime, BroadcastHandler, Foca, Identity, Invalidates, OwnedNotification,
+    PostcardCodec, Timer,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -50,7 +53,11 @@ impl Identity for NodeId {
     type Addr = SocketAddr;
 
     fn renew(&self) -> Option<Self> {
-        Some(NodeId { addr: self.addr, name: self.name.clone(), epoch: self.epoch + 1 })
+        Some(NodeId {
+            addr: self.addr,
+            name: self.name.clone(),
+            epoch: self.epoch + 1,
+        })
     }
 
     fn addr(&self) -> SocketAddr {
@@ -110,7 +117,8 @@ pub struct MetaKey {
 
 impl Invalidates for MetaKey {
     fn invalidates(&self, other: &Self) -> bool {
-        self.name == other.name && (self.generation, self.version) > (other.generation, other.version)
+        self.name == other.name
+            && (self.generation, self.version) > (other.generation, other.version)
     }
 }
 
@@ -146,12 +154,20 @@ impl BroadcastHandler<NodeId> for MetaHandler {
     type Key = MetaKey;
     type Error = MetaError;
 
-    fn receive_item(&mut self, data: &[u8], _sender: Option<&NodeId>) -> Result<Option<MetaKey>, MetaError> {
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&NodeId>,
+    ) -> Result<Option<MetaKey>, MetaError> {
         if data.len() > MAX_META_BYTES {
             return Err(MetaError);
         }
         let meta: NodeMeta = postcard::from_bytes(data).map_err(|_| MetaError)?;
-        let key = MetaKey { name: meta.name.clone(), generation: meta.generation, version: meta.version };
+        let key = MetaKey {
+            name: meta.name.clone(),
+            generation: meta.generation,
+            version: meta.version,
+        };
         Ok(lock(&self.table).offer(meta).then_some(key))
     }
 }
@@ -189,7 +205,9 @@ pub struct Membership {
 
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Membership").field("id", self.foca.identity()).finish_non_exhaustive()
+        f.debug_struct("Membership")
+            .field("id", self.foca.identity())
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,10 +258,21 @@ impl Membership {
         now: Instant,
     ) -> Membership {
         let table = Arc::new(Mutex::new(MetaTable::default()));
-        let handler = MetaHandler { table: table.clone() };
+        let handler = MetaHandler {
+            table: table.clone(),
+        };
         let rng = StdRng::seed_from_u64(rng_seed);
-        let foca = Foca::with_custom_broadcast(id, foca_config(timing, cluster_size_hint), rng, PostcardCodec, handler);
-        let seeds = seeds.into_iter().filter(|s| *s != foca.identity().addr).collect();
+        let foca = Foca::with_custom_broadcast(
+            id,
+            foca_config(timing, cluster_size_hint),
+            rng,
+            PostcardCodec,
+            handler,
+        );
+        let seeds = seeds
+            .into_iter()
+            .filter(|s| *s != foca.identity().addr)
+            .collect();
         Membership {
             foca,
             rt: AccumulatingRuntime::new(),
@@ -284,7 +313,8 @@ impl Membership {
             }
             while let Some((after, timer)) = self.rt.to_schedule() {
                 self.timer_seq += 1;
-                self.timers.insert((now + after, timer_rank(&timer), self.timer_seq), timer);
+                self.timers
+                    .insert((now + after, timer_rank(&timer), self.timer_seq), timer);
                 progressed = true;
             }
             while let Some(n) = self.rt.to_notify() {
@@ -349,7 +379,11 @@ impl Membership {
 
     fn announce_to_seeds(&mut self, now: Instant) {
         for s in self.seeds.clone() {
-            let placeholder = NodeId { addr: s, name: String::new(), epoch: 0 };
+            let placeholder = NodeId {
+                addr: s,
+                name: String::new(),
+                epoch: 0,
+            };
             if self.foca.announce(placeholder, &mut self.rt).is_err() {
                 self.stats.swim_errors += 1;
             }
@@ -375,7 +409,11 @@ impl Membership {
     /// again (found by the simulator, seed 182). An empty `apply_many` re-runs its
     /// connection check, which restarts the timers when members are active.
     fn reconnect(&mut self) {
-        if self.foca.apply_many(std::iter::empty(), false, &mut self.rt).is_err() {
+        if self
+            .foca
+            .apply_many(std::iter::empty(), false, &mut self.rt)
+            .is_err()
+        {
             self.stats.swim_errors += 1;
         }
     }
@@ -393,7 +431,8 @@ impl Membership {
             self.reconnect();
             self.absorb(now);
         }
-        if self.foca.num_members() == 0 && now >= self.next_idle_announce && !self.seeds.is_empty() {
+        if self.foca.num_members() == 0 && now >= self.next_idle_announce && !self.seeds.is_empty()
+        {
             self.announce_to_seeds(now);
         }
     }
@@ -401,7 +440,8 @@ impl Membership {
     /// The next instant `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timers.first_key_value().map(|(k, _)| k.0);
-        let idle = (self.foca.num_members() == 0 && !self.seeds.is_empty()).then_some(self.next_idle_announce);
+        let idle = (self.foca.num_members() == 0 && !self.seeds.is_empty())
+            .then_some(self.next_idle_announce);
         match (t, idle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -497,8 +537,20 @@ mod tests {
 
     fn node(i: u16, seeds: Vec<SocketAddr>) -> Membership {
         let addr: SocketAddr = format!("10.0.0.{i}:7946").parse().unwrap();
-        let id = NodeId { addr, name: format!("n{i}"), epoch: 1 };
-        Membership::new(id, &Timing::profile(Profile::Default), 3, u64::from(i), meta(&format!("n{i}")), seeds, Instant::ZERO)
+        let id = NodeId {
+            addr,
+            name: format!("n{i}"),
+            epoch: 1,
+        };
+        Membership::new(
+            id,
+            &Timing::profile(Profile::Default),
+            3,
+            u64::from(i),
+            meta(&format!("n{i}")),
+            seeds,
+            Instant::ZERO,
+        )
     }
 
     /// Runs a tiny lossless network until `until`, delivering packets after 1 ms.
@@ -536,14 +588,27 @@ mod tests {
         run(&mut nodes, Instant::from_nanos(2_000_000_000));
         for n in &nodes {
             let ms = n.members();
-            assert_eq!(ms.iter().filter(|m| m.state == Liveness::Alive).count(), 2, "{:?}", n.identity());
-            assert!(ms.iter().all(|m| m.meta.is_some()), "metadata missing at {:?}: {ms:?}", n.identity());
+            assert_eq!(
+                ms.iter().filter(|m| m.state == Liveness::Alive).count(),
+                2,
+                "{:?}",
+                n.identity()
+            );
+            assert!(
+                ms.iter().all(|m| m.meta.is_some()),
+                "metadata missing at {:?}: {ms:?}",
+                n.identity()
+            );
         }
     }
 
     #[test]
     fn renewal_wins_address_conflicts() {
-        let a = NodeId { addr: "10.0.0.1:1".parse().unwrap(), name: "a".into(), epoch: 5 };
+        let a = NodeId {
+            addr: "10.0.0.1:1".parse().unwrap(),
+            name: "a".into(),
+            epoch: 5,
+        };
         let b = a.renew().unwrap();
         assert!(b.win_addr_conflict(&a));
         assert!(!a.win_addr_conflict(&b));

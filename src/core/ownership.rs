@@ -141,7 +141,13 @@ impl Phase {
 
     /// Whether the group may be on the interface (bound, or being bound/unbound).
     pub fn maybe_bound(&self) -> bool {
-        matches!(self, Phase::Binding { .. } | Phase::Held { .. } | Phase::Fencing { .. } | Phase::Releasing { .. })
+        matches!(
+            self,
+            Phase::Binding { .. }
+                | Phase::Held { .. }
+                | Phase::Fencing { .. }
+                | Phase::Releasing { .. }
+        )
     }
 }
 
@@ -266,8 +272,14 @@ pub fn tick(phase: Phase, ctx: &Ctx, now: Instant, fx: &mut Vec<Effect>) -> Phas
             }
         }
         Phase::Binding { .. } => phase,
-        Phase::Held { since, refreshed, address_renewed } => {
-            let release = ctx.release_now.or((!ctx.want && ctx.calm).then_some(ReleaseReason::Moved));
+        Phase::Held {
+            since,
+            refreshed,
+            address_renewed,
+        } => {
+            let release = ctx
+                .release_now
+                .or((!ctx.want && ctx.calm).then_some(ReleaseReason::Moved));
             if let Some(reason) = release {
                 return start_release(reason, ctx, fx);
             }
@@ -280,12 +292,18 @@ pub fn tick(phase: Phase, ctx: &Ctx, now: Instant, fx: &mut Vec<Effect>) -> Phas
                         let renew = now >= address_renewed + ctx.address_period;
                         fx.push(Effect::Refresh(d, renew));
                     }
-                    Phase::Held { since, refreshed, address_renewed }
+                    Phase::Held {
+                        since,
+                        refreshed,
+                        address_renewed,
+                    }
                 }
                 _ => {
                     fx.push(Effect::Unbind);
                     fx.push(Effect::Fenced(FenceReason::LeaseLapsed));
-                    Phase::Fencing { reason: FenceReason::LeaseLapsed }
+                    Phase::Fencing {
+                        reason: FenceReason::LeaseLapsed,
+                    }
                 }
             }
         }
@@ -327,8 +345,16 @@ fn start_release(reason: ReleaseReason, ctx: &Ctx, fx: &mut Vec<Effect>) -> Phas
 }
 
 /// Takes in the probe's answer.
-pub fn probe_result(phase: Phase, conflict: bool, ctx: &Ctx, now: Instant, fx: &mut Vec<Effect>) -> Phase {
-    let Phase::Probing { since } = phase else { return phase };
+pub fn probe_result(
+    phase: Phase,
+    conflict: bool,
+    ctx: &Ctx,
+    now: Instant,
+    fx: &mut Vec<Effect>,
+) -> Phase {
+    let Phase::Probing { since } = phase else {
+        return phase;
+    };
     if conflict {
         fx.push(Effect::Conflict);
         fx.push(Effect::RemoveClaim);
@@ -359,44 +385,91 @@ pub enum OpKind {
 }
 
 /// Takes in the completion of the group's in-flight kernel operation.
-pub fn kernel_done(phase: Phase, op: OpKind, outcome: &KernelOutcome, ctx: &Ctx, now: Instant, fx: &mut Vec<Effect>) -> Phase {
+pub fn kernel_done(
+    phase: Phase,
+    op: OpKind,
+    outcome: &KernelOutcome,
+    ctx: &Ctx,
+    now: Instant,
+    fx: &mut Vec<Effect>,
+) -> Phase {
     // Only an unbind can finish a fence or a release; anything else that completes
     // meanwhile (a refresh issued before the release) just frees the queue, and the
     // next tick issues the unbind.
     if matches!(phase, Phase::Fencing { .. } | Phase::Releasing { .. }) && op != OpKind::Unbind {
-        return tick(phase, &Ctx { inflight: false, ..*ctx }, now, fx);
+        return tick(
+            phase,
+            &Ctx {
+                inflight: false,
+                ..*ctx
+            },
+            now,
+            fx,
+        );
     }
-    if matches!(phase, Phase::Binding { .. }) && op != OpKind::Bind || matches!(phase, Phase::Held { .. }) && !matches!(op, OpKind::Refresh { .. }) {
+    if matches!(phase, Phase::Binding { .. }) && op != OpKind::Bind
+        || matches!(phase, Phase::Held { .. }) && !matches!(op, OpKind::Refresh { .. })
+    {
         return phase;
     }
     match (phase, outcome) {
         (Phase::Binding { since }, KernelOutcome::Ok) => {
             fx.push(Effect::Acquired(since));
             fx.push(Effect::Announce);
-            Phase::Held { since: now, refreshed: now, address_renewed: now }
+            Phase::Held {
+                since: now,
+                refreshed: now,
+                address_renewed: now,
+            }
         }
         (Phase::Binding { .. }, KernelOutcome::Lapsed) => {
             // The shell found the deadline passed (or undid the write after the ack).
             fx.push(Effect::Unbind);
-            Phase::Fencing { reason: FenceReason::KernelLapsed }
+            Phase::Fencing {
+                reason: FenceReason::KernelLapsed,
+            }
         }
         (Phase::Binding { .. }, KernelOutcome::Failed(_)) => {
             fx.push(Effect::Unbind);
-            Phase::Fencing { reason: FenceReason::KernelError }
+            Phase::Fencing {
+                reason: FenceReason::KernelError,
+            }
         }
-        (Phase::Held { since, address_renewed, .. }, KernelOutcome::Ok) => {
-            let renewed = if op == (OpKind::Refresh { renewed_address: true }) { now } else { address_renewed };
-            Phase::Held { since, refreshed: now, address_renewed: renewed }
+        (
+            Phase::Held {
+                since,
+                address_renewed,
+                ..
+            },
+            KernelOutcome::Ok,
+        ) => {
+            let renewed = if op
+                == (OpKind::Refresh {
+                    renewed_address: true,
+                }) {
+                now
+            } else {
+                address_renewed
+            };
+            Phase::Held {
+                since,
+                refreshed: now,
+                address_renewed: renewed,
+            }
         }
         (Phase::Held { .. }, KernelOutcome::Lapsed) => {
             fx.push(Effect::Unbind);
             fx.push(Effect::Fenced(FenceReason::KernelLapsed));
-            Phase::Fencing { reason: FenceReason::KernelLapsed }
+            Phase::Fencing {
+                reason: FenceReason::KernelLapsed,
+            }
         }
         (Phase::Held { .. }, KernelOutcome::Failed(_)) => {
             fx.push(Effect::Unbind);
             fx.push(Effect::Fenced(FenceReason::KernelError));
-            Phase::Fencing { reason: FenceReason::KernelError }
+            Phase::Fencing {
+                reason: FenceReason::KernelError,
+            }
         }
         (Phase::Fencing { .. }, KernelOutcome::Ok) => {
             if ctx.want && ctx.release_now.is_none() {
@@ -470,7 +543,11 @@ mod tests {
     }
 
     fn held() -> Phase {
-        Phase::Held { since: t(0), refreshed: t(0), address_renewed: t(0) }
+        Phase::Held {
+            since: t(0),
+            refreshed: t(0),
+            address_renewed: t(0),
+        }
     }
 
     #[test]
@@ -482,8 +559,16 @@ mod tests {
         assert_eq!(fx, vec![Effect::Refresh(t(100), false)]);
         fx.clear();
         let p = tick(p, &c, t(101), &mut fx);
-        assert_eq!(p, Phase::Fencing { reason: FenceReason::LeaseLapsed });
-        assert_eq!(fx, vec![Effect::Unbind, Effect::Fenced(FenceReason::LeaseLapsed)]);
+        assert_eq!(
+            p,
+            Phase::Fencing {
+                reason: FenceReason::LeaseLapsed
+            }
+        );
+        assert_eq!(
+            fx,
+            vec![Effect::Unbind, Effect::Fenced(FenceReason::LeaseLapsed)]
+        );
         // Fenced groups keep being claimed.
         fx.clear();
         let p = kernel_done(p, OpKind::Unbind, &KernelOutcome::Ok, &c, t(102), &mut fx);
@@ -497,19 +582,38 @@ mod tests {
         let mut c = ctx();
         c.want = false;
         let p = tick(held(), &c, t(25), &mut fx);
-        assert_eq!(p, Phase::Releasing { reason: ReleaseReason::Moved });
+        assert_eq!(
+            p,
+            Phase::Releasing {
+                reason: ReleaseReason::Moved
+            }
+        );
         assert_eq!(fx, vec![Effect::Unbind]);
         fx.clear();
         c.inflight = true;
         let p = tick(p, &c, t(26), &mut fx);
         assert!(fx.is_empty(), "no second unbind while one is in flight");
-        let p2 = kernel_done(p, OpKind::Unbind, &KernelOutcome::Failed("EBUSY".into()), &c, t(27), &mut fx);
+        let p2 = kernel_done(
+            p,
+            OpKind::Unbind,
+            &KernelOutcome::Failed("EBUSY".into()),
+            &c,
+            t(27),
+            &mut fx,
+        );
         assert_eq!(p2, p);
         assert!(fx.is_empty(), "a failed unbind keeps the claim");
         c.inflight = false;
         let p = kernel_done(p, OpKind::Unbind, &KernelOutcome::Ok, &c, t(28), &mut fx);
         assert_eq!(p, Phase::Free);
-        assert_eq!(fx, vec![Effect::RemoveClaim, Effect::Hint, Effect::Released(ReleaseReason::Moved)]);
+        assert_eq!(
+            fx,
+            vec![
+                Effect::RemoveClaim,
+                Effect::Hint,
+                Effect::Released(ReleaseReason::Moved)
+            ]
+        );
     }
 
     #[test]
@@ -519,9 +623,17 @@ mod tests {
         c.want = false;
         c.calm = false;
         c.refresh_deadline = Some(t(100));
-        assert!(matches!(tick(held(), &c, t(5), &mut fx), Phase::Held { .. }));
+        assert!(matches!(
+            tick(held(), &c, t(5), &mut fx),
+            Phase::Held { .. }
+        ));
         c.release_now = Some(ReleaseReason::Drain);
-        assert_eq!(tick(held(), &c, t(5), &mut fx), Phase::Releasing { reason: ReleaseReason::Drain });
+        assert_eq!(
+            tick(held(), &c, t(5), &mut fx),
+            Phase::Releasing {
+                reason: ReleaseReason::Drain
+            }
+        );
     }
 
     #[test]
@@ -544,7 +656,10 @@ mod tests {
         let mut fx = vec![];
         let p = probe_result(Phase::Probing { since: t(0) }, true, &ctx(), t(40), &mut fx);
         assert!(matches!(p, Phase::Backoff { .. }));
-        assert_eq!(fx, vec![Effect::Conflict, Effect::RemoveClaim, Effect::Backoff]);
+        assert_eq!(
+            fx,
+            vec![Effect::Conflict, Effect::RemoveClaim, Effect::Backoff]
+        );
     }
 
     #[test]
@@ -552,9 +667,25 @@ mod tests {
         // Regression: simulator seed 7 (--quorum majority) found a release reported
         // done when a refresh issued before it completed; the group stayed bound.
         let mut fx = vec![];
-        let p = Phase::Releasing { reason: ReleaseReason::Leave };
-        let p = kernel_done(p, OpKind::Refresh { renewed_address: false }, &KernelOutcome::Ok, &ctx(), t(30), &mut fx);
-        assert_eq!(p, Phase::Releasing { reason: ReleaseReason::Leave });
+        let p = Phase::Releasing {
+            reason: ReleaseReason::Leave,
+        };
+        let p = kernel_done(
+            p,
+            OpKind::Refresh {
+                renewed_address: false,
+            },
+            &KernelOutcome::Ok,
+            &ctx(),
+            t(30),
+            &mut fx,
+        );
+        assert_eq!(
+            p,
+            Phase::Releasing {
+                reason: ReleaseReason::Leave
+            }
+        );
         assert_eq!(fx, vec![Effect::Unbind]);
     }
 
@@ -563,17 +694,63 @@ mod tests {
         // Regression: simulator seed 135 (--profile fast) saw addresses expire while
         // refreshed, because a plain refresh completing late counted as a renewal.
         let mut fx = vec![];
-        let p = kernel_done(held(), OpKind::Refresh { renewed_address: false }, &KernelOutcome::Ok, &ctx(), t(300), &mut fx);
-        assert_eq!(p, Phase::Held { since: t(0), refreshed: t(300), address_renewed: t(0) });
-        let p = kernel_done(p, OpKind::Refresh { renewed_address: true }, &KernelOutcome::Ok, &ctx(), t(320), &mut fx);
-        assert_eq!(p, Phase::Held { since: t(0), refreshed: t(320), address_renewed: t(320) });
+        let p = kernel_done(
+            held(),
+            OpKind::Refresh {
+                renewed_address: false,
+            },
+            &KernelOutcome::Ok,
+            &ctx(),
+            t(300),
+            &mut fx,
+        );
+        assert_eq!(
+            p,
+            Phase::Held {
+                since: t(0),
+                refreshed: t(300),
+                address_renewed: t(0)
+            }
+        );
+        let p = kernel_done(
+            p,
+            OpKind::Refresh {
+                renewed_address: true,
+            },
+            &KernelOutcome::Ok,
+            &ctx(),
+            t(320),
+            &mut fx,
+        );
+        assert_eq!(
+            p,
+            Phase::Held {
+                since: t(0),
+                refreshed: t(320),
+                address_renewed: t(320)
+            }
+        );
     }
 
     #[test]
     fn lapsed_refresh_fences() {
         let mut fx = vec![];
-        let p = kernel_done(held(), OpKind::Refresh { renewed_address: false }, &KernelOutcome::Lapsed, &ctx(), t(40), &mut fx);
-        assert_eq!(p, Phase::Fencing { reason: FenceReason::KernelLapsed });
+        let p = kernel_done(
+            held(),
+            OpKind::Refresh {
+                renewed_address: false,
+            },
+            &KernelOutcome::Lapsed,
+            &ctx(),
+            t(40),
+            &mut fx,
+        );
+        assert_eq!(
+            p,
+            Phase::Fencing {
+                reason: FenceReason::KernelLapsed
+            }
+        );
         assert_eq!(fx[0], Effect::Unbind);
     }
 }

@@ -43,7 +43,8 @@ pub struct NodeMeta {
 impl NodeMeta {
     /// True if `self` supersedes `other` (same node, newer).
     pub fn newer_than(&self, other: &NodeMeta) -> bool {
-        self.name == other.name && (self.generation, self.version) > (other.generation, other.version)
+        self.name == other.name
+            && (self.generation, self.version) > (other.generation, other.version)
     }
 }
 
@@ -135,11 +136,16 @@ pub fn decode(cluster_id: u64, bytes: &[u8]) -> Result<Body, WireError> {
     if bytes[0] != VERSION {
         return Err(WireError::Version);
     }
-    let id = u64::from_le_bytes(bytes[1..HEADER_LEN].try_into().map_err(|_| WireError::Truncated)?);
+    let id = u64::from_le_bytes(
+        bytes[1..HEADER_LEN]
+            .try_into()
+            .map_err(|_| WireError::Truncated)?,
+    );
     if id != cluster_id {
         return Err(WireError::ClusterMismatch);
     }
-    let (body, rest) = postcard::take_from_bytes::<Body>(&bytes[HEADER_LEN..]).map_err(|_| WireError::Malformed)?;
+    let (body, rest) = postcard::take_from_bytes::<Body>(&bytes[HEADER_LEN..])
+        .map_err(|_| WireError::Malformed)?;
     if !rest.is_empty() {
         return Err(WireError::Malformed);
     }
@@ -155,10 +161,27 @@ mod tests {
     fn round_trip() {
         let bodies = vec![
             Body::Swim(vec![1, 2, 3], (1, 2)),
-            Body::Claim(Claim { name: "a".into(), nonce: 9, seq: 3, groups: vec![0, 5] }),
-            Body::Answer(Answer { voter: 1, nonce: 9, seq: 3, granted: vec![0], denied: vec![(5, "b".into())] }),
-            Body::Released { group: 2, from: "a".into() },
-            Body::Leaving { name: "a".into(), nonce: 1 },
+            Body::Claim(Claim {
+                name: "a".into(),
+                nonce: 9,
+                seq: 3,
+                groups: vec![0, 5],
+            }),
+            Body::Answer(Answer {
+                voter: 1,
+                nonce: 9,
+                seq: 3,
+                granted: vec![0],
+                denied: vec![(5, "b".into())],
+            }),
+            Body::Released {
+                group: 2,
+                from: "a".into(),
+            },
+            Body::Leaving {
+                name: "a".into(),
+                nonce: 1,
+            },
             Body::MetaRequest,
         ];
         for b in bodies {
@@ -178,8 +201,14 @@ mod tests {
         let mut v = bytes.clone();
         v.push(0);
         assert_eq!(decode(42, &v), Err(WireError::Malformed));
-        assert_eq!(decode(42, &vec![1; MAX_DATAGRAM + 1]), Err(WireError::Oversize));
-        assert_eq!(encode(42, &Body::Swim(vec![0; MAX_DATAGRAM], (0, 0))), Err(WireError::Oversize));
+        assert_eq!(
+            decode(42, &vec![1; MAX_DATAGRAM + 1]),
+            Err(WireError::Oversize)
+        );
+        assert_eq!(
+            encode(42, &Body::Swim(vec![0; MAX_DATAGRAM], (0, 0))),
+            Err(WireError::Oversize)
+        );
     }
 
     proptest! {

@@ -1,0 +1,532 @@
+//! Command-line flags (each also an environment variable `WACKAMOLE_<FLAG>`) and
+//! their validation into one configuration, before any socket or netlink call.
+//!
+//! Raw flags ([`Flags`]) are turned into a checked [`Settings`] by
+//! [`Settings::from_flags`]; every error names the flag and the fix, and maps to exit
+//! code 64 (`EX_USAGE`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::core::config::{
+    ClusterConfig, FenceKind, GroupId, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup,
+    validate_name,
+};
+
+/// Exit code for bad usage (sysexits.h `EX_USAGE`).
+pub const EX_USAGE: u8 = 64;
+
+/// wackamole: keeps a pool of virtual IP addresses on exactly one live machine each.
+#[derive(Parser, Debug)]
+#[command(name = "wackamole", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the flags, print the derived timing and the safety inequalities, exit.
+    CheckConfig(Flags),
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{s:?} is not a boolean (use 1/0, true/false, yes/no)"
+        )),
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 250ms, 2s)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{s:?} must be a non-negative duration"));
+    }
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The flags of `run` and `check-config`.
+#[derive(Args, Debug, Clone)]
+pub struct Flags {
+    /// This node's name: unique in the cluster, 1–63 of [A-Za-z0-9._-].
+    #[arg(long, env = "WACKAMOLE_NODE_NAME")]
+    pub node_name: String,
+    /// Network interface the VIPs live on.
+    #[arg(long, env = "WACKAMOLE_INTERFACE")]
+    pub interface: Option<String>,
+    /// Gossip and lease address (UDP).
+    #[arg(long, env = "WACKAMOLE_BIND", default_value = "0.0.0.0:7946")]
+    pub bind: SocketAddr,
+    /// Addresses of cluster members to join through (the same list on every node is fine).
+    #[arg(long, env = "WACKAMOLE_JOIN", value_delimiter = ',')]
+    pub join: Vec<SocketAddr>,
+    /// A VIP, ADDR or ADDR/PREFIX (repeatable or comma-separated); each is its own group.
+    #[arg(long, env = "WACKAMOLE_VIP", value_delimiter = ',')]
+    pub vip: Vec<String>,
+    /// Addresses that always move together: ADDR,ADDR,… (repeatable; separate groups with ';' in the env var).
+    #[arg(long, env = "WACKAMOLE_VIP_GROUP", value_delimiter = ';')]
+    pub vip_group: Vec<String>,
+    /// Preferred holder of a VIP while that node is eligible: ADDR=NODE (repeatable or comma-separated).
+    #[arg(long, env = "WACKAMOLE_PREFER", value_delimiter = ',')]
+    pub prefer: Vec<String>,
+    /// This node's share of VIP groups relative to others (1–1000).
+    #[arg(long, env = "WACKAMOLE_WEIGHT", default_value_t = 1)]
+    pub weight: u16,
+    /// The voter set V: node names, identical on every node.
+    #[arg(long, env = "WACKAMOLE_VOTERS", value_delimiter = ',')]
+    pub voters: Vec<String>,
+    /// Voters that never hold a VIP.
+    #[arg(long, env = "WACKAMOLE_WITNESS", value_delimiter = ',')]
+    pub witness: Vec<String>,
+    /// `majority` (the quorum lease; safe under any partition) or `off` (exactly two nodes).
+    #[arg(long, env = "WACKAMOLE_QUORUM", default_value = "majority")]
+    pub quorum: String,
+    /// `gate` (nftables gate, K ≈ E + 10 ms) or `address` (address lifetimes only, K = 2.25 s).
+    #[arg(long, env = "WACKAMOLE_FENCE", default_value = "gate")]
+    pub fence: String,
+    /// Timing profile: `default` (failover ≈ 0.5 s) or `fast` (≈ 0.35 s, more churn on a lossy LAN).
+    #[arg(long, env = "WACKAMOLE_PROFILE", default_value = "default")]
+    pub profile: String,
+    /// A returning node waits this long before taking VIPs back.
+    #[arg(long, env = "WACKAMOLE_FAILBACK_DELAY", value_parser = parse_duration)]
+    pub failback_delay: Option<Duration>,
+    /// Clock-rate bound ρ.
+    #[arg(long, env = "WACKAMOLE_RHO")]
+    pub rho: Option<f64>,
+    /// Whether this node may hold VIPs at all.
+    #[arg(long, env = "WACKAMOLE_ELIGIBLE", default_value = "true", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, value_parser = parse_bool)]
+    pub eligible: bool,
+    /// File with the cluster secret (the datagram key is derived from it).
+    #[arg(long, env = "WACKAMOLE_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Run without authentication (test labs only).
+    #[arg(long, env = "WACKAMOLE_INSECURE", default_value = "false", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, value_parser = parse_bool)]
+    pub insecure: bool,
+}
+
+/// A flag that failed validation.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag}: {message}")]
+pub struct UsageError {
+    /// The flag, without dashes.
+    pub flag: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn usage(flag: &'static str, message: impl Into<String>) -> UsageError {
+    UsageError {
+        flag,
+        message: message.into(),
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Shared by every node.
+    pub cluster: ClusterConfig,
+    /// This node.
+    pub node: NodeConfig,
+    /// Gossip bind address.
+    pub bind: SocketAddr,
+    /// Seeds.
+    pub join: Vec<SocketAddr>,
+    /// Interface.
+    pub interface: Option<String>,
+    /// Warnings to print.
+    pub warnings: Vec<String>,
+}
+
+fn parse_vip(s: &str) -> Result<Vip, String> {
+    let s = s.trim();
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IP address"))?;
+    let mut v = Vip::host(addr);
+    if let Some(p) = prefix {
+        v.prefix_len = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
+    }
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+        return Err(format!(
+            "{s:?} cannot be a VIP (unspecified, multicast or loopback)"
+        ));
+    }
+    Ok(v)
+}
+
+impl Settings {
+    /// Validates raw flags into settings.
+    pub fn from_flags(f: &Flags) -> Result<Settings, UsageError> {
+        validate_name(&f.node_name).map_err(|e| usage("node-name", e.to_string()))?;
+        if f.weight == 0 || f.weight > 1000 {
+            return Err(usage(
+                "weight",
+                format!("{} is out of range; use 1 to 1000", f.weight),
+            ));
+        }
+        let quorum = match f.quorum.as_str() {
+            "majority" => QuorumMode::Majority,
+            "off" => QuorumMode::Off,
+            q => return Err(usage("quorum", format!("{q:?}: use `majority` or `off`"))),
+        };
+        let fence = match f.fence.as_str() {
+            "gate" => FenceKind::Gate,
+            "address" => FenceKind::Address,
+            x => return Err(usage("fence", format!("{x:?}: use `gate` or `address`"))),
+        };
+        let profile = Profile::parse(&f.profile).ok_or_else(|| {
+            usage(
+                "profile",
+                format!("{:?}: use `default` or `fast`", f.profile),
+            )
+        })?;
+        let mut groups = Vec::new();
+        for v in f.vip.iter().filter(|v| !v.trim().is_empty()) {
+            groups.push(VipGroup::new(vec![
+                parse_vip(v).map_err(|e| usage("vip", e))?,
+            ]));
+        }
+        for g in f.vip_group.iter().filter(|v| !v.trim().is_empty()) {
+            let vips: Result<Vec<Vip>, String> = g.split(',').map(parse_vip).collect();
+            let vips = vips.map_err(|e| usage("vip-group", e))?;
+            if vips.len() < 2 {
+                return Err(usage(
+                    "vip-group",
+                    format!("{g:?}: a group needs two or more addresses; use --vip for one"),
+                ));
+            }
+            groups.push(VipGroup::new(vips));
+        }
+        let mut timing = Timing::profile(profile);
+        if let Some(d) = f.failback_delay {
+            timing.failback_delay = d;
+        }
+        if let Some(r) = f.rho {
+            timing.rho = r;
+        }
+        let cluster = ClusterConfig::new(
+            quorum,
+            fence,
+            f.voters.clone(),
+            f.witness.clone(),
+            groups,
+            timing,
+        );
+        let warnings = cluster.validate().map_err(|e| {
+            let flag = match &e {
+                crate::core::config::ConfigError::Voters(_) => "voters",
+                crate::core::config::ConfigError::Groups(_) => "vip",
+                crate::core::config::ConfigError::Name { .. } => "voters",
+                crate::core::config::ConfigError::Inequality { .. } => "profile",
+            };
+            usage(flag, e.to_string())
+        })?;
+        if quorum == QuorumMode::Majority
+            && cluster.voter_index(&f.node_name).is_none()
+            && cluster.voters.len() < 3
+        {
+            // Fine (non-voters may hold VIPs), but worth saying for tiny clusters.
+        }
+        let mut prefers: Vec<GroupId> = Vec::new();
+        for p in f.prefer.iter().filter(|v| !v.trim().is_empty()) {
+            let (addr, node) = p
+                .split_once('=')
+                .ok_or_else(|| usage("prefer", format!("{p:?}: use ADDR=NODE")))?;
+            let addr: IpAddr = addr
+                .trim()
+                .parse()
+                .map_err(|_| usage("prefer", format!("{p:?}: {addr:?} is not an IP address")))?;
+            let g = cluster.group_of(addr).ok_or_else(|| {
+                usage(
+                    "prefer",
+                    format!("{addr} is not one of the VIPs (--vip / --vip-group)"),
+                )
+            })?;
+            validate_name(node.trim()).map_err(|e| usage("prefer", e.to_string()))?;
+            if node.trim() == f.node_name {
+                prefers.push(g);
+            }
+        }
+        if !f.insecure && f.key_file.is_none() {
+            return Err(usage(
+                "key-file",
+                "no key: give --key-file PATH (32+ random bytes) or --insecure for a lab",
+            ));
+        }
+        let node = NodeConfig {
+            name: f.node_name.clone(),
+            weight: f.weight,
+            prefers,
+            eligible: f.eligible,
+        };
+        let mut warnings = warnings;
+        if cluster.is_witness(&node.name) {
+            warnings.push(format!(
+                "{} is a witness: it votes and holds no VIP",
+                node.name
+            ));
+        }
+        if quorum == QuorumMode::Off {
+            warnings.push(
+                "--quorum off: if the two nodes cannot hear each other at all, both hold the VIPs until the partition heals plus Q (docs/safety.md §2)"
+                    .into(),
+            );
+        }
+        Ok(Settings {
+            cluster,
+            node,
+            bind: f.bind,
+            join: f.join.clone(),
+            interface: f.interface.clone(),
+            warnings,
+        })
+    }
+
+    /// The derived values, one per line, for `check-config`.
+    pub fn describe(&self) -> String {
+        let c = &self.cluster;
+        let t = &c.timing;
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| {
+            out.push_str(&format!("{k:<34} {v}\n"));
+        };
+        line("node", self.node.name.clone());
+        line("cluster id", format!("{:016x}", c.cluster_id()));
+        line(
+            "quorum",
+            format!(
+                "{:?}, voters {:?}, q = {}",
+                c.quorum,
+                c.voters,
+                c.quorum_size()
+            ),
+        );
+        line("witnesses", format!("{:?}", c.witnesses));
+        line("fence", format!("{:?}, K = {}", c.fence, ms(c.fence_k())));
+        line(
+            "VIP groups",
+            c.groups
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(" | "),
+        );
+        line("claim period R", ms(t.claim_period));
+        line(
+            "promise T, lease T(1-2ρ)",
+            format!("{}, {}", ms(t.promise), ms(c.lease_validity())),
+        );
+        if c.fence == FenceKind::Gate {
+            line(
+                "gate E / F / A",
+                format!(
+                    "{} / {} / {}",
+                    ms(t.gate_timeout),
+                    ms(t.gate_refresh),
+                    ms(t.gate_arm)
+                ),
+            );
+        }
+        line("promise hold P = start-up wait W", ms(c.promise_hold()));
+        line(
+            "SWIM probe / rtt / suspicion",
+            format!(
+                "{} / {} / {}",
+                ms(t.probe_period),
+                ms(t.probe_rtt),
+                ms(t.suspect_to_down)
+            ),
+        );
+        line("quiescence Q", ms(t.quiescence));
+        line("fail-back delay", ms(t.failback_delay));
+        line("failover bound (machine death)", ms(c.failover_bound()));
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Result<Flags, clap::Error> {
+        let mut v = vec!["wackamole", "check-config"];
+        v.extend_from_slice(args);
+        let cli = Cli::try_parse_from(v)?;
+        let Command::CheckConfig(f) = cli.command;
+        Ok(f)
+    }
+
+    const BASE: &[&str] = &[
+        "--node-name",
+        "a",
+        "--voters",
+        "a,b,c",
+        "--vip",
+        "10.0.0.100",
+        "--insecure",
+        "1",
+    ];
+
+    #[test]
+    fn a_good_configuration_validates() {
+        let f = flags(BASE).unwrap();
+        let s = Settings::from_flags(&f).unwrap();
+        assert_eq!(s.cluster.voters, vec!["a", "b", "c"]);
+        assert!(s.describe().contains("failover bound"));
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--node-name", "a b", "--insecure", "yes"], "--node-name"),
+            (
+                &[
+                    "--node-name",
+                    "a",
+                    "--voters",
+                    "a",
+                    "--vip",
+                    "nope",
+                    "--insecure",
+                    "yes",
+                ],
+                "--vip",
+            ),
+            (
+                &[
+                    "--node-name",
+                    "a",
+                    "--voters",
+                    "a",
+                    "--vip",
+                    "10.0.0.1",
+                    "--quorum",
+                    "maybe",
+                    "--insecure",
+                    "yes",
+                ],
+                "--quorum",
+            ),
+            (
+                &["--node-name", "a", "--vip", "10.0.0.1", "--insecure", "yes"],
+                "--voters",
+            ),
+            (
+                &["--node-name", "a", "--voters", "a,b,c", "--vip", "10.0.0.1"],
+                "--key-file",
+            ),
+            (
+                &[
+                    "--node-name",
+                    "a",
+                    "--voters",
+                    "a",
+                    "--vip",
+                    "10.0.0.1",
+                    "--prefer",
+                    "10.0.0.2=a",
+                    "--insecure",
+                    "yes",
+                ],
+                "--prefer",
+            ),
+            (
+                &[
+                    "--node-name",
+                    "a",
+                    "--voters",
+                    "a",
+                    "--vip-group",
+                    "10.0.0.1",
+                    "--insecure",
+                    "yes",
+                ],
+                "--vip-group",
+            ),
+            (
+                &[
+                    "--node-name",
+                    "a",
+                    "--voters",
+                    "a,b",
+                    "--quorum",
+                    "off",
+                    "--witness",
+                    "b",
+                    "--vip",
+                    "10.0.0.1",
+                    "--insecure",
+                    "yes",
+                ],
+                "--voters",
+            ),
+        ];
+        for (args, flag) in cases {
+            let e = Settings::from_flags(&flags(args).unwrap()).unwrap_err();
+            assert!(e.to_string().starts_with(flag), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn even_voters_warn_and_prefer_is_this_nodes_part() {
+        let f = flags(&[
+            "--node-name",
+            "a",
+            "--voters",
+            "a,b",
+            "--vip",
+            "10.0.0.1,10.0.0.2",
+            "--prefer",
+            "10.0.0.2=a,10.0.0.1=b",
+            "--insecure",
+            "1",
+        ])
+        .unwrap();
+        let s = Settings::from_flags(&f).unwrap();
+        assert!(s.warnings.iter().any(|w| w.contains("even")));
+        assert_eq!(
+            s.node.prefers,
+            vec![s.cluster.group_of("10.0.0.2".parse().unwrap()).unwrap()]
+        );
+    }
+}
