@@ -61,6 +61,9 @@ struct Args {
     /// Time before the first fault, seconds (holder changes are counted after it).
     #[arg(long, default_value_t = 3.0)]
     warmup: f64,
+    /// Only odd voter counts (by default one seed in eight runs an even, warned-about voter set).
+    #[arg(long)]
+    odd_voters: bool,
     /// Fail-back delay override, seconds.
     #[arg(long)]
     failback: Option<f64>,
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         fault_count: a.fault_count,
         fault_phase_s: a.fault_phase,
         warmup_s: a.warmup,
+        even_voters: !a.odd_voters,
         stop_at_first: a.stop_at_first,
         full_check: a.full_check,
         failback_s: a.failback,
@@ -171,9 +175,10 @@ fn main() -> ExitCode {
     let summary = sw.run(|cfg, r| {
         if verbose {
             println!(
-                "seed {} nodes={} vips={} quorum={:?} violations={} liveness={} l1_coverage={:.3} failover_ms={:?} handover_ms={:?} moves={} events={}",
+                "seed {} nodes={} voters={} vips={} quorum={:?} violations={} liveness={} l1_coverage={:.3} failover_ms={:?} handover_ms={:?} moves={} events={}",
                 cfg.seed,
                 cfg.nodes,
+                cfg.voters,
                 cfg.groups,
                 cfg.quorum,
                 r.violations.len(),

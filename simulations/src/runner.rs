@@ -90,7 +90,7 @@ impl Default for Sweep {
 impl Sweep {
     /// The configuration of one seed: sizes and mode are drawn from the seed.
     pub fn config(&self, seed: u64) -> SimConfig {
-        let mut r = StdRng::seed_from_u64(mix64(seed ^ 0xc0f1_6));
+        let mut r = StdRng::seed_from_u64(mix64(seed ^ 0x000c_0f16));
         let mut c = SimConfig::new(seed);
         c.quorum = self.quorum.unwrap_or(if r.random_bool(0.2) {
             QuorumMode::Off
@@ -176,6 +176,9 @@ impl Sweep {
         }
         if let Some(f) = self.failback_s {
             s += &format!(" --failback {f}");
+        }
+        if !self.even_voters {
+            s += " --odd-voters";
         }
         s
     }

@@ -406,7 +406,7 @@ impl World {
             loss,
             schedule,
             violations: Vec::new(),
-            open: vec![vec![None; 0]; 0],
+            open: Vec::new(),
             history: vec![Vec::new(); groups],
             pending_failover: Vec::new(),
             pending_handover: Vec::new(),
@@ -510,12 +510,10 @@ impl World {
                     return;
                 }
                 match n.agent {
-                    Agent::Frozen => {
-                        if self.nodes[to].frozen_events.len() < MAX_FROZEN_BACKLOG {
-                            self.nodes[to]
-                                .frozen_events
-                                .push(Ev::Deliver { to, from, payload });
-                        }
+                    Agent::Frozen if self.nodes[to].frozen_events.len() < MAX_FROZEN_BACKLOG => {
+                        self.nodes[to]
+                            .frozen_events
+                            .push(Ev::Deliver { to, from, payload });
                     }
                     Agent::Running => {
                         let len = payload.len();
@@ -900,20 +898,20 @@ impl World {
                 post_deadline,
             } => {
                 let mut outcome = outcome;
-                if let (KernelOutcome::Ok, Some(d)) = (&outcome, post_deadline) {
-                    if local > d {
-                        // The write landed after the deadline: undo at once.
-                        if let Some(g) = op.group() {
-                            for a in self.group_addrs(g) {
-                                self.nodes[node].kernel.del_gate(a);
-                                if !gate {
-                                    self.nodes[node].kernel.del_addr(a);
-                                }
-                                self.note_kernel_change(node, a);
+                if let (KernelOutcome::Ok, Some(d)) = (&outcome, post_deadline)
+                    && local > d
+                {
+                    // The write landed after the deadline: undo at once.
+                    if let Some(g) = op.group() {
+                        for a in self.group_addrs(g) {
+                            self.nodes[node].kernel.del_gate(a);
+                            if !gate {
+                                self.nodes[node].kernel.del_addr(a);
                             }
+                            self.note_kernel_change(node, a);
                         }
-                        outcome = KernelOutcome::Lapsed;
                     }
+                    outcome = KernelOutcome::Lapsed;
                 }
                 self.log(6 << 32 | node as u64 | id << 40, || {
                     format!("kernel n{node} op{id} {op:?} -> {outcome:?}")
@@ -1047,10 +1045,11 @@ impl World {
 
     fn holder_at(&self, g: usize, t: Tau) -> Option<usize> {
         for (m, o) in self.open[g].iter().enumerate() {
-            if let Some((s, u)) = o {
-                if *s <= t && t < *u {
-                    return Some(m);
-                }
+            if let Some((s, u)) = o
+                && *s <= t
+                && t < *u
+            {
+                return Some(m);
             }
         }
         self.history[g]
@@ -1106,11 +1105,11 @@ impl World {
         self.l1_samples += 1;
         for g in 0..groups {
             let first = self.cluster.groups[g].vips[0].addr;
-            if let [m] = self.answering(first).as_slice() {
-                if eligible.contains(m) {
-                    load[*m] += 1;
-                    self.l1_good[g] += 1;
-                }
+            if let [m] = self.answering(first).as_slice()
+                && eligible.contains(m)
+            {
+                load[*m] += 1;
+                self.l1_good[g] += 1;
             }
         }
         let prefs_in_play = self
@@ -1562,15 +1561,13 @@ impl World {
             // The end of the old holder's interval that was open at the drain or leave,
             // then the next holder's start.
             if let Some(&(_, _, end)) = h.iter().find(|&&(m, s, e)| m == from && s <= at && at < e)
-            {
-                if let Some(s) = h
+                && let Some(s) = h
                     .iter()
                     .filter(|&&(m, s, _)| m != from && s + 1 >= end.saturating_sub(1))
                     .map(|&(_, s, _)| s)
                     .min()
-                {
-                    self.result.handover_ms.push(ms_f(s.saturating_sub(end)));
-                }
+            {
+                self.result.handover_ms.push(ms_f(s.saturating_sub(end)));
             }
         }
         // Unowned time and moves after first convergence.

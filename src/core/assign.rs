@@ -205,9 +205,9 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
         // single comparison against the current k-th best skips most candidates.
         let gh = groups[g];
         let mut threshold = 0u64;
-        for c in 0..n {
+        for (c, &nm) in node_mix.iter().enumerate() {
             if !weighted {
-                let x = mix64(gh ^ node_mix[c]);
+                let x = mix64(gh ^ nm);
                 if len == k && x <= threshold {
                     continue;
                 }
@@ -389,9 +389,7 @@ mod tests {
         let mut c = cands(4);
         c[2].prefers = vec![0, 1, 2, 3, 4];
         let a = assign(&groups(8), &c);
-        for g in 0..5 {
-            assert_eq!(a[g], Some(2));
-        }
+        assert!(a[..5].iter().all(|o| *o == Some(2)));
         // The rest still spread over the others and respect their caps.
         for i in [0, 1, 3] {
             assert!(a.iter().filter(|o| **o == Some(i)).count() <= 2);

@@ -485,7 +485,7 @@ impl ClusterConfig {
                         self.voters.len()
                     )));
                 }
-                if self.voters.len() % 2 == 0 {
+                if self.voters.len().is_multiple_of(2) {
                     warnings.push(format!(
                         "an even number of voters ({}) leaves no side with a quorum in an even split: add a witness or drop a voter (I8)",
                         self.voters.len()

@@ -659,15 +659,14 @@ impl Engine {
                 self.check_meta_version(from, version, now);
                 // Two-node mode: any traffic from the peer means it is present, so a
                 // node that held alone must now get its grants (or fence).
-                if let Some(peer) = &self.peer {
-                    if self
+                if let Some(peer) = &self.peer
+                    && self
                         .membership
                         .members()
                         .iter()
                         .any(|m| m.id.addr == from && m.id.name == *peer)
-                    {
-                        self.peer_heard = Some(now);
-                    }
+                {
+                    self.peer_heard = Some(now);
                 }
             }
             Body::Claim(c) => self.on_claim(from, c, now),
@@ -1356,10 +1355,10 @@ impl Engine {
             if let Some(h) = self.voter_heard.get_mut(v) {
                 *h = Some(now);
             }
-            if let (Some(peer), Some(name)) = (&self.peer, self.cfg.voters.get(v)) {
-                if peer == name {
-                    self.peer_heard = Some(now);
-                }
+            if let (Some(peer), Some(name)) = (&self.peer, self.cfg.voters.get(v))
+                && peer == name
+            {
+                self.peer_heard = Some(now);
             }
         } else {
             bump(&mut self.stats.drops, "stale_answer");
@@ -1396,10 +1395,10 @@ impl Engine {
         // Self-vote: the same path as everyone else's (rule 4).
         if let Some(v) = &mut self.voter {
             let vi = usize::from(v.index());
-            if let Ok(ans) = v.handle_claim(&claim, now) {
-                if let Some(c) = &mut self.claimer {
-                    c.handle_answer(&ans);
-                }
+            if let Ok(ans) = v.handle_claim(&claim, now)
+                && let Some(c) = &mut self.claimer
+            {
+                c.handle_answer(&ans);
             }
             self.voter_heard[vi] = Some(now);
         }
@@ -1430,12 +1429,12 @@ impl Engine {
         };
         consider(&own, &self.cfg);
         let mut active: Vec<&MemberView> = members.iter().filter(|m| m.state.is_active()).collect();
-        active.sort_by(|a, b| b.id.epoch.cmp(&a.id.epoch));
+        active.sort_by_key(|m| std::cmp::Reverse(m.id.epoch));
         for m in active {
-            if let Some(meta) = &m.meta {
-                if meta.name == m.id.name {
-                    consider(meta, &self.cfg);
-                }
+            if let Some(meta) = &m.meta
+                && meta.name == m.id.name
+            {
+                consider(meta, &self.cfg);
             }
         }
         let result = assign::assign(&self.group_hash, &cands);

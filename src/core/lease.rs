@@ -381,20 +381,22 @@ impl Claimer {
             return false;
         }
         for &g in &a.granted {
-            if let Some(w) = self.groups.get_mut(&g) {
-                if a.seq >= w.added_seq && w.grants[v].is_none_or(|s| s < a.seq) {
-                    w.grants[v] = Some(a.seq);
-                    if w.denies[v].as_ref().is_some_and(|(s, _)| *s <= a.seq) {
-                        w.denies[v] = None;
-                    }
+            if let Some(w) = self.groups.get_mut(&g)
+                && a.seq >= w.added_seq
+                && w.grants[v].is_none_or(|s| s < a.seq)
+            {
+                w.grants[v] = Some(a.seq);
+                if w.denies[v].as_ref().is_some_and(|(s, _)| *s <= a.seq) {
+                    w.denies[v] = None;
                 }
             }
         }
         for (g, holder) in &a.denied {
-            if let Some(w) = self.groups.get_mut(g) {
-                if a.seq >= w.added_seq && w.denies[v].as_ref().is_none_or(|(s, _)| *s < a.seq) {
-                    w.denies[v] = Some((a.seq, holder.clone()));
-                }
+            if let Some(w) = self.groups.get_mut(g)
+                && a.seq >= w.added_seq
+                && w.denies[v].as_ref().is_none_or(|(s, _)| *s < a.seq)
+            {
+                w.denies[v] = Some((a.seq, holder.clone()));
             }
         }
         true
