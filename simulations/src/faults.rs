@@ -54,6 +54,8 @@ pub enum FaultKind {
     ClockBeyondRho,
     /// Datagrams toward one node delayed by 100–500 ms (a congested link).
     Delay,
+    /// One voter added to V, rolled out node by node (graceful restarts P apart).
+    VoterChange,
     /// One agent crashing and restarting three times in a row (down 50–800 ms each
     /// time) while datagrams toward it are delayed by 0.4–1.5 s: answers from an
     /// earlier life arrive in the next one (the nonce timeline, F7).
@@ -82,13 +84,16 @@ pub enum FaultKind {
     EndLossBurst,
     /// End of a link delay.
     EndDelay,
+    /// One node restarts with another configuration.
+    Reconfigure,
     /// Clock back within ρ.
     EndClock,
 }
 
 impl FaultKind {
     /// Every schedulable class that S1 must survive in majority mode.
-    pub const ALL_SAFE: [FaultKind; 18] = [
+    pub const ALL_SAFE: [FaultKind; 19] = [
+        FaultKind::VoterChange,
         FaultKind::Delay,
         FaultKind::RestartStorm,
         FaultKind::SplitRestart,
@@ -152,6 +157,8 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::RestartStorm => "restart-storm",
             FaultKind::EndDelay => "end-delay",
+            FaultKind::VoterChange => "voter-change",
+            FaultKind::Reconfigure => "reconfigure",
             FaultKind::Boot => "boot",
             FaultKind::Restart => "restart",
             FaultKind::Resume => "resume",
@@ -255,6 +262,7 @@ impl Schedule {
                 && cluster.quorum == QuorumMode::Majority
         };
         let mut asymmetric_used = false;
+        let mut voter_change = false;
         for _ in 0..count {
             let kind = kinds[rng.random_range(0..kinds.len())];
             // Two nodes: two overlapping one-way cuts can add up to a full partition,
@@ -344,6 +352,22 @@ impl Schedule {
                 }
                 FaultKind::LossBurst => f.dur = dur(rng, 300 * MS, 3 * SEC),
                 FaultKind::Delay => f.dur = dur(rng, 300 * MS, 4 * SEC),
+                FaultKind::VoterChange => {
+                    // Majority mode only, once per run, early enough for the rollout
+                    // to finish before the quiet point; no permanent deaths then.
+                    if cfg.quorum != QuorumMode::Majority
+                        || voter_change
+                        || cluster.voters.len() >= n
+                    {
+                        continue;
+                    }
+                    let rollout = (cluster.promise_hold().as_nanos() as u64 + 200 * MS) * n as u64;
+                    if start + rollout + 3 * SEC >= quiet {
+                        continue;
+                    }
+                    voter_change = true;
+                    f.at = rng.random_range(start..quiet - rollout - 3 * SEC);
+                }
                 FaultKind::RestartStorm => f.dur = dur(rng, 1500 * MS, 3 * SEC),
                 FaultKind::ClockBeyondRho => f.dur = dur(rng, SEC, 6 * SEC),
                 _ => continue,
@@ -359,6 +383,10 @@ impl Schedule {
                     dur: 0,
                 });
             }
+        }
+        // A voter change raises q; a node dead for good could then leave no quorum.
+        if voter_change && !dead.is_empty() {
+            s.faults.retain(|f| f.kind != FaultKind::VoterChange);
         }
         s
     }

@@ -175,7 +175,7 @@ fn main() -> ExitCode {
     let summary = sw.run(|cfg, r| {
         if verbose {
             println!(
-                "seed {} nodes={} voters={} vips={} quorum={:?} violations={} liveness={} l1_coverage={:.3} failover_ms={:?} handover_ms={:?} moves={} events={}",
+                "seed {} nodes={} voters={} vips={} quorum={:?} violations={} liveness={} l1_coverage={:.3} failover_ms={:?} handover_ms={:?} moves={} conflicts={} events={}",
                 cfg.seed,
                 cfg.nodes,
                 cfg.voters,
@@ -187,6 +187,7 @@ fn main() -> ExitCode {
                 r.failover_crash_ms.iter().map(|x| x.round()).collect::<Vec<_>>(),
                 r.handover_ms.iter().map(|x| x.round()).collect::<Vec<_>>(),
                 r.moves,
+                r.conflicts,
                 r.events
             );
         }

@@ -253,12 +253,18 @@ struct Node {
     draining: bool,
     started_at: Tau,
     restarts: u64,
+    /// Which cluster configuration this node's agent runs (voter changes).
+    config: usize,
+    /// Restart with the (new) configuration once the graceful leave completes.
+    restart_after_leave: bool,
 }
 
 /// The world.
 pub struct World {
     cfg: SimConfig,
     cluster: ClusterConfig,
+    /// Configurations in use: the initial one, then one per voter change.
+    configs: Vec<ClusterConfig>,
     cluster_id: u64,
     rng: StdRng,
     now: Tau,
@@ -374,6 +380,8 @@ impl World {
                 draining: false,
                 started_at: 0,
                 restarts: 0,
+                config: 0,
+                restart_after_leave: false,
             });
             by_addr.insert(addr, i);
         }
@@ -391,6 +399,7 @@ impl World {
             },
             cfg,
             cluster_id: cluster.cluster_id(),
+            configs: vec![cluster.clone()],
             cluster,
             rng,
             now: 0,
@@ -600,6 +609,7 @@ impl World {
                         | FaultKind::Healthy
                         | FaultKind::Prefer
                         | FaultKind::Leave
+                        | FaultKind::Reconfigure
                 );
                 if command && self.nodes[f.node].agent == Agent::Frozen {
                     self.nodes[f.node].frozen_events.push(Ev::Fault(i));
@@ -651,6 +661,9 @@ impl World {
             // A graceful leave completed: the process exits.
             self.log(4 << 32 | node as u64, || format!("n{node} left and exited"));
             self.stop_agent(node, Agent::Off);
+            if std::mem::take(&mut self.nodes[node].restart_after_leave) {
+                self.fault_after(50 * MS, FaultKind::Restart, node);
+            }
         }
     }
 
@@ -755,6 +768,9 @@ impl World {
     }
 
     fn shell_step(&mut self, node: usize, life: u64, id: u64, op: KernelOp, step: ShellStep) {
+        self.log(11 << 32 | node as u64 | id << 40, || {
+            format!("shell n{node} op{id} {op:?} step {step:?}")
+        });
         let gate = self.cluster.fence == FenceKind::Gate;
         let e_ns = self.cluster.timing.gate_timeout.as_nanos() as u64;
         let a_ns = self.cluster.timing.gate_arm.as_nanos() as u64;
@@ -1105,8 +1121,13 @@ impl World {
         self.l1_samples += 1;
         for g in 0..groups {
             let first = self.cluster.groups[g].vips[0].addr;
+            // The group must be kept whole: every address on the same node.
             if let [m] = self.answering(first).as_slice()
                 && eligible.contains(m)
+                && self.cluster.groups[g]
+                    .vips
+                    .iter()
+                    .all(|v| self.answering(v.addr) == [*m])
             {
                 load[*m] += 1;
                 self.l1_good[g] += 1;
@@ -1237,7 +1258,7 @@ impl World {
     // ---- faults ---------------------------------------------------------------------
 
     fn start_agent(&mut self, node: usize) {
-        let cluster = self.cluster.clone();
+        let cluster = self.configs[self.nodes[node].config].clone();
         let n = &mut self.nodes[node];
         if !n.machine_up {
             return;
@@ -1423,6 +1444,46 @@ impl World {
                 }
                 let end = self.schedule.push_heal(cuts);
                 self.push(self.now + f.dur, Ev::Fault(end));
+            }
+            FaultKind::VoterChange => {
+                // One step: the first node that is not a voter becomes one. Nodes are
+                // restarted with the new configuration one at a time, P + 200 ms
+                // apart (a rolling restart); meanwhile old and new configurations
+                // refuse each other's datagrams (different cluster ids).
+                let cur = self.configs.last().expect("initial config").clone();
+                let Some(add) = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.clone())
+                    .find(|n| cur.voter_index(n).is_none())
+                else {
+                    return;
+                };
+                let mut voters = cur.voters.clone();
+                voters.push(add);
+                let next = ClusterConfig::new(
+                    cur.quorum,
+                    cur.fence,
+                    voters,
+                    cur.witnesses.clone(),
+                    cur.groups.clone(),
+                    cur.timing.clone(),
+                );
+                self.configs.push(next);
+                let idx = self.configs.len() - 1;
+                let step = self.cluster.promise_hold().as_nanos() as u64 + 200 * MS;
+                for k in 0..self.nodes.len() {
+                    let e = self.schedule.push_end(FaultKind::Reconfigure, k);
+                    self.schedule.faults[e].other = Some(idx);
+                    self.push(self.now + k as u64 * step, Ev::Fault(e));
+                }
+            }
+            FaultKind::Reconfigure => {
+                self.nodes[i].config = f.other.unwrap_or(0);
+                if self.nodes[i].agent == Agent::Running {
+                    self.nodes[i].restart_after_leave = true;
+                    self.with_engine(i, |e, now| e.leave(now));
+                }
             }
             FaultKind::Delay => {
                 self.slow_to.insert(i, (100 * MS, 500 * MS));

@@ -361,6 +361,8 @@ pub struct Engine {
     peer_left_nonce: Option<u64>,
     /// Last time any input reached the engine.
     last_input: Instant,
+    /// After a stall of our own, no sign of the peer's absence is trusted until then.
+    stall_until: Option<Instant>,
     leave_claim_sent: bool,
     /// When metadata was last requested from each address.
     meta_asked: BTreeMap<SocketAddr, Instant>,
@@ -496,6 +498,7 @@ impl Engine {
             peer_heard: None,
             peer_left_nonce: None,
             last_input: now,
+            stall_until: None,
             leave_claim_sent: false,
             meta_asked: BTreeMap::new(),
             dirty_all: true,
@@ -878,6 +881,10 @@ impl Engine {
             && self.life == Life::Running
         {
             self.peer_heard = Some(now);
+            // Nor does a leave notice read from that backlog: a newer process of the
+            // peer may have started and, not hearing us, taken the groups alone. For
+            // Q₂ we trust no sign of absence; a live peer is heard within that time.
+            self.stall_until = Some(now + self.cfg.absent_after());
             self.dirty_all = true;
         }
         self.last_input = self.last_input.max(now);
@@ -1058,6 +1065,9 @@ impl Engine {
     }
 
     fn peer_absent(&self, now: Instant) -> bool {
+        if self.stall_until.is_some_and(|t| now < t) {
+            return false;
+        }
         if self.peer_left_nonce.is_some() {
             return true;
         }
@@ -1649,4 +1659,185 @@ impl Engine {
 /// Draws a lease nonce from an RNG (helper for shells).
 pub fn draw_nonce(rng: &mut impl Rng) -> u64 {
     rng.next_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::{Profile, Timing, Vip, VipGroup};
+
+    fn one_node() -> (Engine, Instant) {
+        let cluster = ClusterConfig::new(
+            QuorumMode::Majority,
+            FenceKind::Gate,
+            vec!["a".into()],
+            vec![],
+            vec![VipGroup::new(vec![Vip::host(
+                "10.0.0.100".parse().unwrap(),
+            )])],
+            Timing::profile(Profile::Default),
+        );
+        let cfg = EngineConfig {
+            cluster,
+            node: NodeConfig::new("a"),
+            bind: "10.0.0.1:7946".parse().unwrap(),
+            seeds: vec!["10.0.0.1:7946".parse().unwrap()],
+            cluster_size_hint: 1,
+            breaks: Breaks::default(),
+        };
+        let t0 = Instant::from_nanos(1_000_000_000);
+        (
+            Engine::new(
+                cfg,
+                EngineInit {
+                    nonce: 7,
+                    rng_seed: 1,
+                    epoch: 1,
+                },
+                t0,
+            ),
+            t0,
+        )
+    }
+
+    /// Drives a lone engine: answers kernel operations and probes at once, fires
+    /// timers, until `until`. Returns every action seen.
+    fn drive(e: &mut Engine, mut now: Instant, until: Instant) -> Vec<Action> {
+        let mut seen = Vec::new();
+        for _ in 0..100_000 {
+            let mut progressed = false;
+            while let Some(a) = e.poll_action() {
+                progressed = true;
+                seen.push(a.clone());
+                match a {
+                    Action::Kernel { id, .. } => e.handle_kernel(id, KernelOutcome::Ok, now),
+                    Action::Probe { group } => e.handle_probe(group, false, now),
+                    _ => {}
+                }
+            }
+            if progressed {
+                continue;
+            }
+            match e.poll_timeout() {
+                Some(t) if t <= until => {
+                    now = now.max(t);
+                    e.handle_timeout(now);
+                }
+                _ => break,
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn flush_comes_first_and_nothing_is_sent_before_it_is_confirmed() {
+        let (mut e, t0) = one_node();
+        assert_eq!(
+            e.poll_action(),
+            Some(Action::Kernel {
+                id: 1,
+                op: KernelOp::Flush
+            })
+        );
+        assert_eq!(e.poll_action(), None);
+        e.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(
+            e.poll_action(),
+            None,
+            "no action while the flush is unconfirmed"
+        );
+        assert_eq!(e.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_lone_voter_binds_after_its_start_up_wait_and_unbinds_on_a_clock_jump() {
+        let (mut e, t0) = one_node();
+        let seen = drive(&mut e, t0, t0 + Duration::from_secs(3));
+        let bind_at = seen.iter().position(|a| {
+            matches!(
+                a,
+                Action::Kernel {
+                    op: KernelOp::Bind { .. },
+                    ..
+                }
+            )
+        });
+        assert!(bind_at.is_some(), "never bound: {seen:?}");
+        assert!(matches!(e.phase(0), Phase::Held { .. }), "{:?}", e.phase(0));
+        // The bind's write deadline respects the start-up wait: the lease came from a
+        // self-grant, given no earlier than W after start.
+        if let Some(Action::Kernel {
+            op: KernelOp::Bind { deadline, .. },
+            ..
+        }) = bind_at.map(|i| &seen[i])
+        {
+            assert!(*deadline > t0 + e.config().restart_wait());
+        }
+        let now = t0 + Duration::from_secs(4);
+        e.handle_clock_jump(now);
+        let mut unbound = false;
+        while let Some(a) = e.poll_action() {
+            if matches!(
+                a,
+                Action::Kernel {
+                    op: KernelOp::Unbind { .. },
+                    ..
+                }
+            ) {
+                unbound = true;
+            }
+        }
+        assert!(unbound, "a clock jump must unbind first");
+        assert!(e.stats().fences.contains_key("clock_jump"));
+    }
+
+    #[test]
+    fn malformed_and_foreign_datagrams_are_counted_not_fatal() {
+        let (mut e, t0) = one_node();
+        drive(&mut e, t0, t0 + Duration::from_millis(10));
+        let from: SocketAddr = "10.0.0.9:7946".parse().unwrap();
+        e.handle_datagram(from, &[1, 2, 3], t0);
+        e.handle_datagram(
+            from,
+            &wire::encode(e.cluster_id() ^ 1, &Body::MetaRequest).unwrap(),
+            t0,
+        );
+        let mut bad = wire::encode(e.cluster_id(), &Body::MetaRequest).unwrap();
+        bad.push(0xff);
+        e.handle_datagram(from, &bad, t0);
+        let d = &e.stats().drops;
+        assert_eq!(
+            (
+                d.get("truncated"),
+                d.get("cluster_mismatch"),
+                d.get("malformed")
+            ),
+            (Some(&1), Some(&1), Some(&1))
+        );
+    }
+
+    #[test]
+    fn graceful_leave_releases_then_leaves() {
+        let (mut e, t0) = one_node();
+        drive(&mut e, t0, t0 + Duration::from_secs(3));
+        assert!(matches!(e.phase(0), Phase::Held { .. }));
+        let now = t0 + Duration::from_secs(3);
+        e.leave(now);
+        let seen = drive(&mut e, now, now + Duration::from_secs(1));
+        let unbind = seen.iter().position(|a| {
+            matches!(
+                a,
+                Action::Kernel {
+                    op: KernelOp::Unbind { .. },
+                    ..
+                }
+            )
+        });
+        let left = seen.iter().position(|a| *a == Action::Event(Event::Left));
+        assert!(
+            unbind.is_some() && left.is_some() && unbind < left,
+            "{seen:?}"
+        );
+        assert!(e.is_finished());
+    }
 }
