@@ -265,13 +265,17 @@ impl Schedule {
         let mut voter_change = false;
         for _ in 0..count {
             let kind = kinds[rng.random_range(0..kinds.len())];
-            // Two nodes: two overlapping one-way cuts can add up to a full partition,
-            // which the two-node mode does not claim to survive.
-            // So can two delayed directions.
+            // Two nodes: faults that silence one direction (a one-way cut, one-way
+            // loss, link delays) add up to a full partition when two overlap in
+            // opposite directions, which the two-node mode does not claim to survive
+            // (docs/safety.md §2): at most one of them per run.
             if cfg.quorum == QuorumMode::Off
                 && matches!(
                     kind,
-                    FaultKind::Asymmetric | FaultKind::Delay | FaultKind::RestartStorm
+                    FaultKind::Asymmetric
+                        | FaultKind::Delay
+                        | FaultKind::RestartStorm
+                        | FaultKind::OneWayLoss
                 )
             {
                 if asymmetric_used {
