@@ -17,5 +17,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod addr;
 pub mod cli;
+pub mod clock;
 pub mod core;
+pub mod lab;
+pub mod net;

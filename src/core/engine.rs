@@ -368,6 +368,8 @@ pub struct Engine {
     meta_asked: BTreeMap<SocketAddr, Instant>,
     /// Every group must be re-evaluated at the next drive (view, command, life).
     dirty_all: bool,
+    /// A refresh round is under way at this tick (see `tick_groups`).
+    refresh_round: bool,
     /// These groups must be re-evaluated (answers, hints).
     dirty: Vec<GroupId>,
     actions: VecDeque<Action>,
@@ -502,6 +504,7 @@ impl Engine {
             leave_claim_sent: false,
             meta_asked: BTreeMap::new(),
             dirty_all: true,
+            refresh_round: false,
             dirty: Vec::new(),
             actions: VecDeque::new(),
             fx: Vec::new(),
@@ -1151,7 +1154,7 @@ impl Engine {
             refresh_deadline,
             withdraw,
             skip_probe: s.hint,
-            refresh_period,
+            refresh_period: if self.refresh_round { refresh_period / 2 } else { refresh_period },
             address_period: self.cfg.timing.address_refresh,
             inflight: s.inflight.is_some(),
             break_release_order: self.breaks.release_order,
@@ -1509,12 +1512,21 @@ impl Engine {
     }
 
     fn tick_groups(&mut self, now: Instant, only_claiming: bool) {
+        // Refresh rounds: when one held group is due, every held group refreshed at
+        // least half a period ago joins it, so the shell writes them in one batch.
+        let period = match self.cfg.fence {
+            FenceKind::Gate => self.cfg.timing.gate_refresh,
+            FenceKind::Address => self.cfg.timing.address_refresh,
+        };
+        self.refresh_round = !only_claiming
+            && self.slots.iter().any(|s| matches!(s.phase, Phase::Held { refreshed, .. } if s.inflight.is_none() && now >= refreshed + period));
         for g in 0..self.slots.len() {
             if only_claiming && !matches!(self.slots[g].phase, Phase::Claiming { .. }) {
                 continue;
             }
             self.tick_group(g as GroupId, now);
         }
+        self.refresh_round = false;
     }
 
     fn tick_group(&mut self, group: GroupId, now: Instant) {

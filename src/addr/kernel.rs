@@ -1,0 +1,344 @@
+//! The kernel worker: one thread that performs the engine's kernel operations in
+//! the order they were issued, each write bracketed by lease checks.
+//!
+//! DESIGN §2.3 rule 6: check the write deadline right before each kernel write and
+//! right after its acknowledgement, and undo at once if it has passed. The gate
+//! refresh is the atomic batch of [`super::gate`]; a bind arms, adds the addresses,
+//! re-checks and goes live. Refreshes that arrive together are written as one batch
+//! (one netlink round trip for all held groups); if that batch finds an expired
+//! element, each group is retried alone so only the lapsed ones are reported.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::clock;
+use crate::core::config::{ClusterConfig, FenceKind, GroupId, Vip};
+use crate::core::engine::KernelOp;
+use crate::core::ownership::KernelOutcome;
+
+use super::gate::{ElemOp, Gate, GateError, GateSet};
+use super::rtnl::{NlError, Rtnl};
+
+/// Address lifetime used for every VIP (`valid_lft` = `preferred_lft`).
+pub const LIFETIME_S: u32 = 1;
+
+/// A completed operation.
+#[derive(Debug)]
+pub struct Done {
+    /// The engine's operation id.
+    pub id: u64,
+    /// The result.
+    pub outcome: KernelOutcome,
+    /// Extra detail for logs and counters (kernel errors, re-created addresses).
+    pub note: Option<String>,
+}
+
+/// Work for the worker.
+#[derive(Debug)]
+pub enum Job {
+    /// Operations, in order.
+    Ops(Vec<(u64, KernelOp)>),
+    /// Remove everything and stop (shutdown after the engine left, or a fatal error).
+    Shutdown,
+}
+
+struct Worker {
+    rtnl: Rtnl,
+    gate: Option<Gate>,
+    index: u32,
+    ifname: String,
+    groups: Vec<Vec<Vip>>,
+    pool: Vec<Vip>,
+    e: Duration,
+    a: Duration,
+}
+
+fn err_text(e: &NlError) -> String {
+    e.to_string()
+}
+
+impl Worker {
+    fn label(&self) -> String {
+        // IFNAMSIZ-1 = 15 bytes: "<ifname>:wm", truncated.
+        let mut l = format!("{}:wm", self.ifname);
+        l.truncate(15);
+        l
+    }
+
+    fn set_addrs(&mut self, g: GroupId) -> Result<(), String> {
+        let label = self.label();
+        for v in self.groups[usize::from(g)].clone() {
+            self.rtnl.addr_set(self.index, &v, LIFETIME_S, true, Some(&label)).map_err(|e| err_text(&e))?;
+        }
+        Ok(())
+    }
+
+    fn del_addrs(&mut self, g: GroupId) -> Result<(), String> {
+        for v in self.groups[usize::from(g)].clone() {
+            self.rtnl.addr_del(self.index, &v).map_err(|e| err_text(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a group's gate elements one by one (absent ones are fine).
+    fn del_gate(&mut self, g: GroupId) -> Result<(), String> {
+        let addrs: Vec<IpAddr> = self.groups[usize::from(g)].iter().map(|v| v.addr).collect();
+        if let Some(gate) = &mut self.gate {
+            for a in addrs {
+                for set in [GateSet::Live, GateSet::Armed] {
+                    match gate.batch(&[ElemOp::Del(set, a)]) {
+                        Ok(()) | Err(GateError::Expired) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_gone(&mut self, addrs: &[IpAddr]) -> Result<(), String> {
+        let present: Vec<IpAddr> = self
+            .rtnl
+            .addrs(self.index)
+            .map_err(|e| err_text(&e))?
+            .into_iter()
+            .map(|a| a.addr)
+            .filter(|a| addrs.contains(a))
+            .collect();
+        if !present.is_empty() {
+            return Err(format!("still present after delete: {present:?}"));
+        }
+        if let Some(gate) = &mut self.gate {
+            for v6 in [false, true] {
+                let live = gate.list(GateSet::Live, v6).map_err(|e| e.to_string())?;
+                if live.iter().any(|(a, _)| addrs.contains(a)) {
+                    return Err("gate element still present after delete".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> KernelOutcome {
+        let pool = self.pool.clone();
+        for v in &pool {
+            if let Err(e) = self.rtnl.addr_del(self.index, v) {
+                return KernelOutcome::Failed(err_text(&e));
+            }
+        }
+        if let Some(gate) = &mut self.gate {
+            for set in [GateSet::Live, GateSet::Armed] {
+                if let Err(e) = gate.flush(set) {
+                    return KernelOutcome::Failed(e.to_string());
+                }
+            }
+        }
+        let addrs: Vec<IpAddr> = pool.iter().map(|v| v.addr).collect();
+        match self.verify_gone(&addrs) {
+            Ok(()) => KernelOutcome::Ok,
+            Err(e) => KernelOutcome::Failed(e),
+        }
+    }
+
+    fn unbind(&mut self, g: GroupId) -> KernelOutcome {
+        if let Err(e) = self.del_gate(g) {
+            return KernelOutcome::Failed(e);
+        }
+        if let Err(e) = self.del_addrs(g) {
+            return KernelOutcome::Failed(e);
+        }
+        let addrs: Vec<IpAddr> = self.groups[usize::from(g)].iter().map(|v| v.addr).collect();
+        match self.verify_gone(&addrs) {
+            Ok(()) => KernelOutcome::Ok,
+            Err(e) => KernelOutcome::Failed(e),
+        }
+    }
+
+    /// Undo after a late write: the deadline passed between the check and the ack.
+    fn undo(&mut self, g: GroupId) {
+        let _ = self.del_gate(g);
+        let _ = self.del_addrs(g);
+    }
+
+    fn bind(&mut self, g: GroupId, deadline: crate::core::time::Instant) -> KernelOutcome {
+        let addrs: Vec<IpAddr> = self.groups[usize::from(g)].iter().map(|v| v.addr).collect();
+        if clock::now() > deadline {
+            return KernelOutcome::Lapsed;
+        }
+        if self.gate.is_some() {
+            let arm: Vec<ElemOp> = addrs.iter().map(|a| ElemOp::Add(GateSet::Armed, *a, self.a)).collect();
+            if let Err(e) = self.gate.as_mut().expect("gate").batch(&arm) {
+                return KernelOutcome::Failed(e.to_string());
+            }
+        }
+        if let Err(e) = self.set_addrs(g) {
+            self.undo(g);
+            return KernelOutcome::Failed(e);
+        }
+        if let Some(gate) = &mut self.gate {
+            // Second check, right before the go-live write (margin A in the deadline).
+            if clock::now() > deadline {
+                self.undo(g);
+                return KernelOutcome::Lapsed;
+            }
+            let mut live = Vec::new();
+            for a in &addrs {
+                live.push(ElemOp::Del(GateSet::Armed, *a));
+                live.push(ElemOp::Add(GateSet::Live, *a, self.e));
+            }
+            match gate.batch(&live) {
+                Ok(()) => {}
+                Err(GateError::Expired) => {
+                    self.undo(g);
+                    return KernelOutcome::Lapsed;
+                }
+                Err(e) => {
+                    self.undo(g);
+                    return KernelOutcome::Failed(e.to_string());
+                }
+            }
+        }
+        if clock::now() > deadline {
+            self.undo(g);
+            return KernelOutcome::Lapsed;
+        }
+        KernelOutcome::Ok
+    }
+
+    /// Refreshes several groups; returns one outcome per group.
+    fn refresh(&mut self, items: &[(GroupId, crate::core::time::Instant, bool)]) -> Vec<KernelOutcome> {
+        let now = clock::now();
+        let mut out: Vec<Option<KernelOutcome>> = items.iter().map(|&(_, d, _)| (now > d).then_some(KernelOutcome::Lapsed)).collect();
+        let live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+        if self.gate.is_some() && !live.is_empty() {
+            let batch = |w: &Worker, idx: &[usize]| -> Vec<ElemOp> {
+                let mut ops = Vec::new();
+                for &i in idx {
+                    for v in &w.groups[usize::from(items[i].0)] {
+                        ops.push(ElemOp::Del(GateSet::Live, v.addr));
+                        ops.push(ElemOp::Add(GateSet::Live, v.addr, w.e));
+                    }
+                }
+                ops
+            };
+            let all = batch(self, &live);
+            match self.gate.as_mut().expect("gate").batch(&all) {
+                Ok(()) => {}
+                Err(GateError::Expired) if live.len() > 1 => {
+                    // Find the lapsed groups: each alone.
+                    for &i in &live {
+                        let ops = batch(self, &[i]);
+                        match self.gate.as_mut().expect("gate").batch(&ops) {
+                            Ok(()) => {}
+                            Err(GateError::Expired) => out[i] = Some(KernelOutcome::Lapsed),
+                            Err(e) => out[i] = Some(KernelOutcome::Failed(e.to_string())),
+                        }
+                    }
+                }
+                Err(GateError::Expired) => out[live[0]] = Some(KernelOutcome::Lapsed),
+                Err(e) => {
+                    for &i in &live {
+                        out[i] = Some(KernelOutcome::Failed(e.to_string()));
+                    }
+                }
+            }
+        }
+        for &i in &live {
+            if out[i].is_some() {
+                continue;
+            }
+            let (g, _, renew) = items[i];
+            // The address itself: renewed with the gate now and then, or every
+            // refresh with the address fence (REPLACE re-creates: only under the lease).
+            if renew || self.gate.is_none() {
+                if let Err(e) = self.set_addrs(g) {
+                    out[i] = Some(KernelOutcome::Failed(e));
+                }
+            }
+        }
+        let after = clock::now();
+        for (i, &(g, d, _)) in items.iter().enumerate() {
+            if out[i].is_none() && after > d {
+                self.undo(g);
+                out[i] = Some(KernelOutcome::Lapsed);
+            }
+        }
+        out.into_iter().map(|o| o.unwrap_or(KernelOutcome::Ok)).collect()
+    }
+
+    fn run(&mut self, jobs: mpsc::Receiver<Job>, done: impl Fn(Done)) {
+        let mut queue: VecDeque<(u64, KernelOp)> = VecDeque::new();
+        loop {
+            if queue.is_empty() {
+                match jobs.recv() {
+                    Ok(Job::Ops(ops)) => queue.extend(ops),
+                    Ok(Job::Shutdown) | Err(_) => {
+                        let _ = self.flush();
+                        return;
+                    }
+                }
+            }
+            // Take whatever else is waiting, so refreshes issued together go together.
+            while let Ok(j) = jobs.try_recv() {
+                match j {
+                    Job::Ops(ops) => queue.extend(ops),
+                    Job::Shutdown => {
+                        let _ = self.flush();
+                        return;
+                    }
+                }
+            }
+            let Some((id, op)) = queue.pop_front() else { continue };
+            match op {
+                KernelOp::Flush => done(Done { id, outcome: self.flush(), note: None }),
+                KernelOp::Bind { group, deadline } => done(Done { id, outcome: self.bind(group, deadline), note: None }),
+                KernelOp::Unbind { group } => done(Done { id, outcome: self.unbind(group), note: None }),
+                KernelOp::Refresh { group, deadline, renew_address } => {
+                    let mut items = vec![(group, deadline, renew_address)];
+                    let mut ids = vec![id];
+                    while let Some((_, KernelOp::Refresh { .. })) = queue.front() {
+                        if let Some((id2, KernelOp::Refresh { group, deadline, renew_address })) = queue.pop_front() {
+                            items.push((group, deadline, renew_address));
+                            ids.push(id2);
+                        }
+                    }
+                    for (id, outcome) in ids.into_iter().zip(self.refresh(&items)) {
+                        done(Done { id, outcome, note: None });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts the worker thread for interface `ifname`. `done` is called on the worker
+/// thread for every completed operation.
+pub fn spawn(
+    cfg: &ClusterConfig,
+    ifname: &str,
+    index: u32,
+    done: impl Fn(Done) + Send + 'static,
+) -> std::io::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
+    let rtnl = Rtnl::new()?;
+    let gate = match cfg.fence {
+        FenceKind::Gate => Some(Gate::open()?),
+        FenceKind::Address => None,
+    };
+    let groups: Vec<Vec<Vip>> = cfg.groups.iter().map(|g| g.vips.clone()).collect();
+    let pool: Vec<Vip> = groups.iter().flatten().copied().collect();
+    let mut w = Worker {
+        rtnl,
+        gate,
+        index,
+        ifname: ifname.to_string(),
+        groups,
+        pool,
+        e: cfg.timing.gate_timeout,
+        a: cfg.timing.gate_arm,
+    };
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::Builder::new().name("wm-kernel".into()).spawn(move || w.run(rx, done))?;
+    Ok((tx, h))
+}

@@ -1,0 +1,183 @@
+//! Throw-away clusters in Linux network namespaces, for `wackamole demo`, the
+//! integration tests and the failover bench.
+//!
+//! A lab is a bridge in its own namespace, `n` node namespaces and a client
+//! namespace, each connected to the bridge by a veth pair. Names carry a unique
+//! prefix so several labs can coexist; everything is removed on drop (and
+//! [`Lab::sweep`] removes leftovers of crashed runs). Needs root, `ip` (iproute2);
+//! traffic never leaves the namespaces.
+
+use std::fs::File;
+use std::io;
+use std::net::Ipv4Addr;
+use std::process::{Command, Output, Stdio};
+
+/// Runs a command, failing with its stderr if it exits non-zero.
+pub fn sh(args: &[&str]) -> io::Result<Output> {
+    let out = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(out)
+}
+
+/// Whether this process can build labs (root, iproute2 present).
+pub fn available() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not root: network-namespace labs need root".into());
+    }
+    match Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err("`ip` (iproute2) is not installed".into()),
+    }
+}
+
+/// Moves the calling thread into network namespace `ns` (sockets opened afterwards,
+/// and processes spawned from this thread, live there).
+pub fn enter(ns: &str) -> io::Result<()> {
+    let f = File::open(format!("/run/netns/{ns}"))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+}
+
+/// One namespace of a lab.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Namespace name.
+    pub ns: String,
+    /// Interface inside it (connected to the bridge).
+    pub ifname: String,
+    /// Its own address.
+    pub addr: Ipv4Addr,
+    /// Bridge-side interface name (in the bridge namespace).
+    pub port: String,
+}
+
+impl Host {
+    /// Runs a command inside this namespace.
+    pub fn run(&self, args: &[&str]) -> io::Result<Output> {
+        let mut v = vec!["ip", "netns", "exec", &self.ns];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    /// A command prepared to run inside this namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, program]);
+        c
+    }
+
+    /// Link up or down (from inside the node: the machine's NIC).
+    pub fn link(&self, up: bool) -> io::Result<()> {
+        self.run(&["ip", "link", "set", &self.ifname, if up { "up" } else { "down" }]).map(|_| ())
+    }
+}
+
+/// A lab: bridge, nodes, client.
+#[derive(Debug)]
+pub struct Lab {
+    /// Name prefix of every namespace.
+    pub prefix: String,
+    /// The bridge namespace.
+    pub bridge_ns: String,
+    /// The nodes.
+    pub nodes: Vec<Host>,
+    /// The client.
+    pub client: Host,
+    /// The subnet's first three octets (10.X.Y.0/24).
+    pub subnet: [u8; 3],
+}
+
+impl Lab {
+    /// Builds a lab with `n` nodes on subnet `10.{a}.{b}.0/24`. Nodes get .1…, the
+    /// client .250. Prefix names must be short (namespace and interface limits).
+    pub fn new(prefix: &str, n: usize, subnet: [u8; 2]) -> io::Result<Lab> {
+        available().map_err(io::Error::other)?;
+        let bridge_ns = format!("{prefix}-br");
+        let mut lab = Lab { prefix: prefix.to_string(), bridge_ns: bridge_ns.clone(), nodes: Vec::new(), client: Host { ns: String::new(), ifname: String::new(), addr: Ipv4Addr::UNSPECIFIED, port: String::new() }, subnet: [10, subnet[0], subnet[1]] };
+        Lab::sweep(prefix);
+        sh(&["ip", "netns", "add", &bridge_ns])?;
+        let br = |args: &[&str]| {
+            let mut v = vec!["ip", "netns", "exec", bridge_ns.as_str()];
+            v.extend_from_slice(args);
+            sh(&v)
+        };
+        br(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        br(&["ip", "link", "set", "br0", "up"])?;
+        br(&["ip", "link", "set", "lo", "up"])?;
+        for i in 0..=n {
+            let client = i == n;
+            let ns = if client { format!("{prefix}-c") } else { format!("{prefix}-n{i}") };
+            let port = if client { "pc".to_string() } else { format!("p{i}") };
+            let host_octet = if client { 250 } else { i as u8 + 1 };
+            let addr = Ipv4Addr::new(10, subnet[0], subnet[1], host_octet);
+            sh(&["ip", "netns", "add", &ns])?;
+            // Create the pair in the bridge namespace, then move one end.
+            br(&["ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0"])?;
+            br(&["ip", "link", "set", "eth0", "netns", &ns])?;
+            br(&["ip", "link", "set", &port, "master", "br0"])?;
+            br(&["ip", "link", "set", &port, "up"])?;
+            let h = Host { ns: ns.clone(), ifname: "eth0".into(), addr, port };
+            h.run(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            h.run(&["ip", "link", "set", "eth0", "up"])?;
+            h.run(&["ip", "link", "set", "lo", "up"])?;
+            // Keep secondaries when a primary goes (F14), answer ARP only for own addresses.
+            let _ = h.run(&["sysctl", "-qw", "net.ipv4.conf.all.promote_secondaries=1"]);
+            let _ = h.run(&["sysctl", "-qw", "net.ipv4.conf.eth0.arp_announce=2"]);
+            if client {
+                lab.client = h;
+            } else {
+                lab.nodes.push(h);
+            }
+        }
+        Ok(lab)
+    }
+
+    /// Runs a command in the bridge namespace.
+    pub fn bridge(&self, args: &[&str]) -> io::Result<Output> {
+        let mut v = vec!["ip", "netns", "exec", self.bridge_ns.as_str()];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    /// Installs (replacing) the bridge's fault rules: `rules` are nft statements
+    /// inside a `forward` chain of `table bridge faults`.
+    pub fn faults(&self, rules: &[String]) -> io::Result<()> {
+        let _ = self.bridge(&["nft", "delete", "table", "bridge", "faults"]);
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let text = format!(
+            "table bridge faults {{ chain fwd {{ type filter hook forward priority 0; policy accept;\n{}\n}} }}\n",
+            rules.join("\n")
+        );
+        let path = std::env::temp_dir().join(format!("{}-faults-{}.nft", self.prefix, std::process::id()));
+        std::fs::write(&path, text)?;
+        let r = self.bridge(&["nft", "-f", path.to_str().unwrap_or_default()]);
+        let _ = std::fs::remove_file(&path);
+        r.map(|_| ())
+    }
+
+    /// Removes every namespace whose name starts with `prefix-` (leftovers).
+    pub fn sweep(prefix: &str) {
+        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let name = line.split_whitespace().next().unwrap_or("");
+                if name.starts_with(&format!("{prefix}-")) {
+                    let _ = Command::new("ip").args(["netns", "pids", name]).output().map(|o| {
+                        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                            let _ = Command::new("kill").args(["-9", pid]).status();
+                        }
+                    });
+                    let _ = Command::new("ip").args(["netns", "del", name]).status();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        Lab::sweep(&self.prefix);
+    }
+}

@@ -1,0 +1,3 @@
+//! Networking of the agent: the datagram envelope.
+
+pub mod envelope;

@@ -1,0 +1,97 @@
+//! The gate's kernel semantics, on the real kernel in a throw-away namespace:
+//! element timeouts, the atomic refresh that cannot re-create an expired element,
+//! the go-live batch that needs a live arm, and rtnetlink address lifetimes.
+//! Skips (loudly) when not root.
+
+use std::net::IpAddr;
+use std::thread;
+use std::time::Duration;
+
+use wackamole::addr::gate::{self, ElemOp, Gate, GateError, GateSet};
+use wackamole::addr::rtnl::Rtnl;
+use wackamole::core::config::Vip;
+use wackamole::lab::{self, Lab};
+
+fn skip() -> bool {
+    if let Err(why) = lab::available() {
+        eprintln!("SKIPPED: {why}");
+        return true;
+    }
+    false
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
+fn gate_batches_are_atomic_and_expire() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::new("wmg1", 1, [77, 1]).expect("lab");
+    let ns = lab.nodes[0].ns.clone();
+    thread::spawn(move || {
+        lab::enter(&ns).unwrap();
+        let v4: IpAddr = "10.77.1.100".parse().unwrap();
+        let v6: IpAddr = "fd00::100".parse().unwrap();
+        gate::install(&[v4, v6], ms(80), ms(20)).expect("nft install");
+        let mut g = Gate::open().unwrap();
+        // A refresh of an absent element fails and creates nothing.
+        assert!(matches!(g.batch(&[ElemOp::Del(GateSet::Live, v4), ElemOp::Add(GateSet::Live, v4, ms(80))]), Err(GateError::Expired)));
+        assert!(g.list(GateSet::Live, false).unwrap().is_empty());
+        // Go-live needs the arm.
+        g.batch(&[ElemOp::Add(GateSet::Armed, v4, ms(20)), ElemOp::Add(GateSet::Armed, v6, ms(20))]).unwrap();
+        g.batch(&[ElemOp::Del(GateSet::Armed, v4), ElemOp::Add(GateSet::Live, v4, ms(300)), ElemOp::Del(GateSet::Armed, v6), ElemOp::Add(GateSet::Live, v6, ms(300))]).unwrap();
+        let live = g.list(GateSet::Live, false).unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].0, v4);
+        assert_eq!(g.list(GateSet::Live, true).unwrap().len(), 1);
+        // An expired arm makes go-live fail.
+        g.batch(&[ElemOp::Add(GateSet::Armed, v4, ms(20))]).unwrap();
+        thread::sleep(ms(60));
+        assert!(matches!(g.batch(&[ElemOp::Del(GateSet::Armed, v4), ElemOp::Add(GateSet::Live, v4, ms(80))]), Err(GateError::Expired)));
+        // Refreshing a present element works and resets its timeout.
+        g.batch(&[ElemOp::Del(GateSet::Live, v4), ElemOp::Add(GateSet::Live, v4, ms(80))]).unwrap();
+        thread::sleep(ms(150));
+        assert!(g.list(GateSet::Live, false).unwrap().is_empty(), "expired after E");
+        assert!(matches!(g.batch(&[ElemOp::Del(GateSet::Live, v4), ElemOp::Add(GateSet::Live, v4, ms(80))]), Err(GateError::Expired)));
+        assert!(g.list(GateSet::Live, false).unwrap().is_empty(), "an expired element is not re-created");
+        g.flush(GateSet::Live).unwrap();
+        assert!(g.list(GateSet::Live, true).unwrap().is_empty());
+        gate::uninstall();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn addresses_carry_lifetimes() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::new("wmg2", 1, [77, 2]).expect("lab");
+    let ns = lab.nodes[0].ns.clone();
+    thread::spawn(move || {
+        lab::enter(&ns).unwrap();
+        let mut r = Rtnl::new().unwrap();
+        let link = r.link("eth0").unwrap().expect("eth0");
+        assert!(r.link("nope0").unwrap().is_none());
+        let vip = Vip::host("10.77.2.100".parse().unwrap());
+        let vip6 = Vip::host("fd00::2:100".parse().unwrap());
+        r.addr_set(link.index, &vip, 1, false, Some("eth0:wm")).unwrap();
+        r.addr_set(link.index, &vip6, 1, true, None).unwrap();
+        let addrs = r.addrs(link.index).unwrap();
+        let a = addrs.iter().find(|a| a.addr == vip.addr).expect("added");
+        assert!(a.valid_lft <= 1);
+        let a6 = addrs.iter().find(|a| a.addr == vip6.addr).expect("added v6");
+        assert!(!a6.tentative, "nodad");
+        // Gone on its own within ~1.3 s.
+        thread::sleep(ms(1400));
+        assert!(!r.addrs(link.index).unwrap().iter().any(|a| a.addr == vip.addr));
+        // Delete is idempotent.
+        assert!(!r.addr_del(link.index, &vip).unwrap());
+    })
+    .join()
+    .unwrap();
+}
