@@ -31,8 +31,73 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the agent: hold this node's share of the VIPs.
+    Run(RunFlags),
     /// Validate the flags, print the derived timing and the safety inequalities, exit.
     CheckConfig(Flags),
+    /// As root: a throw-away three-node cluster in network namespaces, with a live
+    /// ownership table and a failover you can watch.
+    Demo(DemoFlags),
+}
+
+/// Flags of `run`: the cluster flags plus the shell's own.
+#[derive(Args, Debug, Clone)]
+pub struct RunFlags {
+    /// The cluster and node flags.
+    #[command(flatten)]
+    pub flags: Flags,
+    /// Gratuitous ARP / unsolicited NA packets per announcement.
+    #[arg(long, env = "WACKAMOLE_GARP_COUNT", default_value_t = 5)]
+    pub garp_count: u32,
+    /// Spacing of those packets.
+    #[arg(long, env = "WACKAMOLE_GARP_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
+    pub garp_interval: Duration,
+    /// Re-announce held VIPs this often (0 = only on changes).
+    #[arg(long, env = "WACKAMOLE_GARP_REFRESH", default_value = "0s", value_parser = parse_duration)]
+    pub garp_refresh: Duration,
+    /// Also send directed ARP replies to these addresses (ADDR or CIDR, comma-separated; IPv4).
+    #[arg(long, env = "WACKAMOLE_NOTIFY", value_delimiter = ',')]
+    pub notify: Vec<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "WACKAMOLE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// Flags of `demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoFlags {
+    /// Keep the cluster running after the failover until Ctrl-C.
+    #[arg(long)]
+    pub keep: bool,
+    /// Timing profile for the demo cluster.
+    #[arg(long, default_value = "default")]
+    pub profile: String,
+}
+
+/// Expands `--notify` entries (addresses or IPv4 CIDRs up to /22) into addresses.
+pub fn parse_notify(list: &[String]) -> Result<Vec<std::net::Ipv4Addr>, UsageError> {
+    let mut out = Vec::new();
+    for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if let Some((a, p)) = item.split_once('/') {
+            let base: std::net::Ipv4Addr = a.parse().map_err(|_| usage("notify", format!("{item:?} is not an IPv4 address or CIDR")))?;
+            let p: u32 = p.parse().map_err(|_| usage("notify", format!("{item:?}: bad prefix")))?;
+            if !(22..=32).contains(&p) {
+                return Err(usage("notify", format!("{item:?}: use a prefix from /22 to /32")));
+            }
+            let n = 1u32 << (32 - p);
+            let start = u32::from(base) & !(n - 1);
+            for k in 0..n {
+                let ip = std::net::Ipv4Addr::from(start + k);
+                if n > 2 && (k == 0 || k == n - 1) {
+                    continue; // network and broadcast
+                }
+                out.push(ip);
+            }
+        } else {
+            out.push(item.parse().map_err(|_| usage("notify", format!("{item:?} is not an IPv4 address or CIDR")))?);
+        }
+    }
+    Ok(out)
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -383,8 +448,18 @@ mod tests {
         let mut v = vec!["wackamole", "check-config"];
         v.extend_from_slice(args);
         let cli = Cli::try_parse_from(v)?;
-        let Command::CheckConfig(f) = cli.command;
-        Ok(f)
+        match cli.command {
+            Command::CheckConfig(f) => Ok(f),
+            _ => unreachable!("parsed check-config"),
+        }
+    }
+
+    #[test]
+    fn notify_lists() {
+        assert_eq!(parse_notify(&["10.0.0.1".into()]).unwrap().len(), 1);
+        assert_eq!(parse_notify(&["10.0.0.0/30".into()]).unwrap().len(), 2);
+        assert!(parse_notify(&["10.0.0.0/8".into()]).is_err());
+        assert!(parse_notify(&["x".into()]).is_err());
     }
 
     const BASE: &[&str] = &[

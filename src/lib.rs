@@ -18,8 +18,10 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod core;
+pub mod demo;
 pub mod lab;
 pub mod net;

@@ -3,7 +3,96 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use wackamole::cli::{Cli, Command, EX_USAGE, Settings};
+use wackamole::agent::{self, ShellOptions};
+use wackamole::cli::{Cli, Command, EX_USAGE, RunFlags, Settings, parse_notify};
+use wackamole::net::envelope::Envelope;
+
+fn init_logs(format: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WACKAMOLE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        "text" => b.init(),
+        "json" => b.json().init(),
+        f => return Err(format!("--log-format: {f:?}: use `text` or `json`")),
+    }
+    Ok(())
+}
+
+fn run(r: RunFlags) -> ExitCode {
+    if let Err(e) = init_logs(&r.log_format) {
+        eprintln!("wackamole: {e}");
+        return ExitCode::from(EX_USAGE);
+    }
+    let settings = match Settings::from_flags(&r.flags) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wackamole: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
+    let notify = match parse_notify(&r.notify) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("wackamole: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let secrets = match (&r.flags.key_file, r.flags.insecure) {
+        (Some(path), _) => match Envelope::load_secrets(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("wackamole: --key-file: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+        (None, _) => Vec::new(),
+    };
+    let opts = ShellOptions { garp_count: r.garp_count, garp_interval: r.garp_interval, garp_refresh: r.garp_refresh, notify, secrets };
+    let cluster = settings.cluster.clone();
+    let ifname = settings.interface.clone().unwrap_or_default();
+    let prepared = match agent::prepare(settings, opts) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("wackamole: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wackamole: cannot start the runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            let shutdown = async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            };
+            agent::run(prepared, shutdown).await
+        })
+    }));
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("wackamole: {e}");
+            agent::emergency_flush(&cluster, &ifname);
+            ExitCode::from(e.exit_code())
+        }
+        Err(_) => {
+            eprintln!("wackamole: internal error; VIPs released");
+            agent::emergency_flush(&cluster, &ifname);
+            ExitCode::from(70)
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -15,6 +104,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Run(r) => run(r),
         Command::CheckConfig(flags) => match Settings::from_flags(&flags) {
             Ok(s) => {
                 print!("{}", s.describe());
@@ -25,5 +115,6 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Command::Demo(d) => wackamole::demo::main(d),
     }
 }

@@ -1,0 +1,390 @@
+//! The agent: a thin tokio shell around the engine.
+//!
+//! One task owns the [`Engine`] and everything it talks to; it waits on the UDP
+//! socket, the engine's next deadline, the kernel worker's completions, the ARP
+//! thread's probe results and the shutdown signal, feeds each to the engine with
+//! `now` read after it arrived, and carries out the engine's actions:
+//!
+//! * `Send` → sealed with the [`Envelope`] and sent on the one UDP socket;
+//! * `Kernel` → the kernel worker thread (addresses, gate), in order;
+//! * `Probe`/`Announce` → the ARP thread;
+//! * `Event` → logs.
+//!
+//! Start-up: validate everything (flags, key, interface, capabilities, the host
+//! lock, the UDP port) before touching the kernel; then the engine's first action
+//! is the flush of stale VIPs and gate entries. Shutdown: release every VIP, then
+//! leave the cluster, then remove the gate and exit — within about a second.
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::addr::arp;
+use crate::addr::gate;
+use crate::addr::kernel::{self, Done, Job};
+use crate::addr::rtnl::Rtnl;
+use crate::cli::Settings;
+use crate::clock;
+use crate::core::config::{FenceKind, GroupId};
+use crate::core::engine::{Action, Engine, EngineConfig, EngineInit, Event, KernelOp};
+use crate::core::ownership::KernelOutcome;
+use crate::net::envelope::{self, Envelope};
+
+/// Largest datagram read.
+const RECV_BUF: usize = 2048;
+
+/// How start-up failed; each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A flag names something that does not exist (exit 64).
+    #[error("{0}")]
+    Usage(String),
+    /// Missing privilege (exit 77).
+    #[error("{0}")]
+    Permission(String),
+    /// A needed facility is missing or busy (exit 69).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl StartError {
+    /// The process exit code (sysexits.h).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Usage(_) => 64,
+            StartError::Permission(_) => 77,
+            StartError::Unavailable(_) => 69,
+        }
+    }
+}
+
+/// Options of the shell that the core does not see.
+#[derive(Clone, Debug)]
+pub struct ShellOptions {
+    /// Gratuitous ARP / NA packets per announcement.
+    pub garp_count: u32,
+    /// Spacing of those packets.
+    pub garp_interval: Duration,
+    /// Re-announce held VIPs this often (zero: never).
+    pub garp_refresh: Duration,
+    /// Addresses that get directed ARP replies after each announcement.
+    pub notify: Vec<std::net::Ipv4Addr>,
+    /// Secrets for the envelope (empty with `--insecure`).
+    pub secrets: Vec<Vec<u8>>,
+}
+
+enum ArpJob {
+    Probe { group: GroupId, addrs: Vec<IpAddr> },
+    Announce { addrs: Vec<IpAddr> },
+}
+
+struct ProbeDone {
+    group: GroupId,
+    conflict: bool,
+}
+
+fn map_io(what: &str, e: io::Error) -> StartError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => StartError::Permission(format!(
+            "{what}: permission denied; run as root or grant CAP_NET_ADMIN and CAP_NET_RAW"
+        )),
+        io::ErrorKind::AddrInUse => StartError::Unavailable(format!("{what}: address in use")),
+        _ if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => StartError::Permission(format!(
+            "{what}: operation not permitted; run as root or grant CAP_NET_ADMIN and CAP_NET_RAW"
+        )),
+        _ => StartError::Unavailable(format!("{what}: {e}")),
+    }
+}
+
+/// Everything acquired at start-up, before the engine runs.
+pub struct Prepared {
+    settings: Settings,
+    opts: ShellOptions,
+    socket: std::net::UdpSocket,
+    _lock: UnixListener,
+    ifname: String,
+    index: u32,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("ifname", &self.ifname).finish_non_exhaustive()
+    }
+}
+
+/// Checks everything that can fail before any kernel state is touched: the
+/// interface, the address family of each VIP, privileges, the host lock (one agent
+/// per node name per network namespace), and the UDP port.
+pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, StartError> {
+    let ifname = settings
+        .interface
+        .clone()
+        .ok_or_else(|| StartError::Usage("--interface: required to run (the interface the VIPs live on)".into()))?;
+    let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
+    let link = rtnl
+        .link(&ifname)
+        .map_err(|e| StartError::Unavailable(e.to_string()))?
+        .ok_or_else(|| StartError::Usage(format!("--interface: no interface named {ifname:?} in this network namespace")))?;
+    // A VIP must not be one of the interface's own addresses.
+    let own: Vec<IpAddr> = rtnl.addrs(link.index).map_err(|e| StartError::Unavailable(e.to_string()))?.into_iter().filter(|a| a.valid_lft == u32::MAX).map(|a| a.addr).collect();
+    for g in &settings.cluster.groups {
+        for v in &g.vips {
+            if own.contains(&v.addr) {
+                return Err(StartError::Usage(format!("--vip: {} is a permanent address of {ifname}; a VIP must not be a node address", v.addr)));
+            }
+        }
+    }
+    // Privileges: raw sockets (ARP) need CAP_NET_RAW; address changes CAP_NET_ADMIN.
+    arp::Link::open(&ifname).map_err(|e| map_io(&format!("raw socket on {ifname}"), e))?;
+    if settings.cluster.fence == FenceKind::Gate {
+        match std::process::Command::new("nft").arg("--version").output() {
+            Ok(o) if o.status.success() => {}
+            _ => return Err(StartError::Unavailable("`nft` (nftables) is not installed: install it, or run with --fence address (slower failover)".into())),
+        }
+    }
+    let lock_name = format!("wackamole-{:016x}-{}", settings.cluster.cluster_id(), settings.node.name);
+    let lock = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
+        .and_then(|a| UnixListener::bind_addr(&a))
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                StartError::Unavailable(format!("another agent named {} already runs here (host lock @{lock_name})", settings.node.name))
+            } else {
+                map_io("host lock", e)
+            }
+        })?;
+    let socket = std::net::UdpSocket::bind(settings.bind).map_err(|e| map_io(&format!("--bind {}", settings.bind), e))?;
+    socket.set_nonblocking(true).map_err(|e| map_io("socket", e))?;
+    Ok(Prepared { settings, opts, socket, _lock: lock, ifname, index: link.index })
+}
+
+fn spawn_arp(ifname: &str, probe_wait: Duration, opts: &ShellOptions, results: mpsc::UnboundedSender<ProbeDone>) -> io::Result<std_mpsc::Sender<ArpJob>> {
+    let mut link = arp::Link::open(ifname)?;
+    let (tx, rx) = std_mpsc::channel::<ArpJob>();
+    let (count, interval, notify) = (opts.garp_count.max(1), opts.garp_interval, opts.notify.clone());
+    std::thread::Builder::new().name("wm-arp".into()).spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while let Ok(j) = rx.try_recv() {
+                jobs.push(j);
+            }
+            // All waiting probes share one listening window.
+            let mut probes: Vec<(GroupId, Vec<IpAddr>)> = Vec::new();
+            for j in jobs {
+                match j {
+                    ArpJob::Probe { group, addrs } => probes.push((group, addrs)),
+                    ArpJob::Announce { addrs } => {
+                        for k in 0..count {
+                            for a in &addrs {
+                                if let Err(e) = link.announce_once(*a) {
+                                    warn!(vip = %a, error = %e, "announce failed");
+                                }
+                                if let IpAddr::V4(v) = a {
+                                    if k == 0 {
+                                        for t in &notify {
+                                            let _ = link.notify(*v, *t);
+                                        }
+                                    }
+                                }
+                            }
+                            if k + 1 < count {
+                                std::thread::sleep(interval);
+                            }
+                        }
+                    }
+                }
+            }
+            if !probes.is_empty() {
+                let all: Vec<IpAddr> = probes.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+                link.drain();
+                let conflicts = link.probe(&all, probe_wait).unwrap_or_else(|e| {
+                    warn!(error = %e, "probe failed; treating as silent");
+                    vec![false; all.len()]
+                });
+                let mut i = 0;
+                for (group, addrs) in probes {
+                    let conflict = conflicts[i..i + addrs.len()].iter().any(|c| *c);
+                    i += addrs.len();
+                    let _ = results.send(ProbeDone { group, conflict });
+                }
+            }
+        }
+    })?;
+    Ok(tx)
+}
+
+fn log_event(engine: &Engine, e: &Event) {
+    let group = |g: &GroupId| engine.config().groups[usize::from(*g)].to_string();
+    match e {
+        Event::Acquired { group: g, took } => {
+            info!(vip = %group(g), node = engine.name(), took_ms = took.as_millis() as u64, "acquired")
+        }
+        Event::Released { group: g, reason } => {
+            let to = engine.owner(*g).unwrap_or("-").to_string();
+            info!(vip = %group(g), from = engine.name(), to = %to, reason = reason.label(), "released")
+        }
+        Event::Fenced { group: g, reason } => warn!(vip = %group(g), reason = reason.label(), "fenced: stopped answering"),
+        Event::Conflict { group: g } => warn!(vip = %group(g), "probe conflict: someone else answers; not binding"),
+        Event::Withdrew { group: g } => debug!(vip = %group(g), "claim withdrawn (contention)"),
+        Event::Started { .. } => info!(node = engine.name(), "started; stale VIPs and gate entries removed"),
+        Event::ViewChanged { members } => info!(members, "membership changed"),
+        Event::Left => info!(node = engine.name(), "left the cluster"),
+        Event::Warning(w) => warn!("{w}"),
+    }
+}
+
+/// Runs the agent until `shutdown` resolves (then releases everything and leaves).
+pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let Prepared { settings, opts, socket, _lock, ifname, index } = p;
+    let cfg = settings.cluster.clone();
+    if cfg.fence == FenceKind::Gate {
+        let vips: Vec<IpAddr> = cfg.groups.iter().flat_map(|g| g.vips.iter().map(|v| v.addr)).collect();
+        gate::install(&vips, cfg.timing.gate_timeout, cfg.timing.gate_arm).map_err(|e| map_io("nftables gate", e))?;
+    }
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let (kernel, kernel_thread) = kernel::spawn(&cfg, &ifname, index, move |d| {
+        let _ = done_tx.send(d);
+    })
+    .map_err(|e| map_io("kernel worker", e))?;
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeDone>();
+    let arp = spawn_arp(&ifname, cfg.timing.probe_wait, &opts, probe_tx).map_err(|e| map_io("raw socket", e))?;
+    let socket = UdpSocket::from_std(socket).map_err(|e| map_io("socket", e))?;
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt);
+    let mut env = (!opts.secrets.is_empty()).then(|| Envelope::new(&opts.secrets, salt));
+    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1);
+    let init = EngineInit { nonce: rand::random(), rng_seed: rand::random(), epoch };
+    let groups: Vec<Vec<IpAddr>> = cfg.groups.iter().map(|g| g.vips.iter().map(|v| v.addr).collect()).collect();
+    let ecfg = EngineConfig {
+        cluster: cfg.clone(),
+        node: settings.node.clone(),
+        bind: settings.bind,
+        seeds: settings.join.clone(),
+        cluster_size_hint: cfg.voters.len().max(settings.join.len()).max(3),
+        breaks: Default::default(),
+    };
+    let mut engine = Engine::new(ecfg, init, clock::now());
+    let mut suspend = clock::SuspendDetector::new();
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut leaving = false;
+    let mut drops: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let refresh = opts.garp_refresh;
+    let mut next_reannounce = tokio::time::Instant::now() + if refresh.is_zero() { Duration::from_secs(3600) } else { refresh };
+    tokio::pin!(shutdown);
+    info!(node = %settings.node.name, interface = %ifname, bind = %settings.bind, cluster = format!("{:016x}", cfg.cluster_id()), "starting");
+    loop {
+        while let Some(a) = engine.poll_action() {
+            match a {
+                Action::Send { to, payload } => {
+                    let out = match &mut env {
+                        Some(e) => e.seal(&payload),
+                        None => payload,
+                    };
+                    if let Err(e) = socket.try_send_to(&out, to) {
+                        debug!(%to, error = %e, "send failed");
+                    }
+                }
+                Action::Kernel { id, op } => {
+                    if kernel.send(Job::Ops(vec![(id, op)])).is_err() {
+                        error!("kernel worker is gone");
+                    }
+                }
+                Action::Probe { group } => {
+                    let _ = arp.send(ArpJob::Probe { group, addrs: groups[usize::from(group)].clone() });
+                }
+                Action::Announce { group } => {
+                    let _ = arp.send(ArpJob::Announce { addrs: groups[usize::from(group)].clone() });
+                }
+                Action::Event(e) => log_event(&engine, &e),
+            }
+        }
+        if engine.is_finished() {
+            break;
+        }
+        let sleep = match engine.poll_timeout() {
+            Some(t) => t.saturating_since(clock::now()),
+            None => Duration::from_secs(1),
+        };
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let now = clock::now();
+                match r {
+                    Ok((n, from)) => {
+                        let plain = match &mut env {
+                            Some(e) => match e.open(&buf[..n]) {
+                                Ok(p) => Some(p),
+                                Err(d) => {
+                                    *drops.entry(d.label()).or_default() += 1;
+                                    debug!(%from, reason = d.label(), "datagram dropped");
+                                    None
+                                }
+                            },
+                            None => Some(buf[..n].to_vec()),
+                        };
+                        if let Some(p) = plain {
+                            engine.handle_datagram(from, &p, now);
+                        }
+                    }
+                    Err(e) => debug!(error = %e, "recv failed"),
+                }
+            }
+            Some(d) = done_rx.recv() => {
+                if let KernelOutcome::Failed(why) = &d.outcome {
+                    warn!(op = d.id, error = %why, "kernel operation failed");
+                }
+                engine.handle_kernel(d.id, d.outcome, clock::now());
+            }
+            Some(p) = probe_rx.recv() => engine.handle_probe(p.group, p.conflict, clock::now()),
+            _ = tokio::time::sleep(sleep) => engine.handle_timeout(clock::now()),
+            _ = tokio::time::sleep_until(next_reannounce) => {
+                next_reannounce = tokio::time::Instant::now() + if refresh.is_zero() { Duration::from_secs(3600) } else { refresh };
+                if !refresh.is_zero() {
+                    for g in engine.bound_groups().collect::<Vec<_>>() {
+                        let _ = arp.send(ArpJob::Announce { addrs: groups[usize::from(g)].clone() });
+                    }
+                }
+            }
+            _ = &mut shutdown, if !leaving => {
+                leaving = true;
+                info!("shutting down: releasing VIPs, then leaving");
+                engine.leave(clock::now());
+            }
+        }
+        if let Some(d) = suspend.check() {
+            warn!(suspended_ms = d.as_millis() as u64, "clock jump (suspend): unbinding everything first");
+            engine.handle_clock_jump(clock::now());
+        }
+    }
+    let _ = kernel.send(Job::Shutdown);
+    let _ = kernel_thread.join();
+    if cfg.fence == FenceKind::Gate {
+        gate::uninstall();
+    }
+    let _ = envelope::OVERHEAD;
+    info!(drops = ?drops, "stopped");
+    Ok(())
+}
+
+/// The kernel operations a failed agent must undo: used by the panic path.
+pub fn emergency_flush(cfg: &crate::core::config::ClusterConfig, ifname: &str) {
+    if let Ok(mut r) = Rtnl::new() {
+        if let Ok(Some(link)) = r.link(ifname) {
+            for g in &cfg.groups {
+                for v in &g.vips {
+                    let _ = r.addr_del(link.index, v);
+                }
+            }
+        }
+    }
+    if cfg.fence == FenceKind::Gate {
+        gate::uninstall();
+    }
+    let _ = KernelOp::Flush;
+}
