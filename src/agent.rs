@@ -83,8 +83,16 @@ pub struct ShellOptions {
 
 enum ArpJob {
     Probe { group: GroupId, addrs: Vec<IpAddr> },
-    Announce { addrs: Vec<IpAddr> },
+    Announce { group: GroupId, addrs: Vec<IpAddr> },
 }
+
+/// Groups that may be announced, with the lease-derived deadline of their latest
+/// kernel write. Raw ARP/NA frames bypass the gate, so the ARP thread checks this
+/// map — under its lock — before every frame: a queued burst stops the moment the
+/// group is released or its lease lapses (e.g. after a freeze).
+type Announceable = std::sync::Arc<
+    std::sync::Mutex<std::collections::BTreeMap<GroupId, crate::core::time::Instant>>,
+>;
 
 struct ProbeDone {
     group: GroupId,
@@ -97,9 +105,11 @@ fn map_io(what: &str, e: io::Error) -> StartError {
             "{what}: permission denied; run as root or grant CAP_NET_ADMIN and CAP_NET_RAW"
         )),
         io::ErrorKind::AddrInUse => StartError::Unavailable(format!("{what}: address in use")),
-        _ if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => StartError::Permission(format!(
-            "{what}: operation not permitted; run as root or grant CAP_NET_ADMIN and CAP_NET_RAW"
-        )),
+        _ if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => {
+            StartError::Permission(format!(
+                "{what}: operation not permitted; run as root or grant CAP_NET_ADMIN and CAP_NET_RAW"
+            ))
+        }
         _ => StartError::Unavailable(format!("{what}: {e}")),
     }
 }
@@ -116,7 +126,9 @@ pub struct Prepared {
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("ifname", &self.ifname).finish_non_exhaustive()
+        f.debug_struct("Prepared")
+            .field("ifname", &self.ifname)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,21 +136,33 @@ impl std::fmt::Debug for Prepared {
 /// interface, the address family of each VIP, privileges, the host lock (one agent
 /// per node name per network namespace), and the UDP port.
 pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, StartError> {
-    let ifname = settings
-        .interface
-        .clone()
-        .ok_or_else(|| StartError::Usage("--interface: required to run (the interface the VIPs live on)".into()))?;
+    let ifname = settings.interface.clone().ok_or_else(|| {
+        StartError::Usage("--interface: required to run (the interface the VIPs live on)".into())
+    })?;
     let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
     let link = rtnl
         .link(&ifname)
         .map_err(|e| StartError::Unavailable(e.to_string()))?
-        .ok_or_else(|| StartError::Usage(format!("--interface: no interface named {ifname:?} in this network namespace")))?;
+        .ok_or_else(|| {
+            StartError::Usage(format!(
+                "--interface: no interface named {ifname:?} in this network namespace"
+            ))
+        })?;
     // A VIP must not be one of the interface's own addresses.
-    let own: Vec<IpAddr> = rtnl.addrs(link.index).map_err(|e| StartError::Unavailable(e.to_string()))?.into_iter().filter(|a| a.valid_lft == u32::MAX).map(|a| a.addr).collect();
+    let own: Vec<IpAddr> = rtnl
+        .addrs(link.index)
+        .map_err(|e| StartError::Unavailable(e.to_string()))?
+        .into_iter()
+        .filter(|a| a.valid_lft == u32::MAX)
+        .map(|a| a.addr)
+        .collect();
     for g in &settings.cluster.groups {
         for v in &g.vips {
             if own.contains(&v.addr) {
-                return Err(StartError::Usage(format!("--vip: {} is a permanent address of {ifname}; a VIP must not be a node address", v.addr)));
+                return Err(StartError::Usage(format!(
+                    "--vip: {} is a permanent address of {ifname}; a VIP must not be a node address",
+                    v.addr
+                )));
             }
         }
     }
@@ -150,73 +174,109 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
             _ => return Err(StartError::Unavailable("`nft` (nftables) is not installed: install it, or run with --fence address (slower failover)".into())),
         }
     }
-    let lock_name = format!("wackamole-{:016x}-{}", settings.cluster.cluster_id(), settings.node.name);
+    let lock_name = format!(
+        "wackamole-{:016x}-{}",
+        settings.cluster.cluster_id(),
+        settings.node.name
+    );
     let lock = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
         .and_then(|a| UnixListener::bind_addr(&a))
         .map_err(|e| {
             if e.kind() == io::ErrorKind::AddrInUse {
-                StartError::Unavailable(format!("another agent named {} already runs here (host lock @{lock_name})", settings.node.name))
+                StartError::Unavailable(format!(
+                    "another agent named {} already runs here (host lock @{lock_name})",
+                    settings.node.name
+                ))
             } else {
                 map_io("host lock", e)
             }
         })?;
-    let socket = std::net::UdpSocket::bind(settings.bind).map_err(|e| map_io(&format!("--bind {}", settings.bind), e))?;
-    socket.set_nonblocking(true).map_err(|e| map_io("socket", e))?;
-    Ok(Prepared { settings, opts, socket, _lock: lock, ifname, index: link.index })
+    let socket = std::net::UdpSocket::bind(settings.bind)
+        .map_err(|e| map_io(&format!("--bind {}", settings.bind), e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| map_io("socket", e))?;
+    Ok(Prepared {
+        settings,
+        opts,
+        socket,
+        _lock: lock,
+        ifname,
+        index: link.index,
+    })
 }
 
-fn spawn_arp(ifname: &str, probe_wait: Duration, opts: &ShellOptions, results: mpsc::UnboundedSender<ProbeDone>) -> io::Result<std_mpsc::Sender<ArpJob>> {
+fn spawn_arp(
+    ifname: &str,
+    probe_wait: Duration,
+    opts: &ShellOptions,
+    results: mpsc::UnboundedSender<ProbeDone>,
+    allowed: Announceable,
+) -> io::Result<std_mpsc::Sender<ArpJob>> {
     let mut link = arp::Link::open(ifname)?;
     let (tx, rx) = std_mpsc::channel::<ArpJob>();
-    let (count, interval, notify) = (opts.garp_count.max(1), opts.garp_interval, opts.notify.clone());
-    std::thread::Builder::new().name("wm-arp".into()).spawn(move || {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            while let Ok(j) = rx.try_recv() {
-                jobs.push(j);
-            }
-            // All waiting probes share one listening window.
-            let mut probes: Vec<(GroupId, Vec<IpAddr>)> = Vec::new();
-            for j in jobs {
-                match j {
-                    ArpJob::Probe { group, addrs } => probes.push((group, addrs)),
-                    ArpJob::Announce { addrs } => {
-                        for k in 0..count {
-                            for a in &addrs {
-                                if let Err(e) = link.announce_once(*a) {
-                                    warn!(vip = %a, error = %e, "announce failed");
-                                }
-                                if let IpAddr::V4(v) = a {
-                                    if k == 0 {
-                                        for t in &notify {
-                                            let _ = link.notify(*v, *t);
+    let (count, interval, notify) = (
+        opts.garp_count.max(1),
+        opts.garp_interval,
+        opts.notify.clone(),
+    );
+    std::thread::Builder::new()
+        .name("wm-arp".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while let Ok(j) = rx.try_recv() {
+                    jobs.push(j);
+                }
+                // All waiting probes share one listening window.
+                let mut probes: Vec<(GroupId, Vec<IpAddr>)> = Vec::new();
+                for j in jobs {
+                    match j {
+                        ArpJob::Probe { group, addrs } => probes.push((group, addrs)),
+                        ArpJob::Announce { group, addrs } => {
+                            'burst: for k in 0..count {
+                                for a in &addrs {
+                                    let guard = allowed.lock().unwrap_or_else(|e| e.into_inner());
+                                    if !guard.get(&group).is_some_and(|d| clock::now() <= *d) {
+                                        break 'burst;
+                                    }
+                                    let sent = link.announce_once(*a);
+                                    drop(guard);
+                                    if let Err(e) = sent {
+                                        warn!(vip = %a, error = %e, "announce failed");
+                                    }
+                                    if let IpAddr::V4(v) = a {
+                                        if k == 0 {
+                                            for t in &notify {
+                                                let _ = link.notify(*v, *t);
+                                            }
                                         }
                                     }
                                 }
-                            }
-                            if k + 1 < count {
-                                std::thread::sleep(interval);
+                                if k + 1 < count {
+                                    std::thread::sleep(interval);
+                                }
                             }
                         }
                     }
                 }
-            }
-            if !probes.is_empty() {
-                let all: Vec<IpAddr> = probes.iter().flat_map(|(_, a)| a.iter().copied()).collect();
-                link.drain();
-                let conflicts = link.probe(&all, probe_wait).unwrap_or_else(|e| {
-                    warn!(error = %e, "probe failed; treating as silent");
-                    vec![false; all.len()]
-                });
-                let mut i = 0;
-                for (group, addrs) in probes {
-                    let conflict = conflicts[i..i + addrs.len()].iter().any(|c| *c);
-                    i += addrs.len();
-                    let _ = results.send(ProbeDone { group, conflict });
+                if !probes.is_empty() {
+                    let all: Vec<IpAddr> =
+                        probes.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+                    link.drain();
+                    let conflicts = link.probe(&all, probe_wait).unwrap_or_else(|e| {
+                        warn!(error = %e, "probe failed; treating as silent");
+                        vec![false; all.len()]
+                    });
+                    let mut i = 0;
+                    for (group, addrs) in probes {
+                        let conflict = conflicts[i..i + addrs.len()].iter().any(|c| *c);
+                        i += addrs.len();
+                        let _ = results.send(ProbeDone { group, conflict });
+                    }
                 }
             }
-        }
-    })?;
+        })?;
     Ok(tx)
 }
 
@@ -230,10 +290,17 @@ fn log_event(engine: &Engine, e: &Event) {
             let to = engine.owner(*g).unwrap_or("-").to_string();
             info!(vip = %group(g), from = engine.name(), to = %to, reason = reason.label(), "released")
         }
-        Event::Fenced { group: g, reason } => warn!(vip = %group(g), reason = reason.label(), "fenced: stopped answering"),
-        Event::Conflict { group: g } => warn!(vip = %group(g), "probe conflict: someone else answers; not binding"),
+        Event::Fenced { group: g, reason } => {
+            warn!(vip = %group(g), reason = reason.label(), "fenced: stopped answering")
+        }
+        Event::Conflict { group: g } => {
+            warn!(vip = %group(g), "probe conflict: someone else answers; not binding")
+        }
         Event::Withdrew { group: g } => debug!(vip = %group(g), "claim withdrawn (contention)"),
-        Event::Started { .. } => info!(node = engine.name(), "started; stale VIPs and gate entries removed"),
+        Event::Started { .. } => info!(
+            node = engine.name(),
+            "started; stale VIPs and gate entries removed"
+        ),
         Event::ViewChanged { members } => info!(members, "membership changed"),
         Event::Left => info!(node = engine.name(), "left the cluster"),
         Event::Warning(w) => warn!("{w}"),
@@ -242,11 +309,23 @@ fn log_event(engine: &Engine, e: &Event) {
 
 /// Runs the agent until `shutdown` resolves (then releases everything and leaves).
 pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let Prepared { settings, opts, socket, _lock, ifname, index } = p;
+    let Prepared {
+        settings,
+        opts,
+        socket,
+        _lock,
+        ifname,
+        index,
+    } = p;
     let cfg = settings.cluster.clone();
     if cfg.fence == FenceKind::Gate {
-        let vips: Vec<IpAddr> = cfg.groups.iter().flat_map(|g| g.vips.iter().map(|v| v.addr)).collect();
-        gate::install(&vips, cfg.timing.gate_timeout, cfg.timing.gate_arm).map_err(|e| map_io("nftables gate", e))?;
+        let vips: Vec<IpAddr> = cfg
+            .groups
+            .iter()
+            .flat_map(|g| g.vips.iter().map(|v| v.addr))
+            .collect();
+        gate::install(&vips, cfg.timing.gate_timeout, cfg.timing.gate_arm)
+            .map_err(|e| map_io("nftables gate", e))?;
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let (kernel, kernel_thread) = kernel::spawn(&cfg, &ifname, index, move |d| {
@@ -254,14 +333,33 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     })
     .map_err(|e| map_io("kernel worker", e))?;
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeDone>();
-    let arp = spawn_arp(&ifname, cfg.timing.probe_wait, &opts, probe_tx).map_err(|e| map_io("raw socket", e))?;
+    let allowed: Announceable = Default::default();
+    let arp = spawn_arp(
+        &ifname,
+        cfg.timing.probe_wait,
+        &opts,
+        probe_tx,
+        allowed.clone(),
+    )
+    .map_err(|e| map_io("raw socket", e))?;
     let socket = UdpSocket::from_std(socket).map_err(|e| map_io("socket", e))?;
     let mut salt = [0u8; 16];
     rand::fill(&mut salt);
     let mut env = (!opts.secrets.is_empty()).then(|| Envelope::new(&opts.secrets, salt));
-    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(1);
-    let init = EngineInit { nonce: rand::random(), rng_seed: rand::random(), epoch };
-    let groups: Vec<Vec<IpAddr>> = cfg.groups.iter().map(|g| g.vips.iter().map(|v| v.addr).collect()).collect();
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1);
+    let init = EngineInit {
+        nonce: rand::random(),
+        rng_seed: rand::random(),
+        epoch,
+    };
+    let groups: Vec<Vec<IpAddr>> = cfg
+        .groups
+        .iter()
+        .map(|g| g.vips.iter().map(|v| v.addr).collect())
+        .collect();
     let ecfg = EngineConfig {
         cluster: cfg.clone(),
         node: settings.node.clone(),
@@ -276,7 +374,12 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     let mut leaving = false;
     let mut drops: std::collections::BTreeMap<&'static str, u64> = Default::default();
     let refresh = opts.garp_refresh;
-    let mut next_reannounce = tokio::time::Instant::now() + if refresh.is_zero() { Duration::from_secs(3600) } else { refresh };
+    let mut next_reannounce = tokio::time::Instant::now()
+        + if refresh.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            refresh
+        };
     tokio::pin!(shutdown);
     info!(node = %settings.node.name, interface = %ifname, bind = %settings.bind, cluster = format!("{:016x}", cfg.cluster_id()), "starting");
     loop {
@@ -292,15 +395,37 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                     }
                 }
                 Action::Kernel { id, op } => {
+                    {
+                        let mut a = allowed.lock().unwrap_or_else(|e| e.into_inner());
+                        match &op {
+                            KernelOp::Bind { group, deadline }
+                            | KernelOp::Refresh {
+                                group, deadline, ..
+                            } => {
+                                a.insert(*group, *deadline);
+                            }
+                            // No announcement may leave once an unbind is on its way.
+                            KernelOp::Unbind { group } => {
+                                a.remove(group);
+                            }
+                            KernelOp::Flush => a.clear(),
+                        }
+                    }
                     if kernel.send(Job::Ops(vec![(id, op)])).is_err() {
                         error!("kernel worker is gone");
                     }
                 }
                 Action::Probe { group } => {
-                    let _ = arp.send(ArpJob::Probe { group, addrs: groups[usize::from(group)].clone() });
+                    let _ = arp.send(ArpJob::Probe {
+                        group,
+                        addrs: groups[usize::from(group)].clone(),
+                    });
                 }
                 Action::Announce { group } => {
-                    let _ = arp.send(ArpJob::Announce { addrs: groups[usize::from(group)].clone() });
+                    let _ = arp.send(ArpJob::Announce {
+                        group,
+                        addrs: groups[usize::from(group)].clone(),
+                    });
                 }
                 Action::Event(e) => log_event(&engine, &e),
             }
@@ -347,7 +472,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                 next_reannounce = tokio::time::Instant::now() + if refresh.is_zero() { Duration::from_secs(3600) } else { refresh };
                 if !refresh.is_zero() {
                     for g in engine.bound_groups().collect::<Vec<_>>() {
-                        let _ = arp.send(ArpJob::Announce { addrs: groups[usize::from(g)].clone() });
+                        let _ = arp.send(ArpJob::Announce { group: g, addrs: groups[usize::from(g)].clone() });
                     }
                 }
             }
@@ -358,7 +483,10 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             }
         }
         if let Some(d) = suspend.check() {
-            warn!(suspended_ms = d.as_millis() as u64, "clock jump (suspend): unbinding everything first");
+            warn!(
+                suspended_ms = d.as_millis() as u64,
+                "clock jump (suspend): unbinding everything first"
+            );
             engine.handle_clock_jump(clock::now());
         }
     }

@@ -79,10 +79,17 @@ pub fn parse_notify(list: &[String]) -> Result<Vec<std::net::Ipv4Addr>, UsageErr
     let mut out = Vec::new();
     for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         if let Some((a, p)) = item.split_once('/') {
-            let base: std::net::Ipv4Addr = a.parse().map_err(|_| usage("notify", format!("{item:?} is not an IPv4 address or CIDR")))?;
-            let p: u32 = p.parse().map_err(|_| usage("notify", format!("{item:?}: bad prefix")))?;
+            let base: std::net::Ipv4Addr = a
+                .parse()
+                .map_err(|_| usage("notify", format!("{item:?} is not an IPv4 address or CIDR")))?;
+            let p: u32 = p
+                .parse()
+                .map_err(|_| usage("notify", format!("{item:?}: bad prefix")))?;
             if !(22..=32).contains(&p) {
-                return Err(usage("notify", format!("{item:?}: use a prefix from /22 to /32")));
+                return Err(usage(
+                    "notify",
+                    format!("{item:?}: use a prefix from /22 to /32"),
+                ));
             }
             let n = 1u32 << (32 - p);
             let start = u32::from(base) & !(n - 1);
@@ -94,7 +101,9 @@ pub fn parse_notify(list: &[String]) -> Result<Vec<std::net::Ipv4Addr>, UsageErr
                 out.push(ip);
             }
         } else {
-            out.push(item.parse().map_err(|_| usage("notify", format!("{item:?} is not an IPv4 address or CIDR")))?);
+            out.push(item.parse().map_err(|_| {
+                usage("notify", format!("{item:?} is not an IPv4 address or CIDR"))
+            })?);
         }
     }
     Ok(out)

@@ -40,7 +40,9 @@ impl Default for SuspendDetector {
 impl SuspendDetector {
     /// Starts watching.
     pub fn new() -> SuspendDetector {
-        SuspendDetector { offset: read(ClockId::CLOCK_BOOTTIME).saturating_sub(read(ClockId::CLOCK_MONOTONIC)) }
+        SuspendDetector {
+            offset: read(ClockId::CLOCK_BOOTTIME).saturating_sub(read(ClockId::CLOCK_MONOTONIC)),
+        }
     }
 
     /// The length of a suspend since the last call, if one happened.

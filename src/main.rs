@@ -8,8 +8,11 @@ use wackamole::cli::{Cli, Command, EX_USAGE, RunFlags, Settings, parse_notify};
 use wackamole::net::envelope::Envelope;
 
 fn init_logs(format: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WACKAMOLE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WACKAMOLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         "text" => b.init(),
         "json" => b.json().init(),
@@ -50,7 +53,13 @@ fn run(r: RunFlags) -> ExitCode {
         },
         (None, _) => Vec::new(),
     };
-    let opts = ShellOptions { garp_count: r.garp_count, garp_interval: r.garp_interval, garp_refresh: r.garp_refresh, notify, secrets };
+    let opts = ShellOptions {
+        garp_count: r.garp_count,
+        garp_interval: r.garp_interval,
+        garp_refresh: r.garp_refresh,
+        notify,
+        secrets,
+    };
     let cluster = settings.cluster.clone();
     let ifname = settings.interface.clone().unwrap_or_default();
     let prepared = match agent::prepare(settings, opts) {
@@ -60,7 +69,10 @@ fn run(r: RunFlags) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wackamole: cannot start the runtime: {e}");
@@ -70,7 +82,9 @@ fn run(r: RunFlags) -> ExitCode {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(async {
             let shutdown = async {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = tokio::signal::ctrl_c() => {}

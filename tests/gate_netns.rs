@@ -38,11 +38,27 @@ fn gate_batches_are_atomic_and_expire() {
         gate::install(&[v4, v6], ms(80), ms(20)).expect("nft install");
         let mut g = Gate::open().unwrap();
         // A refresh of an absent element fails and creates nothing.
-        assert!(matches!(g.batch(&[ElemOp::Del(GateSet::Live, v4), ElemOp::Add(GateSet::Live, v4, ms(80))]), Err(GateError::Expired)));
+        assert!(matches!(
+            g.batch(&[
+                ElemOp::Del(GateSet::Live, v4),
+                ElemOp::Add(GateSet::Live, v4, ms(80))
+            ]),
+            Err(GateError::Expired)
+        ));
         assert!(g.list(GateSet::Live, false).unwrap().is_empty());
         // Go-live needs the arm.
-        g.batch(&[ElemOp::Add(GateSet::Armed, v4, ms(20)), ElemOp::Add(GateSet::Armed, v6, ms(20))]).unwrap();
-        g.batch(&[ElemOp::Del(GateSet::Armed, v4), ElemOp::Add(GateSet::Live, v4, ms(300)), ElemOp::Del(GateSet::Armed, v6), ElemOp::Add(GateSet::Live, v6, ms(300))]).unwrap();
+        g.batch(&[
+            ElemOp::Add(GateSet::Armed, v4, ms(20)),
+            ElemOp::Add(GateSet::Armed, v6, ms(20)),
+        ])
+        .unwrap();
+        g.batch(&[
+            ElemOp::Del(GateSet::Armed, v4),
+            ElemOp::Add(GateSet::Live, v4, ms(300)),
+            ElemOp::Del(GateSet::Armed, v6),
+            ElemOp::Add(GateSet::Live, v6, ms(300)),
+        ])
+        .unwrap();
         let live = g.list(GateSet::Live, false).unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].0, v4);
@@ -50,13 +66,35 @@ fn gate_batches_are_atomic_and_expire() {
         // An expired arm makes go-live fail.
         g.batch(&[ElemOp::Add(GateSet::Armed, v4, ms(20))]).unwrap();
         thread::sleep(ms(60));
-        assert!(matches!(g.batch(&[ElemOp::Del(GateSet::Armed, v4), ElemOp::Add(GateSet::Live, v4, ms(80))]), Err(GateError::Expired)));
+        assert!(matches!(
+            g.batch(&[
+                ElemOp::Del(GateSet::Armed, v4),
+                ElemOp::Add(GateSet::Live, v4, ms(80))
+            ]),
+            Err(GateError::Expired)
+        ));
         // Refreshing a present element works and resets its timeout.
-        g.batch(&[ElemOp::Del(GateSet::Live, v4), ElemOp::Add(GateSet::Live, v4, ms(80))]).unwrap();
+        g.batch(&[
+            ElemOp::Del(GateSet::Live, v4),
+            ElemOp::Add(GateSet::Live, v4, ms(80)),
+        ])
+        .unwrap();
         thread::sleep(ms(150));
-        assert!(g.list(GateSet::Live, false).unwrap().is_empty(), "expired after E");
-        assert!(matches!(g.batch(&[ElemOp::Del(GateSet::Live, v4), ElemOp::Add(GateSet::Live, v4, ms(80))]), Err(GateError::Expired)));
-        assert!(g.list(GateSet::Live, false).unwrap().is_empty(), "an expired element is not re-created");
+        assert!(
+            g.list(GateSet::Live, false).unwrap().is_empty(),
+            "expired after E"
+        );
+        assert!(matches!(
+            g.batch(&[
+                ElemOp::Del(GateSet::Live, v4),
+                ElemOp::Add(GateSet::Live, v4, ms(80))
+            ]),
+            Err(GateError::Expired)
+        ));
+        assert!(
+            g.list(GateSet::Live, false).unwrap().is_empty(),
+            "an expired element is not re-created"
+        );
         g.flush(GateSet::Live).unwrap();
         assert!(g.list(GateSet::Live, true).unwrap().is_empty());
         gate::uninstall();
@@ -79,16 +117,25 @@ fn addresses_carry_lifetimes() {
         assert!(r.link("nope0").unwrap().is_none());
         let vip = Vip::host("10.77.2.100".parse().unwrap());
         let vip6 = Vip::host("fd00::2:100".parse().unwrap());
-        r.addr_set(link.index, &vip, 1, false, Some("eth0:wm")).unwrap();
+        r.addr_set(link.index, &vip, 1, false, Some("eth0:wm"))
+            .unwrap();
         r.addr_set(link.index, &vip6, 1, true, None).unwrap();
         let addrs = r.addrs(link.index).unwrap();
         let a = addrs.iter().find(|a| a.addr == vip.addr).expect("added");
         assert!(a.valid_lft <= 1);
-        let a6 = addrs.iter().find(|a| a.addr == vip6.addr).expect("added v6");
+        let a6 = addrs
+            .iter()
+            .find(|a| a.addr == vip6.addr)
+            .expect("added v6");
         assert!(!a6.tentative, "nodad");
         // Gone on its own within ~1.3 s.
         thread::sleep(ms(1400));
-        assert!(!r.addrs(link.index).unwrap().iter().any(|a| a.addr == vip.addr));
+        assert!(
+            !r.addrs(link.index)
+                .unwrap()
+                .iter()
+                .any(|a| a.addr == vip.addr)
+        );
         // Delete is idempotent.
         assert!(!r.addr_del(link.index, &vip).unwrap());
     })

@@ -18,13 +18,15 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use pnet::datalink::{self, Channel, Config, DataLinkReceiver, DataLinkSender, MacAddr, NetworkInterface};
+use pnet::datalink::{
+    self, Channel, Config, DataLinkReceiver, DataLinkSender, MacAddr, NetworkInterface,
+};
 use pnet::packet::Packet;
 use pnet::packet::arp::{ArpHardwareTypes, ArpOperations, ArpPacket, MutableArpPacket};
 use pnet::packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
 use pnet::packet::icmpv6::ndp::{
-    MutableNeighborAdvertPacket, MutableNeighborSolicitPacket, NdpOption, NdpOptionTypes, NeighborAdvertFlags,
-    NeighborAdvertPacket,
+    MutableNeighborAdvertPacket, MutableNeighborSolicitPacket, NdpOption, NdpOptionTypes,
+    NeighborAdvertFlags, NeighborAdvertPacket,
 };
 use pnet::packet::icmpv6::{Icmpv6Code, Icmpv6Packet, Icmpv6Types, checksum};
 use pnet::packet::ip::IpNextHeaderProtocols;
@@ -39,13 +41,24 @@ pub struct Link {
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").field("mac", &self.mac).finish_non_exhaustive()
+        f.debug_struct("Link")
+            .field("mac", &self.mac)
+            .finish_non_exhaustive()
     }
 }
 
 fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
     let o = a.octets();
-    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]))
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    )
 }
 
 fn multicast_mac(a: Ipv6Addr) -> MacAddr {
@@ -59,9 +72,17 @@ impl Link {
         let iface: NetworkInterface = datalink::interfaces()
             .into_iter()
             .find(|i| i.name == name)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {name:?}")))?;
-        let mac = iface.mac.ok_or_else(|| io::Error::other(format!("{name} has no MAC address")))?;
-        let cfg = Config { promiscuous: false, read_timeout: Some(Duration::from_millis(5)), ..Config::default() };
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no interface {name:?}"))
+            })?;
+        let mac = iface
+            .mac
+            .ok_or_else(|| io::Error::other(format!("{name} has no MAC address")))?;
+        let cfg = Config {
+            promiscuous: false,
+            read_timeout: Some(Duration::from_millis(5)),
+            ..Config::default()
+        };
         match datalink::channel(&iface, cfg)? {
             Channel::Ethernet(tx, rx) => Ok(Link { mac, tx, rx }),
             _ => Err(io::Error::other("unsupported channel type")),
@@ -80,7 +101,15 @@ impl Link {
         }
     }
 
-    fn arp(&mut self, op: pnet::packet::arp::ArpOperation, eth_dst: MacAddr, sha: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) -> io::Result<()> {
+    fn arp(
+        &mut self,
+        op: pnet::packet::arp::ArpOperation,
+        eth_dst: MacAddr,
+        sha: MacAddr,
+        spa: Ipv4Addr,
+        tha: MacAddr,
+        tpa: Ipv4Addr,
+    ) -> io::Result<()> {
         let mut buf = [0u8; 42];
         {
             let mut eth = MutableEthernetPacket::new(&mut buf).expect("42 ≥ 14");
@@ -103,7 +132,13 @@ impl Link {
         self.send(&buf)
     }
 
-    fn icmp6(&mut self, eth_dst: MacAddr, src: Ipv6Addr, dst: Ipv6Addr, body: &[u8]) -> io::Result<()> {
+    fn icmp6(
+        &mut self,
+        eth_dst: MacAddr,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        body: &[u8],
+    ) -> io::Result<()> {
         let mut buf = vec![0u8; 14 + 40 + body.len()];
         {
             let mut eth = MutableEthernetPacket::new(&mut buf).expect("large enough");
@@ -131,7 +166,14 @@ impl Link {
         match vip {
             IpAddr::V4(v) => {
                 let me = self.mac;
-                self.arp(ArpOperations::Request, MacAddr::broadcast(), me, v, MacAddr::zero(), v)?;
+                self.arp(
+                    ArpOperations::Request,
+                    MacAddr::broadcast(),
+                    me,
+                    v,
+                    MacAddr::zero(),
+                    v,
+                )?;
                 self.arp(ArpOperations::Reply, MacAddr::broadcast(), me, v, me, v)
             }
             IpAddr::V6(v) => {
@@ -142,7 +184,11 @@ impl Link {
                     na.set_icmpv6_code(Icmpv6Code(0));
                     na.set_flags(NeighborAdvertFlags::Override);
                     na.set_target_addr(v);
-                    na.set_options(&[NdpOption { option_type: NdpOptionTypes::TargetLLAddr, length: 1, data: self.mac.octets().to_vec() }]);
+                    na.set_options(&[NdpOption {
+                        option_type: NdpOptionTypes::TargetLLAddr,
+                        length: 1,
+                        data: self.mac.octets().to_vec(),
+                    }]);
                 }
                 let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
                 self.icmp6(MacAddr::new(0x33, 0x33, 0, 0, 0, 1), v, all, &body)
@@ -154,14 +200,28 @@ impl Link {
     /// not know, so it goes to broadcast) that `vip` is at our MAC.
     pub fn notify(&mut self, vip: Ipv4Addr, target: Ipv4Addr) -> io::Result<()> {
         let me = self.mac;
-        self.arp(ArpOperations::Reply, MacAddr::broadcast(), me, vip, MacAddr::broadcast(), target)
+        self.arp(
+            ArpOperations::Reply,
+            MacAddr::broadcast(),
+            me,
+            vip,
+            MacAddr::broadcast(),
+            target,
+        )
     }
 
     fn send_probe(&mut self, vip: IpAddr) -> io::Result<()> {
         match vip {
             IpAddr::V4(v) => {
                 let me = self.mac;
-                self.arp(ArpOperations::Request, MacAddr::broadcast(), me, Ipv4Addr::UNSPECIFIED, MacAddr::zero(), v)
+                self.arp(
+                    ArpOperations::Request,
+                    MacAddr::broadcast(),
+                    me,
+                    Ipv4Addr::UNSPECIFIED,
+                    MacAddr::zero(),
+                    v,
+                )
             }
             IpAddr::V6(v) => {
                 let mut body = vec![0u8; 24];
@@ -236,11 +296,95 @@ impl Link {
                         conflict[i] = true;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        || e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(conflict)
+    }
+
+    /// Asks who has `target` (a normal ARP request from `sender`), as a client does.
+    pub fn who_has(&mut self, sender: Ipv4Addr, target: Ipv4Addr) -> io::Result<()> {
+        let me = self.mac;
+        self.arp(
+            ArpOperations::Request,
+            MacAddr::broadcast(),
+            me,
+            sender,
+            MacAddr::zero(),
+            target,
+        )
+    }
+
+    /// A neighbour solicitation for `target` from `src`, with our link-layer address.
+    pub fn solicit(&mut self, src: Ipv6Addr, target: Ipv6Addr) -> io::Result<()> {
+        let mut body = vec![0u8; 32];
+        {
+            let mut ns = MutableNeighborSolicitPacket::new(&mut body).expect("32 bytes");
+            ns.set_icmpv6_type(Icmpv6Types::NeighborSolicit);
+            ns.set_icmpv6_code(Icmpv6Code(0));
+            ns.set_target_addr(target);
+            ns.set_options(&[NdpOption {
+                option_type: NdpOptionTypes::SourceLLAddr,
+                length: 1,
+                data: self.mac.octets().to_vec(),
+            }]);
+        }
+        let dst = solicited_node(target);
+        self.icmp6(multicast_mac(dst), src, dst, &body)
+    }
+
+    /// Collects (address, MAC) of every ARP reply and neighbour advertisement
+    /// received until `until`.
+    pub fn answers(&mut self, until: Instant) -> io::Result<Vec<(IpAddr, [u8; 6])>> {
+        let mut out = Vec::new();
+        let me = self.mac;
+        while Instant::now() < until {
+            match self.rx.next() {
+                Ok(frame) => {
+                    let Some(eth) = EthernetPacket::new(frame) else {
+                        continue;
+                    };
+                    if eth.get_source() == me {
+                        continue;
+                    }
+                    let src = eth.get_source().octets();
+                    match eth.get_ethertype() {
+                        EtherTypes::Arp => {
+                            if let Some(arp) = ArpPacket::new(eth.payload()) {
+                                if arp.get_operation() == ArpOperations::Reply {
+                                    out.push((
+                                        IpAddr::V4(arp.get_sender_proto_addr()),
+                                        arp.get_sender_hw_addr().octets(),
+                                    ));
+                                }
+                            }
+                        }
+                        EtherTypes::Ipv6 => {
+                            let Some(ip) = Ipv6Packet::new(eth.payload()) else {
+                                continue;
+                            };
+                            if ip.get_next_header() != IpNextHeaderProtocols::Icmpv6 {
+                                continue;
+                            }
+                            if let Some(na) = NeighborAdvertPacket::new(ip.payload()) {
+                                if na.get_icmpv6_type() == Icmpv6Types::NeighborAdvert {
+                                    out.push((IpAddr::V6(na.get_target_addr()), src));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        || e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Discards frames queued on the receive side (it sees every frame of the

@@ -164,9 +164,23 @@ impl std::fmt::Debug for Gate {
 
 /// The ruleset that creates the gate for these VIPs (applied with `nft -f -`).
 pub fn ruleset(vips: &[IpAddr], e: Duration, a: Duration) -> String {
-    let v4: Vec<String> = vips.iter().filter(|v| v.is_ipv4()).map(|v| v.to_string()).collect();
-    let v6: Vec<String> = vips.iter().filter(|v| v.is_ipv6()).map(|v| v.to_string()).collect();
-    let elems = |v: &Vec<String>| if v.is_empty() { String::new() } else { format!(" elements = {{ {} }};", v.join(", ")) };
+    let v4: Vec<String> = vips
+        .iter()
+        .filter(|v| v.is_ipv4())
+        .map(|v| v.to_string())
+        .collect();
+    let v6: Vec<String> = vips
+        .iter()
+        .filter(|v| v.is_ipv6())
+        .map(|v| v.to_string())
+        .collect();
+    let elems = |v: &Vec<String>| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!(" elements = {{ {} }};", v.join(", "))
+        }
+    };
     let (e, a) = (e.as_millis(), a.as_millis());
     format!(
         "table arp {TABLE} {{\n\
@@ -204,26 +218,50 @@ pub fn ruleset(vips: &[IpAddr], e: Duration, a: Duration) -> String {
 /// Creates (or re-creates) the gate tables with the `nft` binary: one-time setup.
 pub fn install(vips: &[IpAddr], e: Duration, a: Duration) -> io::Result<()> {
     // Remove a previous incarnation's tables (an earlier crash), ignoring absence.
-    let _ = Command::new("nft").args(["delete", "table", "arp", TABLE]).stderr(Stdio::null()).status();
-    let _ = Command::new("nft").args(["delete", "table", "inet", TABLE]).stderr(Stdio::null()).status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "arp", TABLE])
+        .stderr(Stdio::null())
+        .status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", TABLE])
+        .stderr(Stdio::null())
+        .status();
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run `nft` ({e}); install nftables or use --fence address")))?;
-    child.stdin.take().expect("piped").write_all(ruleset(vips, e, a).as_bytes())?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot run `nft` ({e}); install nftables or use --fence address"),
+            )
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(ruleset(vips, e, a).as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        return Err(io::Error::other(format!("nft -f: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(io::Error::other(format!(
+            "nft -f: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
 
 /// Removes the gate tables (clean shutdown).
 pub fn uninstall() {
-    let _ = Command::new("nft").args(["delete", "table", "arp", TABLE]).stderr(Stdio::null()).status();
-    let _ = Command::new("nft").args(["delete", "table", "inet", TABLE]).stderr(Stdio::null()).status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "arp", TABLE])
+        .stderr(Stdio::null())
+        .status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", TABLE])
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Gate {
@@ -232,7 +270,11 @@ impl Gate {
         let mut sock = Socket::new(NETLINK_NETFILTER)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
-        Ok(Gate { sock, seq: 0, buf: vec![0; 1 << 16] })
+        Ok(Gate {
+            sock,
+            seq: 0,
+            buf: vec![0; 1 << 16],
+        })
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -247,7 +289,9 @@ impl Gate {
         n.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |n| {
             for (ip, timeout) in elems {
                 n.nest(NFTA_LIST_ELEM, |n| {
-                    n.nest(NFTA_SET_ELEM_KEY, |n| n.put(NFTA_DATA_VALUE, &ip_bytes(*ip)));
+                    n.nest(NFTA_SET_ELEM_KEY, |n| {
+                        n.put(NFTA_DATA_VALUE, &ip_bytes(*ip))
+                    });
                     if let Some(t) = timeout {
                         n.put(NFTA_SET_ELEM_TIMEOUT, &(t.as_millis() as u64).to_be_bytes());
                     }
@@ -263,23 +307,51 @@ impl Gate {
     pub fn batch(&mut self, ops: &[ElemOp]) -> Result<(), GateError> {
         let mut buf = Vec::with_capacity(256);
         let begin = self.next_seq();
-        nlmsg(&mut buf, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, begin, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        nlmsg(
+            &mut buf,
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            begin,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
         let mut expect = 0usize;
         for op in ops {
             let (ty, extra, set, ip, timeout) = match op {
                 ElemOp::Del(s, ip) => (NFT_MSG_DELSETELEM, 0, *s, *ip, None),
                 ElemOp::Add(s, ip, t) => (NFT_MSG_NEWSETELEM, NLM_F_CREATE, *s, *ip, Some(*t)),
             };
-            let families: &[u8] = if ip.is_ipv4() { &[NFPROTO_INET, NFPROTO_ARP] } else { &[NFPROTO_INET] };
+            let families: &[u8] = if ip.is_ipv4() {
+                &[NFPROTO_INET, NFPROTO_ARP]
+            } else {
+                &[NFPROTO_INET]
+            };
             for &fam in families {
                 let attrs = Self::elem_attrs(set.name(ip.is_ipv6()), &[(ip, timeout)]);
                 let seq = self.next_seq();
-                nlmsg(&mut buf, (NFNL_SUBSYS_NFTABLES << 8) | ty, NLM_F_REQUEST | NLM_F_ACK | extra, seq, fam, 0, &attrs);
+                nlmsg(
+                    &mut buf,
+                    (NFNL_SUBSYS_NFTABLES << 8) | ty,
+                    NLM_F_REQUEST | NLM_F_ACK | extra,
+                    seq,
+                    fam,
+                    0,
+                    &attrs,
+                );
                 expect += 1;
             }
         }
         let end = self.next_seq();
-        nlmsg(&mut buf, NFNL_MSG_BATCH_END, NLM_F_REQUEST, end, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        nlmsg(
+            &mut buf,
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            end,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
         self.sock.send(&buf, 0)?;
         // The kernel handles a batch inside sendmsg: every answer is queued by now.
         // Read the first answer blocking, then drain the rest without waiting.
@@ -295,13 +367,17 @@ impl Gate {
             flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT.bits();
             let mut off = 0;
             while off + 16 <= n {
-                let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().expect("4 bytes")) as usize;
-                let ty = u16::from_ne_bytes(self.buf[off + 4..off + 6].try_into().expect("2 bytes"));
+                let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().expect("4 bytes"))
+                    as usize;
+                let ty =
+                    u16::from_ne_bytes(self.buf[off + 4..off + 6].try_into().expect("2 bytes"));
                 if len < 16 || off + len > n {
                     break;
                 }
                 if ty == NLMSG_ERROR && len >= 20 {
-                    let code = i32::from_ne_bytes(self.buf[off + 16..off + 20].try_into().expect("4 bytes"));
+                    let code = i32::from_ne_bytes(
+                        self.buf[off + 16..off + 20].try_into().expect("4 bytes"),
+                    );
                     if code == 0 {
                         acks += 1;
                     } else if first_err.is_none() {
@@ -323,17 +399,45 @@ impl Gate {
 
     /// Removes every element of a set (both families for IPv4 sets).
     pub fn flush(&mut self, set: GateSet) -> Result<(), GateError> {
-        for (fam, v6) in [(NFPROTO_INET, false), (NFPROTO_INET, true), (NFPROTO_ARP, false)] {
+        for (fam, v6) in [
+            (NFPROTO_INET, false),
+            (NFPROTO_INET, true),
+            (NFPROTO_ARP, false),
+        ] {
             let mut buf = Vec::new();
             let begin = self.next_seq();
-            nlmsg(&mut buf, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, begin, 0, NFNL_SUBSYS_NFTABLES, &[]);
+            nlmsg(
+                &mut buf,
+                NFNL_MSG_BATCH_BEGIN,
+                NLM_F_REQUEST,
+                begin,
+                0,
+                NFNL_SUBSYS_NFTABLES,
+                &[],
+            );
             let mut n = Nla::new();
             n.put_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
             n.put_str(NFTA_SET_ELEM_LIST_SET, set.name(v6));
             let seq = self.next_seq();
-            nlmsg(&mut buf, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK, seq, fam, 0, &n.0);
+            nlmsg(
+                &mut buf,
+                (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM,
+                NLM_F_REQUEST | NLM_F_ACK,
+                seq,
+                fam,
+                0,
+                &n.0,
+            );
             let end = self.next_seq();
-            nlmsg(&mut buf, NFNL_MSG_BATCH_END, NLM_F_REQUEST, end, 0, NFNL_SUBSYS_NFTABLES, &[]);
+            nlmsg(
+                &mut buf,
+                NFNL_MSG_BATCH_END,
+                NLM_F_REQUEST,
+                end,
+                0,
+                NFNL_SUBSYS_NFTABLES,
+                &[],
+            );
             self.sock.send(&buf, 0)?;
             let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
             if n >= 20 && u16::from_ne_bytes(self.buf[4..6].try_into().expect("2")) == NLMSG_ERROR {
@@ -347,20 +451,33 @@ impl Gate {
     }
 
     /// The elements of a set with their remaining time, from the inet table.
-    pub fn list(&mut self, set: GateSet, v6: bool) -> Result<Vec<(IpAddr, Option<Duration>)>, GateError> {
+    pub fn list(
+        &mut self,
+        set: GateSet,
+        v6: bool,
+    ) -> Result<Vec<(IpAddr, Option<Duration>)>, GateError> {
         let mut n = Nla::new();
         n.put_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
         n.put_str(NFTA_SET_ELEM_LIST_SET, set.name(v6));
         let seq = self.next_seq();
         let mut buf = Vec::new();
-        nlmsg(&mut buf, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_DUMP, seq, NFPROTO_INET, 0, &n.0);
+        nlmsg(
+            &mut buf,
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            NFPROTO_INET,
+            0,
+            &n.0,
+        );
         self.sock.send(&buf, 0)?;
         let mut out = Vec::new();
         loop {
             let len = self.sock.recv(&mut &mut self.buf[..], 0)?;
             let mut off = 0;
             while off + 16 <= len {
-                let mlen = u32::from_ne_bytes(self.buf[off..off + 4].try_into().expect("4")) as usize;
+                let mlen =
+                    u32::from_ne_bytes(self.buf[off..off + 4].try_into().expect("4")) as usize;
                 let ty = u16::from_ne_bytes(self.buf[off + 4..off + 6].try_into().expect("2"));
                 let flags = u16::from_ne_bytes(self.buf[off + 6..off + 8].try_into().expect("2"));
                 if mlen < 16 || off + mlen > len {
@@ -370,8 +487,13 @@ impl Gate {
                     return Ok(out);
                 }
                 if ty == NLMSG_ERROR {
-                    let code = i32::from_ne_bytes(self.buf[off + 16..off + 20].try_into().expect("4"));
-                    return if code == 0 { Ok(out) } else { Err(GateError::Io(io::Error::from_raw_os_error(-code))) };
+                    let code =
+                        i32::from_ne_bytes(self.buf[off + 16..off + 20].try_into().expect("4"));
+                    return if code == 0 {
+                        Ok(out)
+                    } else {
+                        Err(GateError::Io(io::Error::from_raw_os_error(-code)))
+                    };
                 }
                 parse_elements(&self.buf[off + 20..off + mlen], &mut out);
                 off += (mlen + 3) & !3;
@@ -418,7 +540,9 @@ fn parse_elements(b: &[u8], out: &mut Vec<(IpAddr, Option<Duration>)>) {
                     }
                 }),
                 NFTA_SET_ELEM_EXPIRATION if v.len() == 8 => {
-                    exp = Some(Duration::from_millis(u64::from_be_bytes(v.try_into().expect("8"))));
+                    exp = Some(Duration::from_millis(u64::from_be_bytes(
+                        v.try_into().expect("8"),
+                    )));
                 }
                 _ => {}
             });

@@ -70,14 +70,18 @@ impl Worker {
     fn set_addrs(&mut self, g: GroupId) -> Result<(), String> {
         let label = self.label();
         for v in self.groups[usize::from(g)].clone() {
-            self.rtnl.addr_set(self.index, &v, LIFETIME_S, true, Some(&label)).map_err(|e| err_text(&e))?;
+            self.rtnl
+                .addr_set(self.index, &v, LIFETIME_S, true, Some(&label))
+                .map_err(|e| err_text(&e))?;
         }
         Ok(())
     }
 
     fn del_addrs(&mut self, g: GroupId) -> Result<(), String> {
         for v in self.groups[usize::from(g)].clone() {
-            self.rtnl.addr_del(self.index, &v).map_err(|e| err_text(&e))?;
+            self.rtnl
+                .addr_del(self.index, &v)
+                .map_err(|e| err_text(&e))?;
         }
         Ok(())
     }
@@ -168,7 +172,10 @@ impl Worker {
             return KernelOutcome::Lapsed;
         }
         if self.gate.is_some() {
-            let arm: Vec<ElemOp> = addrs.iter().map(|a| ElemOp::Add(GateSet::Armed, *a, self.a)).collect();
+            let arm: Vec<ElemOp> = addrs
+                .iter()
+                .map(|a| ElemOp::Add(GateSet::Armed, *a, self.a))
+                .collect();
             if let Err(e) = self.gate.as_mut().expect("gate").batch(&arm) {
                 return KernelOutcome::Failed(e.to_string());
             }
@@ -208,9 +215,15 @@ impl Worker {
     }
 
     /// Refreshes several groups; returns one outcome per group.
-    fn refresh(&mut self, items: &[(GroupId, crate::core::time::Instant, bool)]) -> Vec<KernelOutcome> {
+    fn refresh(
+        &mut self,
+        items: &[(GroupId, crate::core::time::Instant, bool)],
+    ) -> Vec<KernelOutcome> {
         let now = clock::now();
-        let mut out: Vec<Option<KernelOutcome>> = items.iter().map(|&(_, d, _)| (now > d).then_some(KernelOutcome::Lapsed)).collect();
+        let mut out: Vec<Option<KernelOutcome>> = items
+            .iter()
+            .map(|&(_, d, _)| (now > d).then_some(KernelOutcome::Lapsed))
+            .collect();
         let live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
         if self.gate.is_some() && !live.is_empty() {
             let batch = |w: &Worker, idx: &[usize]| -> Vec<ElemOp> {
@@ -265,7 +278,9 @@ impl Worker {
                 out[i] = Some(KernelOutcome::Lapsed);
             }
         }
-        out.into_iter().map(|o| o.unwrap_or(KernelOutcome::Ok)).collect()
+        out.into_iter()
+            .map(|o| o.unwrap_or(KernelOutcome::Ok))
+            .collect()
     }
 
     fn run(&mut self, jobs: mpsc::Receiver<Job>, done: impl Fn(Done)) {
@@ -290,22 +305,52 @@ impl Worker {
                     }
                 }
             }
-            let Some((id, op)) = queue.pop_front() else { continue };
+            let Some((id, op)) = queue.pop_front() else {
+                continue;
+            };
             match op {
-                KernelOp::Flush => done(Done { id, outcome: self.flush(), note: None }),
-                KernelOp::Bind { group, deadline } => done(Done { id, outcome: self.bind(group, deadline), note: None }),
-                KernelOp::Unbind { group } => done(Done { id, outcome: self.unbind(group), note: None }),
-                KernelOp::Refresh { group, deadline, renew_address } => {
+                KernelOp::Flush => done(Done {
+                    id,
+                    outcome: self.flush(),
+                    note: None,
+                }),
+                KernelOp::Bind { group, deadline } => done(Done {
+                    id,
+                    outcome: self.bind(group, deadline),
+                    note: None,
+                }),
+                KernelOp::Unbind { group } => done(Done {
+                    id,
+                    outcome: self.unbind(group),
+                    note: None,
+                }),
+                KernelOp::Refresh {
+                    group,
+                    deadline,
+                    renew_address,
+                } => {
                     let mut items = vec![(group, deadline, renew_address)];
                     let mut ids = vec![id];
                     while let Some((_, KernelOp::Refresh { .. })) = queue.front() {
-                        if let Some((id2, KernelOp::Refresh { group, deadline, renew_address })) = queue.pop_front() {
+                        if let Some((
+                            id2,
+                            KernelOp::Refresh {
+                                group,
+                                deadline,
+                                renew_address,
+                            },
+                        )) = queue.pop_front()
+                        {
                             items.push((group, deadline, renew_address));
                             ids.push(id2);
                         }
                     }
                     for (id, outcome) in ids.into_iter().zip(self.refresh(&items)) {
-                        done(Done { id, outcome, note: None });
+                        done(Done {
+                            id,
+                            outcome,
+                            note: None,
+                        });
                     }
                 }
             }
@@ -339,6 +384,8 @@ pub fn spawn(
         a: cfg.timing.gate_arm,
     };
     let (tx, rx) = mpsc::channel();
-    let h = std::thread::Builder::new().name("wm-kernel".into()).spawn(move || w.run(rx, done))?;
+    let h = std::thread::Builder::new()
+        .name("wm-kernel".into())
+        .spawn(move || w.run(rx, done))?;
     Ok((tx, h))
 }

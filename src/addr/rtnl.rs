@@ -9,10 +9,12 @@ use std::io;
 use std::net::IpAddr;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, CacheInfo};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, CacheInfo,
+};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -87,11 +89,20 @@ impl Rtnl {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
-        Ok(Rtnl { sock, seq: 0, buf: vec![0; 1 << 16] })
+        Ok(Rtnl {
+            sock,
+            seq: 0,
+            buf: vec![0; 1 << 16],
+        })
     }
 
     /// Sends one request and collects the replies until the ACK or DONE.
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, op: &str) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut header = NetlinkHeader::default();
@@ -104,11 +115,19 @@ impl Rtnl {
         self.sock.send(&out, 0).map_err(|e| nl_err(op, e))?;
         let mut replies = Vec::new();
         loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|e| nl_err(op, e))?;
+            let n = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(|e| nl_err(op, e))?;
             let mut off = 0;
             while off < n {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
-                    .map_err(|e| nl_err(op, io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
+                    .map_err(|e| {
+                        nl_err(
+                            op,
+                            io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                        )
+                    })?;
                 let len = msg.header.length as usize;
                 if len == 0 {
                     break;
@@ -121,7 +140,9 @@ impl Rtnl {
                     NetlinkPayload::Error(e) => {
                         return match e.code {
                             None => Ok(replies),
-                            Some(code) => Err(nl_err(op, io::Error::from_raw_os_error(-code.get()))),
+                            Some(code) => {
+                                Err(nl_err(op, io::Error::from_raw_os_error(-code.get())))
+                            }
                         };
                     }
                     NetlinkPayload::Done(_) => return Ok(replies),
@@ -139,7 +160,11 @@ impl Rtnl {
 
     /// Every link.
     pub fn links(&mut self) -> Result<Vec<Link>, NlError> {
-        let replies = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP, "list interfaces")?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+            "list interfaces",
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -156,7 +181,11 @@ impl Rtnl {
 
     fn addr_message(index: u32, vip: &Vip) -> AddressMessage {
         let mut m = AddressMessage::default();
-        m.header.family = if vip.addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        m.header.family = if vip.addr.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
         m.header.prefix_len = vip.prefix_len;
         m.header.index = index;
         m.attributes.push(AddressAttribute::Local(vip.addr));
@@ -166,7 +195,14 @@ impl Rtnl {
 
     /// Adds (or, with `replace`, re-adds: REPLACE creates a missing address) a VIP
     /// with `valid_lft = preferred_lft = lifetime_s`.
-    pub fn addr_set(&mut self, index: u32, vip: &Vip, lifetime_s: u32, replace: bool, label: Option<&str>) -> Result<(), NlError> {
+    pub fn addr_set(
+        &mut self,
+        index: u32,
+        vip: &Vip,
+        lifetime_s: u32,
+        replace: bool,
+        label: Option<&str>,
+    ) -> Result<(), NlError> {
         let mut m = Self::addr_message(index, vip);
         let mut ci = CacheInfo::default();
         ci.ifa_valid = lifetime_s;
@@ -174,18 +210,29 @@ impl Rtnl {
         m.attributes.push(AddressAttribute::CacheInfo(ci));
         if vip.addr.is_ipv6() {
             m.header.flags = AddressHeaderFlags::Nodad;
-            m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad | AddressFlags::Noprefixroute));
+            m.attributes.push(AddressAttribute::Flags(
+                AddressFlags::Nodad | AddressFlags::Noprefixroute,
+            ));
         } else if let Some(l) = label {
             m.attributes.push(AddressAttribute::Label(l.to_string()));
         }
         let flags = NLM_F_ACK | NLM_F_CREATE | if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
-        self.request(RouteNetlinkMessage::NewAddress(m), flags, &format!("add {vip}")).map(|_| ())
+        self.request(
+            RouteNetlinkMessage::NewAddress(m),
+            flags,
+            &format!("add {vip}"),
+        )
+        .map(|_| ())
     }
 
     /// Deletes a VIP. `Ok(false)` if it was not there.
     pub fn addr_del(&mut self, index: u32, vip: &Vip) -> Result<bool, NlError> {
         let m = Self::addr_message(index, vip);
-        match self.request(RouteNetlinkMessage::DelAddress(m), NLM_F_ACK, &format!("delete {vip}")) {
+        match self.request(
+            RouteNetlinkMessage::DelAddress(m),
+            NLM_F_ACK,
+            &format!("delete {vip}"),
+        ) {
             Ok(_) => Ok(true),
             Err(e) if e.errno() == Some(libc_eaddrnotavail()) => Ok(false),
             Err(e) => Err(e),
@@ -194,11 +241,16 @@ impl Rtnl {
 
     /// Addresses on interface `index`.
     pub fn addrs(&mut self, index: u32) -> Result<Vec<AddrInfo>, NlError> {
-        let replies =
-            self.request(RouteNetlinkMessage::GetAddress(AddressMessage::default()), NLM_F_DUMP, "list addresses")?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+            "list addresses",
+        )?;
         let mut out = Vec::new();
         for m in replies {
-            let RouteNetlinkMessage::NewAddress(a) = m else { continue };
+            let RouteNetlinkMessage::NewAddress(a) = m else {
+                continue;
+            };
             if a.header.index != index {
                 continue;
             }
@@ -242,5 +294,10 @@ fn link_of(l: &LinkMessage) -> Link {
             _ => {}
         }
     }
-    Link { index: l.header.index, name, mac, up: l.header.flags.contains(LinkFlags::Up) }
+    Link {
+        index: l.header.index,
+        name,
+        mac,
+        up: l.header.flags.contains(LinkFlags::Up),
+    }
 }

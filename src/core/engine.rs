@@ -1154,7 +1154,11 @@ impl Engine {
             refresh_deadline,
             withdraw,
             skip_probe: s.hint,
-            refresh_period: if self.refresh_round { refresh_period / 2 } else { refresh_period },
+            refresh_period: if self.refresh_round {
+                refresh_period / 2
+            } else {
+                refresh_period
+            },
             address_period: self.cfg.timing.address_refresh,
             inflight: s.inflight.is_some(),
             break_release_order: self.breaks.release_order,

@@ -83,7 +83,9 @@ pub enum KeyError {
         err: std::io::Error,
     },
     /// Empty, or a secret shorter than 16 bytes.
-    #[error("key file {path}: {why}; put one secret of 16 or more random bytes per line (e.g. `head -c 32 /dev/urandom | base64`)")]
+    #[error(
+        "key file {path}: {why}; put one secret of 16 or more random bytes per line (e.g. `head -c 32 /dev/urandom | base64`)"
+    )]
     Bad {
         /// The path.
         path: String,
@@ -101,7 +103,8 @@ struct Key {
 fn derive(secret: &[u8]) -> [u8; 32] {
     let hk = Hkdf::<Sha256>::new(Some(b"wackamole-v1"), secret);
     let mut okm = [0u8; 32];
-    hk.expand(b"datagram key", &mut okm).expect("32 bytes is a valid HKDF-SHA256 length");
+    hk.expand(b"datagram key", &mut okm)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
     okm
 }
 
@@ -119,7 +122,11 @@ struct Window {
 
 impl Window {
     fn new() -> Window {
-        Window { max: 0, bits: [0; (REPLAY_WINDOW / 64) as usize], seen: 0 }
+        Window {
+            max: 0,
+            bits: [0; (REPLAY_WINDOW / 64) as usize],
+            seen: 0,
+        }
     }
 
     fn bit(&mut self, c: u64) -> (&mut u64, u64) {
@@ -165,7 +172,9 @@ pub struct Envelope {
 
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Envelope").field("keys", &self.keys.len()).finish_non_exhaustive()
+        f.debug_struct("Envelope")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -177,17 +186,29 @@ impl Envelope {
             .take(MAX_KEYS)
             .map(|s| {
                 let k = derive(s);
-                Key { id: key_id(&k), aead: XChaCha20Poly1305::new(&k.into()) }
+                Key {
+                    id: key_id(&k),
+                    aead: XChaCha20Poly1305::new(&k.into()),
+                }
             })
             .collect();
-        Envelope { keys, salt, counter: 0, windows: BTreeMap::new(), tick: 0 }
+        Envelope {
+            keys,
+            salt,
+            counter: 0,
+            windows: BTreeMap::new(),
+            tick: 0,
+        }
     }
 
     /// Reads secrets from a key file: one per non-empty line (lines starting with
     /// `#` are comments); a file that is not text is one secret.
     pub fn load_secrets(path: &Path) -> Result<Vec<Vec<u8>>, KeyError> {
         let p = path.display().to_string();
-        let raw = std::fs::read(path).map_err(|err| KeyError::Read { path: p.clone(), err })?;
+        let raw = std::fs::read(path).map_err(|err| KeyError::Read {
+            path: p.clone(),
+            err,
+        })?;
         let secrets: Vec<Vec<u8>> = match std::str::from_utf8(&raw) {
             Ok(text) => text
                 .lines()
@@ -198,13 +219,22 @@ impl Envelope {
             Err(_) => vec![raw.clone()],
         };
         if secrets.is_empty() {
-            return Err(KeyError::Bad { path: p, why: "it holds no secret".into() });
+            return Err(KeyError::Bad {
+                path: p,
+                why: "it holds no secret".into(),
+            });
         }
         if let Some(s) = secrets.iter().find(|s| s.len() < MIN_SECRET) {
-            return Err(KeyError::Bad { path: p, why: format!("a secret is {} bytes long", s.len()) });
+            return Err(KeyError::Bad {
+                path: p,
+                why: format!("a secret is {} bytes long", s.len()),
+            });
         }
         if secrets.len() > MAX_KEYS {
-            return Err(KeyError::Bad { path: p, why: format!("{} secrets is more than {MAX_KEYS}", secrets.len()) });
+            return Err(KeyError::Bad {
+                path: p,
+                why: format!("{} secrets is more than {MAX_KEYS}", secrets.len()),
+            });
         }
         Ok(secrets)
     }
@@ -221,7 +251,13 @@ impl Envelope {
         let nonce = XNonce::clone_from_slice(&out[5..HEADER]);
         let ct = key
             .aead
-            .encrypt(&nonce, Payload { msg: plaintext, aad: &out[..HEADER] })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &out[..HEADER],
+                },
+            )
             .expect("encryption of a bounded buffer cannot fail");
         out.extend_from_slice(&ct);
         out
@@ -236,7 +272,11 @@ impl Envelope {
             return Err(Drop::Version);
         }
         let id = u32::from_be_bytes([datagram[1], datagram[2], datagram[3], datagram[4]]);
-        let key = self.keys.iter().find(|k| k.id == id).ok_or(Drop::UnknownKey)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or(Drop::UnknownKey)?;
         let mut salt = [0u8; 16];
         salt.copy_from_slice(&datagram[5..21]);
         let mut ctr = [0u8; 8];
@@ -250,13 +290,24 @@ impl Envelope {
         let nonce = XNonce::clone_from_slice(&datagram[5..HEADER]);
         let plain = key
             .aead
-            .decrypt(&nonce, Payload { msg: &datagram[HEADER..], aad: &datagram[..HEADER] })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &datagram[HEADER..],
+                    aad: &datagram[..HEADER],
+                },
+            )
             .map_err(|_| Drop::Auth)?;
         // Record only authenticated counters, so forgeries cannot poison the window.
         self.tick += 1;
         if !self.windows.contains_key(&salt) && self.windows.len() >= MAX_SENDERS {
             // Forget the sender heard from longest ago.
-            if let Some(old) = self.windows.iter().min_by_key(|(_, w)| w.seen).map(|(k, _)| *k) {
+            if let Some(old) = self
+                .windows
+                .iter()
+                .min_by_key(|(_, w)| w.seen)
+                .map(|(k, _)| *k)
+            {
                 self.windows.remove(&old);
             }
         }
@@ -274,7 +325,10 @@ mod tests {
 
     fn pair() -> (Envelope, Envelope) {
         let secrets = vec![b"correct horse battery staple".to_vec()];
-        (Envelope::new(&secrets, [1; 16]), Envelope::new(&secrets, [2; 16]))
+        (
+            Envelope::new(&secrets, [1; 16]),
+            Envelope::new(&secrets, [2; 16]),
+        )
     }
 
     #[test]
@@ -283,7 +337,11 @@ mod tests {
         let d1 = a.seal(b"hello");
         let d2 = a.seal(b"world");
         assert_eq!(b.open(&d2).unwrap(), b"world");
-        assert_eq!(b.open(&d1).unwrap(), b"hello", "reordering within the window is fine");
+        assert_eq!(
+            b.open(&d1).unwrap(),
+            b"hello",
+            "reordering within the window is fine"
+        );
         assert_eq!(b.open(&d1), Err(Drop::Replay));
         assert_eq!(b.open(&d2), Err(Drop::Replay));
     }

@@ -14,9 +14,16 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs a command, failing with its stderr if it exits non-zero.
 pub fn sh(args: &[&str]) -> io::Result<Output> {
-    let out = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()?;
     if !out.status.success() {
-        return Err(io::Error::other(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(io::Error::other(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(out)
 }
@@ -26,7 +33,12 @@ pub fn available() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("not root: network-namespace labs need root".into());
     }
-    match Command::new("ip").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+    match Command::new("ip")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
         Ok(s) if s.success() => Ok(()),
         _ => Err("`ip` (iproute2) is not installed".into()),
     }
@@ -69,7 +81,14 @@ impl Host {
 
     /// Link up or down (from inside the node: the machine's NIC).
     pub fn link(&self, up: bool) -> io::Result<()> {
-        self.run(&["ip", "link", "set", &self.ifname, if up { "up" } else { "down" }]).map(|_| ())
+        self.run(&[
+            "ip",
+            "link",
+            "set",
+            &self.ifname,
+            if up { "up" } else { "down" },
+        ])
+        .map(|_| ())
     }
 }
 
@@ -94,7 +113,18 @@ impl Lab {
     pub fn new(prefix: &str, n: usize, subnet: [u8; 2]) -> io::Result<Lab> {
         available().map_err(io::Error::other)?;
         let bridge_ns = format!("{prefix}-br");
-        let mut lab = Lab { prefix: prefix.to_string(), bridge_ns: bridge_ns.clone(), nodes: Vec::new(), client: Host { ns: String::new(), ifname: String::new(), addr: Ipv4Addr::UNSPECIFIED, port: String::new() }, subnet: [10, subnet[0], subnet[1]] };
+        let mut lab = Lab {
+            prefix: prefix.to_string(),
+            bridge_ns: bridge_ns.clone(),
+            nodes: Vec::new(),
+            client: Host {
+                ns: String::new(),
+                ifname: String::new(),
+                addr: Ipv4Addr::UNSPECIFIED,
+                port: String::new(),
+            },
+            subnet: [10, subnet[0], subnet[1]],
+        };
         Lab::sweep(prefix);
         sh(&["ip", "netns", "add", &bridge_ns])?;
         let br = |args: &[&str]| {
@@ -107,18 +137,42 @@ impl Lab {
         br(&["ip", "link", "set", "lo", "up"])?;
         for i in 0..=n {
             let client = i == n;
-            let ns = if client { format!("{prefix}-c") } else { format!("{prefix}-n{i}") };
-            let port = if client { "pc".to_string() } else { format!("p{i}") };
+            let ns = if client {
+                format!("{prefix}-c")
+            } else {
+                format!("{prefix}-n{i}")
+            };
+            let port = if client {
+                "pc".to_string()
+            } else {
+                format!("p{i}")
+            };
             let host_octet = if client { 250 } else { i as u8 + 1 };
             let addr = Ipv4Addr::new(10, subnet[0], subnet[1], host_octet);
             sh(&["ip", "netns", "add", &ns])?;
             // Create the pair in the bridge namespace, then move one end.
-            br(&["ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0"])?;
+            br(&[
+                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+            ])?;
             br(&["ip", "link", "set", "eth0", "netns", &ns])?;
             br(&["ip", "link", "set", &port, "master", "br0"])?;
             br(&["ip", "link", "set", &port, "up"])?;
-            let h = Host { ns: ns.clone(), ifname: "eth0".into(), addr, port };
+            let h = Host {
+                ns: ns.clone(),
+                ifname: "eth0".into(),
+                addr,
+                port,
+            };
             h.run(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            h.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/64", lab.addr6(host_octet)),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
             h.run(&["ip", "link", "set", "eth0", "up"])?;
             h.run(&["ip", "link", "set", "lo", "up"])?;
             // Keep secondaries when a primary goes (F14), answer ARP only for own addresses.
@@ -131,6 +185,25 @@ impl Lab {
             }
         }
         Ok(lab)
+    }
+
+    /// The IPv6 address with host part `host` on the lab's ULA subnet.
+    pub fn addr6(&self, host: u8) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::new(
+            0xfd00,
+            u16::from(self.subnet[1]),
+            u16::from(self.subnet[2]),
+            0,
+            0,
+            0,
+            0,
+            u16::from(host),
+        )
+    }
+
+    /// An IPv4 address on the lab's subnet.
+    pub fn addr4(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(self.subnet[0], self.subnet[1], self.subnet[2], host)
     }
 
     /// Runs a command in the bridge namespace.
@@ -148,10 +221,11 @@ impl Lab {
             return Ok(());
         }
         let text = format!(
-            "table bridge faults {{ chain fwd {{ type filter hook forward priority 0; policy accept;\n{}\n}} }}\n",
+            "table bridge faults {{\n  chain faults {{\n    type filter hook forward priority 0; policy accept;\n{}\n  }}\n}}\n",
             rules.join("\n")
         );
-        let path = std::env::temp_dir().join(format!("{}-faults-{}.nft", self.prefix, std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("{}-faults-{}.nft", self.prefix, std::process::id()));
         std::fs::write(&path, text)?;
         let r = self.bridge(&["nft", "-f", path.to_str().unwrap_or_default()]);
         let _ = std::fs::remove_file(&path);
@@ -164,11 +238,14 @@ impl Lab {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let name = line.split_whitespace().next().unwrap_or("");
                 if name.starts_with(&format!("{prefix}-")) {
-                    let _ = Command::new("ip").args(["netns", "pids", name]).output().map(|o| {
-                        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                            let _ = Command::new("kill").args(["-9", pid]).status();
-                        }
-                    });
+                    let _ = Command::new("ip")
+                        .args(["netns", "pids", name])
+                        .output()
+                        .map(|o| {
+                            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                                let _ = Command::new("kill").args(["-9", pid]).status();
+                            }
+                        });
                     let _ = Command::new("ip").args(["netns", "del", name]).status();
                 }
             }
@@ -181,3 +258,6 @@ impl Drop for Lab {
         Lab::sweep(&self.prefix);
     }
 }
+
+pub mod cluster;
+pub mod watch;
