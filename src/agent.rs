@@ -237,7 +237,7 @@ fn spawn_arp(
                             'burst: for k in 0..count {
                                 for a in &addrs {
                                     let guard = allowed.lock().unwrap_or_else(|e| e.into_inner());
-                                    if !guard.get(&group).is_some_and(|d| clock::now() <= *d) {
+                                    if guard.get(&group).is_none_or(|d| clock::now() > *d) {
                                         break 'burst;
                                     }
                                     let sent = link.announce_once(*a);
@@ -245,11 +245,11 @@ fn spawn_arp(
                                     if let Err(e) = sent {
                                         warn!(vip = %a, error = %e, "announce failed");
                                     }
-                                    if let IpAddr::V4(v) = a {
-                                        if k == 0 {
-                                            for t in &notify {
-                                                let _ = link.notify(*v, *t);
-                                            }
+                                    if let IpAddr::V4(v) = a
+                                        && k == 0
+                                    {
+                                        for t in &notify {
+                                            let _ = link.notify(*v, *t);
                                         }
                                     }
                                 }
@@ -502,12 +502,12 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
 
 /// The kernel operations a failed agent must undo: used by the panic path.
 pub fn emergency_flush(cfg: &crate::core::config::ClusterConfig, ifname: &str) {
-    if let Ok(mut r) = Rtnl::new() {
-        if let Ok(Some(link)) = r.link(ifname) {
-            for g in &cfg.groups {
-                for v in &g.vips {
-                    let _ = r.addr_del(link.index, v);
-                }
+    if let Ok(mut r) = Rtnl::new()
+        && let Ok(Some(link)) = r.link(ifname)
+    {
+        for g in &cfg.groups {
+            for v in &g.vips {
+                let _ = r.addr_del(link.index, v);
             }
         }
     }

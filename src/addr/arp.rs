@@ -353,13 +353,13 @@ impl Link {
                     let src = eth.get_source().octets();
                     match eth.get_ethertype() {
                         EtherTypes::Arp => {
-                            if let Some(arp) = ArpPacket::new(eth.payload()) {
-                                if arp.get_operation() == ArpOperations::Reply {
-                                    out.push((
-                                        IpAddr::V4(arp.get_sender_proto_addr()),
-                                        arp.get_sender_hw_addr().octets(),
-                                    ));
-                                }
+                            if let Some(arp) = ArpPacket::new(eth.payload())
+                                && arp.get_operation() == ArpOperations::Reply
+                            {
+                                out.push((
+                                    IpAddr::V4(arp.get_sender_proto_addr()),
+                                    arp.get_sender_hw_addr().octets(),
+                                ));
                             }
                         }
                         EtherTypes::Ipv6 => {
@@ -369,10 +369,10 @@ impl Link {
                             if ip.get_next_header() != IpNextHeaderProtocols::Icmpv6 {
                                 continue;
                             }
-                            if let Some(na) = NeighborAdvertPacket::new(ip.payload()) {
-                                if na.get_icmpv6_type() == Icmpv6Types::NeighborAdvert {
-                                    out.push((IpAddr::V6(na.get_target_addr()), src));
-                                }
+                            if let Some(na) = NeighborAdvertPacket::new(ip.payload())
+                                && na.get_icmpv6_type() == Icmpv6Types::NeighborAdvert
+                            {
+                                out.push((IpAddr::V6(na.get_target_addr()), src));
                             }
                         }
                         _ => {}

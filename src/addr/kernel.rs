@@ -171,12 +171,13 @@ impl Worker {
         if clock::now() > deadline {
             return KernelOutcome::Lapsed;
         }
-        if self.gate.is_some() {
+        let a_timeout = self.a;
+        if let Some(gate) = &mut self.gate {
             let arm: Vec<ElemOp> = addrs
                 .iter()
-                .map(|a| ElemOp::Add(GateSet::Armed, *a, self.a))
+                .map(|a| ElemOp::Add(GateSet::Armed, *a, a_timeout))
                 .collect();
-            if let Err(e) = self.gate.as_mut().expect("gate").batch(&arm) {
+            if let Err(e) = gate.batch(&arm) {
                 return KernelOutcome::Failed(e.to_string());
             }
         }
@@ -225,25 +226,24 @@ impl Worker {
             .map(|&(_, d, _)| (now > d).then_some(KernelOutcome::Lapsed))
             .collect();
         let live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
-        if self.gate.is_some() && !live.is_empty() {
-            let batch = |w: &Worker, idx: &[usize]| -> Vec<ElemOp> {
-                let mut ops = Vec::new();
-                for &i in idx {
-                    for v in &w.groups[usize::from(items[i].0)] {
-                        ops.push(ElemOp::Del(GateSet::Live, v.addr));
-                        ops.push(ElemOp::Add(GateSet::Live, v.addr, w.e));
-                    }
+        let (groups, e) = (&self.groups, self.e);
+        let ops_for = |idx: &[usize]| -> Vec<ElemOp> {
+            let mut ops = Vec::new();
+            for &i in idx {
+                for v in &groups[usize::from(items[i].0)] {
+                    ops.push(ElemOp::Del(GateSet::Live, v.addr));
+                    ops.push(ElemOp::Add(GateSet::Live, v.addr, e));
                 }
-                ops
-            };
-            let all = batch(self, &live);
-            match self.gate.as_mut().expect("gate").batch(&all) {
+            }
+            ops
+        };
+        if let Some(gate) = self.gate.as_mut().filter(|_| !live.is_empty()) {
+            match gate.batch(&ops_for(&live)) {
                 Ok(()) => {}
                 Err(GateError::Expired) if live.len() > 1 => {
                     // Find the lapsed groups: each alone.
                     for &i in &live {
-                        let ops = batch(self, &[i]);
-                        match self.gate.as_mut().expect("gate").batch(&ops) {
+                        match gate.batch(&ops_for(&[i])) {
                             Ok(()) => {}
                             Err(GateError::Expired) => out[i] = Some(KernelOutcome::Lapsed),
                             Err(e) => out[i] = Some(KernelOutcome::Failed(e.to_string())),
@@ -265,10 +265,10 @@ impl Worker {
             let (g, _, renew) = items[i];
             // The address itself: renewed with the gate now and then, or every
             // refresh with the address fence (REPLACE re-creates: only under the lease).
-            if renew || self.gate.is_none() {
-                if let Err(e) = self.set_addrs(g) {
-                    out[i] = Some(KernelOutcome::Failed(e));
-                }
+            if (renew || self.gate.is_none())
+                && let Err(e) = self.set_addrs(g)
+            {
+                out[i] = Some(KernelOutcome::Failed(e));
             }
         }
         let after = clock::now();

@@ -282,10 +282,10 @@ impl Envelope {
         let mut ctr = [0u8; 8];
         ctr.copy_from_slice(&datagram[21..HEADER]);
         let counter = u64::from_be_bytes(ctr);
-        if let Some(w) = self.windows.get_mut(&salt) {
-            if !w.fresh(counter) {
-                return Err(Drop::Replay);
-            }
+        if let Some(w) = self.windows.get_mut(&salt)
+            && !w.fresh(counter)
+        {
+            return Err(Drop::Replay);
         }
         let nonce = XNonce::clone_from_slice(&datagram[5..HEADER]);
         let plain = key
