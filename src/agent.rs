@@ -25,11 +25,11 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::addr::arp;
 use crate::addr::gate;
-use crate::addr::kernel::{self, Done, Job};
+use crate::addr::kernel::KernelIo;
 use crate::addr::rtnl::Rtnl;
 use crate::cli::Settings;
 use crate::clock;
@@ -327,11 +327,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
         gate::install(&vips, cfg.timing.gate_timeout, cfg.timing.gate_arm)
             .map_err(|e| map_io("nftables gate", e))?;
     }
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let (kernel, kernel_thread) = kernel::spawn(&cfg, &ifname, index, move |d| {
-        let _ = done_tx.send(d);
-    })
-    .map_err(|e| map_io("kernel worker", e))?;
+    let mut kernel = KernelIo::open(&cfg, &ifname, index).map_err(|e| map_io("netlink", e))?;
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeDone>();
     let allowed: Announceable = Default::default();
     let arp = spawn_arp(
@@ -383,19 +379,20 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     tokio::pin!(shutdown);
     info!(node = %settings.node.name, interface = %ifname, bind = %settings.bind, cluster = format!("{:016x}", cfg.cluster_id()), "starting");
     loop {
-        while let Some(a) = engine.poll_action() {
-            match a {
-                Action::Send { to, payload } => {
-                    let out = match &mut env {
-                        Some(e) => e.seal(&payload),
-                        None => payload,
-                    };
-                    if let Err(e) = socket.try_send_to(&out, to) {
-                        debug!(%to, error = %e, "send failed");
+        loop {
+            let mut ops = Vec::new();
+            while let Some(a) = engine.poll_action() {
+                match a {
+                    Action::Send { to, payload } => {
+                        let out = match &mut env {
+                            Some(e) => e.seal(&payload),
+                            None => payload,
+                        };
+                        if let Err(e) = socket.try_send_to(&out, to) {
+                            debug!(%to, error = %e, "send failed");
+                        }
                     }
-                }
-                Action::Kernel { id, op } => {
-                    {
+                    Action::Kernel { id, op } => {
                         let mut a = allowed.lock().unwrap_or_else(|e| e.into_inner());
                         match &op {
                             KernelOp::Bind { group, deadline }
@@ -410,24 +407,33 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                             }
                             KernelOp::Flush => a.clear(),
                         }
+                        drop(a);
+                        ops.push((id, op));
                     }
-                    if kernel.send(Job::Ops(vec![(id, op)])).is_err() {
-                        error!("kernel worker is gone");
+                    Action::Probe { group } => {
+                        let _ = arp.send(ArpJob::Probe {
+                            group,
+                            addrs: groups[usize::from(group)].clone(),
+                        });
                     }
+                    Action::Announce { group } => {
+                        let _ = arp.send(ArpJob::Announce {
+                            group,
+                            addrs: groups[usize::from(group)].clone(),
+                        });
+                    }
+                    Action::Event(e) => log_event(&engine, &e),
                 }
-                Action::Probe { group } => {
-                    let _ = arp.send(ArpJob::Probe {
-                        group,
-                        addrs: groups[usize::from(group)].clone(),
-                    });
+            }
+            if ops.is_empty() {
+                break;
+            }
+            // Kernel work runs here, in order, and its results go straight back.
+            for d in kernel.perform(ops) {
+                if let KernelOutcome::Failed(why) = &d.outcome {
+                    warn!(op = d.id, error = %why, "kernel operation failed");
                 }
-                Action::Announce { group } => {
-                    let _ = arp.send(ArpJob::Announce {
-                        group,
-                        addrs: groups[usize::from(group)].clone(),
-                    });
-                }
-                Action::Event(e) => log_event(&engine, &e),
+                engine.handle_kernel(d.id, d.outcome, clock::now());
             }
         }
         if engine.is_finished() {
@@ -460,12 +466,6 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                     Err(e) => debug!(error = %e, "recv failed"),
                 }
             }
-            Some(d) = done_rx.recv() => {
-                if let KernelOutcome::Failed(why) = &d.outcome {
-                    warn!(op = d.id, error = %why, "kernel operation failed");
-                }
-                engine.handle_kernel(d.id, d.outcome, clock::now());
-            }
             Some(p) = probe_rx.recv() => engine.handle_probe(p.group, p.conflict, clock::now()),
             _ = tokio::time::sleep(sleep) => engine.handle_timeout(clock::now()),
             _ = tokio::time::sleep_until(next_reannounce) => {
@@ -490,8 +490,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             engine.handle_clock_jump(clock::now());
         }
     }
-    let _ = kernel.send(Job::Shutdown);
-    let _ = kernel_thread.join();
+    let _ = kernel.flush();
     if cfg.fence == FenceKind::Gate {
         gate::uninstall();
     }

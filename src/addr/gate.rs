@@ -305,18 +305,8 @@ impl Gate {
     /// written to both the arp and the inet table. `Err(Expired)` when an element to
     /// delete was absent (the whole batch then changed nothing).
     pub fn batch(&mut self, ops: &[ElemOp]) -> Result<(), GateError> {
-        let mut buf = Vec::with_capacity(256);
-        let begin = self.next_seq();
-        nlmsg(
-            &mut buf,
-            NFNL_MSG_BATCH_BEGIN,
-            NLM_F_REQUEST,
-            begin,
-            0,
-            NFNL_SUBSYS_NFTABLES,
-            &[],
-        );
-        let mut expect = 0usize;
+        // One message per (operation, family), in order.
+        let mut msgs: Vec<(u16, u16, u8, Vec<u8>)> = Vec::new();
         for op in ops {
             let (ty, extra, set, ip, timeout) = match op {
                 ElemOp::Del(s, ip) => (NFT_MSG_DELSETELEM, 0, *s, *ip, None),
@@ -328,20 +318,46 @@ impl Gate {
                 &[NFPROTO_INET]
             };
             for &fam in families {
-                let attrs = Self::elem_attrs(set.name(ip.is_ipv6()), &[(ip, timeout)]);
-                let seq = self.next_seq();
-                nlmsg(
-                    &mut buf,
+                msgs.push((
                     (NFNL_SUBSYS_NFTABLES << 8) | ty,
-                    NLM_F_REQUEST | NLM_F_ACK | extra,
-                    seq,
+                    extra,
                     fam,
-                    0,
-                    &attrs,
-                );
-                expect += 1;
+                    Self::elem_attrs(set.name(ip.is_ipv6()), &[(ip, timeout)]),
+                ));
             }
         }
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(64 + 96 * msgs.len());
+        let begin = self.next_seq();
+        nlmsg(
+            &mut buf,
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            begin,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
+        let first = self.seq.wrapping_add(1);
+        let n = msgs.len();
+        for (k, (ty, extra, fam, attrs)) in msgs.into_iter().enumerate() {
+            let seq = self.next_seq();
+            // Errors are always reported; only the last message asks for an ACK, so a
+            // successful batch costs one reply, not one per message.
+            let ack = if k + 1 == n { NLM_F_ACK } else { 0 };
+            nlmsg(
+                &mut buf,
+                ty,
+                NLM_F_REQUEST | ack | extra,
+                seq,
+                fam,
+                0,
+                &attrs,
+            );
+        }
+        let last = self.seq;
         let end = self.next_seq();
         nlmsg(
             &mut buf,
@@ -353,48 +369,42 @@ impl Gate {
             &[],
         );
         self.sock.send(&buf, 0)?;
-        // The kernel handles a batch inside sendmsg: every answer is queued by now.
-        // Read the first answer blocking, then drain the rest without waiting.
-        let mut first_err: Option<i32> = None;
-        let mut acks = 0usize;
-        let mut flags = 0;
-        loop {
-            let n = match self.sock.recv(&mut &mut self.buf[..], flags) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(GateError::Io(e)),
-            };
-            flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT.bits();
+        // The kernel handles a batch inside sendmsg: its answer is queued by now. Read
+        // until an error for one of this batch's messages, or the final ACK; skip
+        // anything left over from an earlier batch.
+        let in_batch = |seq: u32| seq.wrapping_sub(first) <= last.wrapping_sub(first);
+        for _ in 0..1024 {
+            let got = self.sock.recv(&mut &mut self.buf[..], 0)?;
             let mut off = 0;
-            while off + 16 <= n {
+            while off + 16 <= got {
                 let len = u32::from_ne_bytes(self.buf[off..off + 4].try_into().expect("4 bytes"))
                     as usize;
                 let ty =
                     u16::from_ne_bytes(self.buf[off + 4..off + 6].try_into().expect("2 bytes"));
-                if len < 16 || off + len > n {
+                let seq =
+                    u32::from_ne_bytes(self.buf[off + 8..off + 12].try_into().expect("4 bytes"));
+                if len < 16 || off + len > got {
                     break;
                 }
-                if ty == NLMSG_ERROR && len >= 20 {
+                if ty == NLMSG_ERROR && len >= 20 && in_batch(seq) {
                     let code = i32::from_ne_bytes(
                         self.buf[off + 16..off + 20].try_into().expect("4 bytes"),
                     );
-                    if code == 0 {
-                        acks += 1;
-                    } else if first_err.is_none() {
-                        first_err = Some(-code);
+                    if code < 0 {
+                        return if -code == nix::errno::Errno::ENOENT as i32 {
+                            Err(GateError::Expired)
+                        } else {
+                            Err(GateError::Io(io::Error::from_raw_os_error(-code)))
+                        };
+                    }
+                    if seq == last {
+                        return Ok(());
                     }
                 }
                 off += (len + 3) & !3;
             }
-            if first_err.is_none() && acks >= expect {
-                break;
-            }
         }
-        match first_err {
-            None => Ok(()),
-            Some(e) if e == nix::errno::Errno::ENOENT as i32 => Err(GateError::Expired),
-            Some(e) => Err(GateError::Io(io::Error::from_raw_os_error(e))),
-        }
+        Err(GateError::Io(io::Error::other("no answer to a gate batch")))
     }
 
     /// Removes every element of a set (both families for IPv4 sets).
@@ -439,12 +449,22 @@ impl Gate {
                 &[],
             );
             self.sock.send(&buf, 0)?;
-            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
-            if n >= 20 && u16::from_ne_bytes(self.buf[4..6].try_into().expect("2")) == NLMSG_ERROR {
+            loop {
+                let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+                if n < 20 {
+                    continue;
+                }
+                let got = u32::from_ne_bytes(self.buf[8..12].try_into().expect("4"));
+                if got != seq
+                    || u16::from_ne_bytes(self.buf[4..6].try_into().expect("2")) != NLMSG_ERROR
+                {
+                    continue; // a leftover of an earlier batch
+                }
                 let code = i32::from_ne_bytes(self.buf[16..20].try_into().expect("4"));
                 if code != 0 {
                     return Err(GateError::Io(io::Error::from_raw_os_error(-code)));
                 }
+                break;
             }
         }
         Ok(())
@@ -482,6 +502,12 @@ impl Gate {
                 let flags = u16::from_ne_bytes(self.buf[off + 6..off + 8].try_into().expect("2"));
                 if mlen < 16 || off + mlen > len {
                     return Ok(out);
+                }
+                let mseq = u32::from_ne_bytes(self.buf[off + 8..off + 12].try_into().expect("4"));
+                if mseq != seq {
+                    // A leftover of an earlier batch.
+                    off += (mlen + 3) & !3;
+                    continue;
                 }
                 if ty == NLMSG_DONE {
                     return Ok(out);

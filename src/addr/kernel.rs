@@ -1,5 +1,5 @@
-//! The kernel worker: one thread that performs the engine's kernel operations in
-//! the order they were issued, each write bracketed by lease checks.
+//! Kernel operations: performed in the order the engine issued them, each write
+//! bracketed by lease checks.
 //!
 //! DESIGN §2.3 rule 6: check the write deadline right before each kernel write and
 //! right after its acknowledgement, and undo at once if it has passed. The gate
@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::clock;
@@ -33,15 +32,6 @@ pub struct Done {
     pub outcome: KernelOutcome,
     /// Extra detail for logs and counters (kernel errors, re-created addresses).
     pub note: Option<String>,
-}
-
-/// Work for the worker.
-#[derive(Debug)]
-pub enum Job {
-    /// Operations, in order.
-    Ops(Vec<(u64, KernelOp)>),
-    /// Remove everything and stop (shutdown after the engine left, or a fatal error).
-    Shutdown,
 }
 
 struct Worker {
@@ -283,43 +273,23 @@ impl Worker {
             .collect()
     }
 
-    fn run(&mut self, jobs: mpsc::Receiver<Job>, done: impl Fn(Done)) {
-        let mut queue: VecDeque<(u64, KernelOp)> = VecDeque::new();
-        loop {
-            if queue.is_empty() {
-                match jobs.recv() {
-                    Ok(Job::Ops(ops)) => queue.extend(ops),
-                    Ok(Job::Shutdown) | Err(_) => {
-                        let _ = self.flush();
-                        return;
-                    }
-                }
-            }
-            // Take whatever else is waiting, so refreshes issued together go together.
-            while let Ok(j) = jobs.try_recv() {
-                match j {
-                    Job::Ops(ops) => queue.extend(ops),
-                    Job::Shutdown => {
-                        let _ = self.flush();
-                        return;
-                    }
-                }
-            }
-            let Some((id, op)) = queue.pop_front() else {
-                continue;
-            };
+    /// Performs operations in order; consecutive refreshes are written as one batch.
+    fn perform(&mut self, ops: Vec<(u64, KernelOp)>) -> Vec<Done> {
+        let mut queue: VecDeque<(u64, KernelOp)> = ops.into();
+        let mut out = Vec::with_capacity(queue.len());
+        while let Some((id, op)) = queue.pop_front() {
             match op {
-                KernelOp::Flush => done(Done {
+                KernelOp::Flush => out.push(Done {
                     id,
                     outcome: self.flush(),
                     note: None,
                 }),
-                KernelOp::Bind { group, deadline } => done(Done {
+                KernelOp::Bind { group, deadline } => out.push(Done {
                     id,
                     outcome: self.bind(group, deadline),
                     note: None,
                 }),
-                KernelOp::Unbind { group } => done(Done {
+                KernelOp::Unbind { group } => out.push(Done {
                     id,
                     outcome: self.unbind(group),
                     note: None,
@@ -346,7 +316,7 @@ impl Worker {
                         }
                     }
                     for (id, outcome) in ids.into_iter().zip(self.refresh(&items)) {
-                        done(Done {
+                        out.push(Done {
                             id,
                             outcome,
                             note: None,
@@ -355,37 +325,52 @@ impl Worker {
                 }
             }
         }
+        out
     }
 }
 
-/// Starts the worker thread for interface `ifname`. `done` is called on the worker
-/// thread for every completed operation.
-pub fn spawn(
-    cfg: &ClusterConfig,
-    ifname: &str,
-    index: u32,
-    done: impl Fn(Done) + Send + 'static,
-) -> std::io::Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)> {
-    let rtnl = Rtnl::new()?;
-    let gate = match cfg.fence {
-        FenceKind::Gate => Some(Gate::open()?),
-        FenceKind::Address => None,
-    };
-    let groups: Vec<Vec<Vip>> = cfg.groups.iter().map(|g| g.vips.clone()).collect();
-    let pool: Vec<Vip> = groups.iter().flatten().copied().collect();
-    let mut w = Worker {
-        rtnl,
-        gate,
-        index,
-        ifname: ifname.to_string(),
-        groups,
-        pool,
-        e: cfg.timing.gate_timeout,
-        a: cfg.timing.gate_arm,
-    };
-    let (tx, rx) = mpsc::channel();
-    let h = std::thread::Builder::new()
-        .name("wm-kernel".into())
-        .spawn(move || w.run(rx, done))?;
-    Ok((tx, h))
+/// The kernel side of one agent: addresses and gate on one interface. Calls block
+/// for the netlink round trips (tens to hundreds of microseconds) and run on the
+/// agent's own thread, so operations are serialized by construction.
+pub struct KernelIo(Worker);
+
+impl std::fmt::Debug for KernelIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelIo")
+            .field("ifname", &self.0.ifname)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KernelIo {
+    /// Opens the netlink sockets for interface `ifname` (index `index`).
+    pub fn open(cfg: &ClusterConfig, ifname: &str, index: u32) -> std::io::Result<KernelIo> {
+        let rtnl = Rtnl::new()?;
+        let gate = match cfg.fence {
+            FenceKind::Gate => Some(Gate::open()?),
+            FenceKind::Address => None,
+        };
+        let groups: Vec<Vec<Vip>> = cfg.groups.iter().map(|g| g.vips.clone()).collect();
+        let pool: Vec<Vip> = groups.iter().flatten().copied().collect();
+        Ok(KernelIo(Worker {
+            rtnl,
+            gate,
+            index,
+            ifname: ifname.to_string(),
+            groups,
+            pool,
+            e: cfg.timing.gate_timeout,
+            a: cfg.timing.gate_arm,
+        }))
+    }
+
+    /// Performs the engine's operations, in order.
+    pub fn perform(&mut self, ops: Vec<(u64, KernelOp)>) -> Vec<Done> {
+        self.0.perform(ops)
+    }
+
+    /// Removes every pool VIP and gate element (shutdown, fatal errors).
+    pub fn flush(&mut self) -> KernelOutcome {
+        self.0.flush()
+    }
 }
