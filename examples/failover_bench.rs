@@ -99,10 +99,11 @@ fn agent_bin() -> PathBuf {
     bin
 }
 
-/// A ping from the client namespace every 10 ms, timestamps of the replies.
+/// A ping from the client namespace every 10 ms: (time, TTL) of every reply. Each
+/// lab node sends with its own TTL, so the TTL names the node that answered.
 struct Pinger {
     child: Child,
-    replies: std::sync::Arc<std::sync::Mutex<Vec<f64>>>,
+    replies: std::sync::Arc<std::sync::Mutex<Vec<(f64, u8)>>>,
 }
 
 impl Pinger {
@@ -120,24 +121,34 @@ impl Pinger {
         let r = replies.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.contains("bytes from") {
-                    if let Some(ts) = line
-                        .strip_prefix('[')
-                        .and_then(|l| l.split(']').next())
-                        .and_then(|t| t.parse::<f64>().ok())
-                    {
-                        r.lock().unwrap().push(ts);
-                    }
+                let ts = line
+                    .strip_prefix('[')
+                    .and_then(|l| l.split(']').next())
+                    .and_then(|t| t.parse::<f64>().ok());
+                let ttl = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("ttl="))
+                    .and_then(|t| t.parse::<u8>().ok());
+                if let (Some(ts), Some(ttl)) = (ts, ttl) {
+                    r.lock().unwrap().push((ts, ttl));
                 }
             }
         });
         Pinger { child, replies }
     }
 
-    fn first_after(&self, t: f64, limit: Duration) -> Option<f64> {
+    /// Seconds from `t` to the first reply after `t` from a node other than `old`.
+    fn first_after(&self, t: f64, old: usize, limit: Duration) -> Option<f64> {
+        let old_ttl = Lab::ttl_of(old);
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Some(x) = self.replies.lock().unwrap().iter().find(|&&x| x > t) {
+            if let Some((x, _)) = self
+                .replies
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|&&(x, ttl)| x > t && ttl != old_ttl)
+            {
                 return Some(*x - t);
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -161,7 +172,13 @@ struct Row {
     lost: usize,
 }
 
-fn bench_wackamole(bin: &PathBuf, profile: &str, class: &str, rounds: usize, idx: u8) -> Row {
+fn bench_wackamole(
+    bin: &std::path::Path,
+    profile: &str,
+    class: &str,
+    rounds: usize,
+    idx: u8,
+) -> Row {
     let mut spec = Spec::new(&format!("wb{idx}"), [88, idx]);
     spec.vips4 = 1;
     spec.extra = vec!["--profile".into(), profile.into()];
@@ -197,7 +214,7 @@ fn bench_wackamole(bin: &PathBuf, profile: &str, class: &str, rounds: usize, idx
             "leave" => c.signal(old, Signal::SIGTERM).unwrap(),
             _ => unreachable!(),
         }
-        let f = pinger.first_after(t0, Duration::from_secs(10));
+        let f = pinger.first_after(t0, old, Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(300));
         let rep = w.finish();
         row.dual += rep.kernel_duals().len() + rep.client_duals().len();
@@ -220,10 +237,8 @@ fn bench_wackamole(bin: &PathBuf, profile: &str, class: &str, rounds: usize, idx
                     .and_then(|v| v.iter().map(|iv| iv.0).find(|s| *s >= w0))
             })
             .fold(f64::MAX, f64::min);
-        if let Some(e) = old_end {
-            if next < f64::MAX {
-                row.unowned.push((next - e).max(0.0));
-            }
+        if let Some(e) = old_end.filter(|_| next < f64::MAX) {
+            row.unowned.push((next - e).max(0.0));
         }
         // Restore.
         match class {
@@ -263,7 +278,7 @@ fn keepalived_conf(i: usize, lab: &Lab, vip: IpAddr, dir: &std::path::Path) -> P
     p
 }
 
-fn start_keepalived(lab: &Lab, i: usize, conf: &PathBuf, dir: &std::path::Path) -> Child {
+fn start_keepalived(lab: &Lab, i: usize, conf: &std::path::Path, dir: &std::path::Path) -> Child {
     lab.nodes[i]
         .command("keepalived")
         .args([
@@ -359,7 +374,7 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
             }
             _ => {}
         }
-        let f = pinger.first_after(t0, Duration::from_secs(15));
+        let f = pinger.first_after(t0, old, Duration::from_secs(15));
         std::thread::sleep(Duration::from_millis(300));
         let rep = w.finish();
         row.dual += rep.kernel_duals().len() + rep.client_duals().len();
@@ -397,7 +412,7 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
     row
 }
 
-fn idle_cost(bin: &PathBuf) -> (f64, f64) {
+fn idle_cost(bin: &std::path::Path) -> (f64, f64) {
     let mut spec = Spec::new("wbi", [88, 200]);
     spec.vips4 = 16;
     let mut c = Cluster::new(bin, spec).expect("lab");

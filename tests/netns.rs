@@ -605,3 +605,34 @@ fn bad_flags_exit_64_with_a_clear_message() {
     }
     let _ = sh(&["true"]);
 }
+
+#[test]
+fn demo_runs_and_cleans_up() {
+    if let Err(why) = lab::available() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let out = std::process::Command::new(bin())
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("failover as the client saw it"), "{text}");
+    assert!(text.contains("dual answering observed: 0"), "{text}");
+    let prefix = format!("wmd{}-", out.status.code().map_or(0, |_| 0));
+    let left = sh(&["ip", "netns", "list"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let _ = prefix;
+    assert!(
+        !left
+            .lines()
+            .any(|l| l.starts_with("wmd") && text.contains(l.split('-').next().unwrap_or("?"))),
+        "namespaces left behind: {left}"
+    );
+}

@@ -178,6 +178,12 @@ impl Lab {
             // Keep secondaries when a primary goes (F14), answer ARP only for own addresses.
             let _ = h.run(&["sysctl", "-qw", "net.ipv4.conf.all.promote_secondaries=1"]);
             let _ = h.run(&["sysctl", "-qw", "net.ipv4.conf.eth0.arp_announce=2"]);
+            // A per-node TTL tells a pinging client which node answered.
+            let _ = h.run(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv4.ip_default_ttl={}", Lab::ttl_of(i)),
+            ]);
             if client {
                 lab.client = h;
             } else {
@@ -185,6 +191,11 @@ impl Lab {
             }
         }
         Ok(lab)
+    }
+
+    /// The IP TTL node `i` sends with (so a client can tell who answered).
+    pub fn ttl_of(i: usize) -> u8 {
+        100 + i as u8
     }
 
     /// The IPv6 address with host part `host` on the lab's ULA subnet.
