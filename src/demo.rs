@@ -27,7 +27,7 @@ fn mac_str(m: [u8; 6]) -> String {
 
 fn table(c: &Cluster, macs: &[Option<[u8; 6]>]) {
     let h: BTreeMap<IpAddr, Vec<usize>> = c.holders();
-    println!("    {:<18} {:<8} {}", "VIP", "holder", "MAC");
+    println!("    {:<18} {:<8} MAC", "VIP", "holder");
     for (vip, who) in h {
         let (name, mac) = match who.as_slice() {
             [n] => (format!("n{n}"), macs[*n].map(mac_str).unwrap_or_default()),

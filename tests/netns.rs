@@ -624,15 +624,18 @@ fn demo_runs_and_cleans_up() {
     );
     assert!(text.contains("failover as the client saw it"), "{text}");
     assert!(text.contains("dual answering observed: 0"), "{text}");
-    let prefix = format!("wmd{}-", out.status.code().map_or(0, |_| 0));
+    // The demo names its namespaces "(wmdNN-*)"; none may survive it.
+    let prefix = text
+        .split('(')
+        .nth(1)
+        .and_then(|t| t.split('*').next())
+        .expect("prefix in output")
+        .to_string();
     let left = sh(&["ip", "netns", "list"])
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
-    let _ = prefix;
     assert!(
-        !left
-            .lines()
-            .any(|l| l.starts_with("wmd") && text.contains(l.split('-').next().unwrap_or("?"))),
-        "namespaces left behind: {left}"
+        !left.lines().any(|l| l.starts_with(&prefix)),
+        "namespaces {prefix}* left behind: {left}"
     );
 }
