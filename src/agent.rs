@@ -40,6 +40,10 @@ use crate::net::envelope::{self, Envelope};
 
 /// Largest datagram read.
 const RECV_BUF: usize = 2048;
+/// Most datagrams handled per wake-up before timers get a turn.
+const MAX_BURST: usize = 64;
+/// Timer coalescing grid.
+const TIMER_GRID: Duration = Duration::from_millis(5);
 
 /// How start-up failed; each maps to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -439,12 +443,22 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
         if engine.is_finished() {
             break;
         }
+        // Timers are coalesced on a 5 ms grid (a deadline is never early, at most
+        // 5 ms late), so the refresh round, the claim and SWIM's timers share
+        // wake-ups instead of each costing one.
         let sleep = match engine.poll_timeout() {
-            Some(t) => t.saturating_since(clock::now()),
+            Some(t) => {
+                let grid = TIMER_GRID.as_nanos() as u64;
+                let t = crate::core::time::Instant::from_nanos(t.as_nanos().div_ceil(grid) * grid);
+                t.saturating_since(clock::now())
+            }
             None => Duration::from_secs(1),
         };
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
+                let mut r = r;
+                // Take every datagram already queued before sleeping again.
+                for _ in 0..MAX_BURST {
                 let now = clock::now();
                 match r {
                     Ok((n, from)) => {
@@ -463,7 +477,14 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                             engine.handle_datagram(from, &p, now);
                         }
                     }
-                    Err(e) => debug!(error = %e, "recv failed"),
+                    Err(e) => {
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            debug!(error = %e, "recv failed");
+                        }
+                        break;
+                    }
+                }
+                r = socket.try_recv_from(&mut buf);
                 }
             }
             Some(p) = probe_rx.recv() => engine.handle_probe(p.group, p.conflict, clock::now()),
