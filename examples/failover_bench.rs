@@ -189,10 +189,19 @@ fn bench_wackamole(
         .expect("converge");
     let vip = c.vips[0];
     let mut row = Row::default();
-    for r in 0..rounds {
-        let Some(old) = c.holders()[&vip].first().copied() else {
+    let mut r = 0;
+    let mut attempts = 0;
+    while r < rounds && attempts < rounds * 3 {
+        attempts += 1;
+        // Start each round from a calm cluster with one holder.
+        let _ = c.wait_converged(&all, Duration::from_secs(20));
+        let holders = c.holders()[&vip].clone();
+        let [old] = holders.as_slice() else {
+            std::thread::sleep(Duration::from_millis(200));
             continue;
         };
+        let old = *old;
+        r += 1;
         let pinger = Pinger::start(&c.lab, vip);
         let w = Watch::start(
             &c.lab,
@@ -255,7 +264,7 @@ fn bench_wackamole(
             _ => {}
         }
         if c.wait_converged(&all, Duration::from_secs(20)).is_none() {
-            eprintln!("round {r}: no convergence after restore");
+            eprintln!("round {}: no convergence after restore", r - 1);
         }
         // Let the fail-back settle so the next fault hits a calm cluster.
         std::thread::sleep(Duration::from_millis(2500));
@@ -338,9 +347,18 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
     settle(&lab);
     std::thread::sleep(Duration::from_secs(4));
     let mut row = Row::default();
-    for _ in 0..rounds {
+    let mut r = 0;
+    let mut attempts = 0;
+    while r < rounds && attempts < rounds * 3 {
+        attempts += 1;
+        settle(&lab);
         let h = holders_k(&lab, vip);
-        let Some(&old) = h.first() else { continue };
+        let [old] = h.as_slice() else {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        let old = *old;
+        r += 1;
         let pinger = Pinger::start(&lab, vip);
         let w = Watch::start(
             &lab,

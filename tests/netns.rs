@@ -642,7 +642,9 @@ fn demo_runs_and_cleans_up() {
 
 #[test]
 fn address_fence_without_nftables_state() {
-    let Some(mut c) = setup("wm13", [81, 13], |s| s.gate = false) else { return };
+    let Some(mut c) = setup("wm13", [81, 13], |s| s.gate = false) else {
+        return;
+    };
     c.start_all().unwrap();
     converge(&c, &[0, 1, 2]);
     let vip = c.vips[0];
@@ -652,13 +654,26 @@ fn address_fence_without_nftables_state() {
     // An agent SIGKILL: its addresses expire on their own (valid_lft 1, K = 2.25 s)
     // before anyone else binds them.
     c.kill(old);
-    let new = wait_for(Duration::from_secs(8), || c.holders()[&vip].first().copied().filter(|n| *n != old)).expect("takeover");
+    let new = wait_for(Duration::from_secs(8), || {
+        c.holders()[&vip].first().copied().filter(|n| *n != old)
+    })
+    .expect("takeover");
     std::thread::sleep(Duration::from_millis(300));
     let r = w.finish();
     assert_s1(&c, &r, "address fence");
-    let old_end = r.nodes[old].get(&vip).and_then(|v| v.last().map(|iv| iv.1)).expect("old holder seen");
-    let new_start = r.nodes[new].get(&vip).and_then(|v| v.first().map(|iv| iv.0)).expect("new holder seen");
-    eprintln!("address fence: old address expired at {:.0} ms, new holder from {:.0} ms", old_end * 1000.0, new_start * 1000.0);
+    let old_end = r.nodes[old]
+        .get(&vip)
+        .and_then(|v| v.last().map(|iv| iv.1))
+        .expect("old holder seen");
+    let new_start = r.nodes[new]
+        .get(&vip)
+        .and_then(|v| v.first().map(|iv| iv.0))
+        .expect("new holder seen");
+    eprintln!(
+        "address fence: old address expired at {:.0} ms, new holder from {:.0} ms",
+        old_end * 1000.0,
+        new_start * 1000.0
+    );
     // No nftables table was created.
     let out = c.lab.nodes[new].run(&["nft", "list", "tables"]).unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("wackamole"));

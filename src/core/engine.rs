@@ -370,6 +370,8 @@ pub struct Engine {
     dirty_all: bool,
     /// A refresh round is under way at this tick (see `tick_groups`).
     refresh_round: bool,
+    /// Release hints to send once the claim dropping their groups is out.
+    pending_hints: Vec<GroupId>,
     /// These groups must be re-evaluated (answers, hints).
     dirty: Vec<GroupId>,
     actions: VecDeque<Action>,
@@ -505,6 +507,7 @@ impl Engine {
             meta_asked: BTreeMap::new(),
             dirty_all: true,
             refresh_round: false,
+            pending_hints: Vec::new(),
             dirty: Vec::new(),
             actions: VecDeque::new(),
             fx: Vec::new(),
@@ -1253,24 +1256,9 @@ impl Engine {
                     }
                 }
                 Effect::Hint => {
-                    let owner = self.slots[gi].owner.clone();
-                    if let Some(owner) = owner.filter(|o| *o != self.node.name) {
-                        let addrs: Vec<SocketAddr> = self
-                            .view
-                            .iter()
-                            .filter(|m| m.id.name == owner && m.state.is_active())
-                            .map(|m| m.id.addr)
-                            .collect();
-                        for a in addrs {
-                            self.send(
-                                a,
-                                &Body::Released {
-                                    group: g,
-                                    from: self.node.name.clone(),
-                                },
-                            );
-                        }
-                    }
+                    // Sent after the claim that drops the group (end of `drive`), so
+                    // the voters hear the release before the new owner asks.
+                    self.pending_hints.push(g);
                 }
                 Effect::Backoff => {
                     let s = &mut self.slots[gi];
@@ -1622,6 +1610,7 @@ impl Engine {
         for (to, data) in self.membership.take_sends() {
             self.send_swim(to, data);
         }
+        self.send_hints();
         self.request_missing_meta(now);
         if now >= self.next_gc {
             self.next_gc = now + GC_PERIOD;
@@ -1649,11 +1638,39 @@ impl Engine {
         }
     }
 
+    fn send_hints(&mut self) {
+        for g in std::mem::take(&mut self.pending_hints) {
+            let Some(owner) = self.slots[usize::from(g)]
+                .owner
+                .clone()
+                .filter(|o| *o != self.node.name)
+            else {
+                continue;
+            };
+            let addrs: Vec<SocketAddr> = self
+                .view
+                .iter()
+                .filter(|m| m.id.name == owner && m.state.is_active())
+                .map(|m| m.id.addr)
+                .collect();
+            for a in addrs {
+                self.send(
+                    a,
+                    &Body::Released {
+                        group: g,
+                        from: self.node.name.clone(),
+                    },
+                );
+            }
+        }
+    }
+
     fn finish_leave(&mut self, now: Instant) {
         if !self.leave_claim_sent {
             self.leave_claim_sent = true;
             self.send_claim(now);
         }
+        self.send_hints();
         if let (Some(c), Some(_)) = (&self.claimer, &self.peer) {
             let body = Body::Leaving {
                 name: self.node.name.clone(),
