@@ -36,7 +36,7 @@ use crate::clock;
 use crate::core::config::{FenceKind, GroupId};
 use crate::core::engine::{Action, Engine, EngineConfig, EngineInit, Event, KernelOp};
 use crate::core::ownership::KernelOutcome;
-use crate::net::envelope::{self, Envelope};
+use crate::net::envelope::Envelope;
 
 /// Largest datagram read.
 const RECV_BUF: usize = 2048;
@@ -515,12 +515,11 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     if cfg.fence == FenceKind::Gate {
         gate::uninstall();
     }
-    let _ = envelope::OVERHEAD;
     info!(drops = ?drops, "stopped");
     Ok(())
 }
 
-/// The kernel operations a failed agent must undo: used by the panic path.
+/// Removes this agent's VIPs and gate after a panic or a fatal error.
 pub fn emergency_flush(cfg: &crate::core::config::ClusterConfig, ifname: &str) {
     if let Ok(mut r) = Rtnl::new()
         && let Ok(Some(link)) = r.link(ifname)
@@ -534,5 +533,4 @@ pub fn emergency_flush(cfg: &crate::core::config::ClusterConfig, ifname: &str) {
     if cfg.fence == FenceKind::Gate {
         gate::uninstall();
     }
-    let _ = KernelOp::Flush;
 }

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use wackamole::core::config::{
     ClusterConfig, FenceKind, GroupId, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup,
 };
@@ -1319,7 +1319,6 @@ impl World {
                 format!("FAULT {d}")
             });
         }
-        let in_fault_phase = self.now < self.quiet_at;
         match f.kind {
             FaultKind::Join => {
                 if self.nodes[i].agent == Agent::Off && self.nodes[i].machine_up {
@@ -1582,7 +1581,6 @@ impl World {
                 self.nodes[i].clock.set_rate(self.now, rate / 0.5);
             }
         }
-        let _ = in_fault_phase;
     }
 
     fn fault_after(&mut self, d: Tau, kind: FaultKind, node: usize) {
@@ -1743,9 +1741,4 @@ pub fn run(cfg: SimConfig) -> RunResult {
         r.seed
     );
     again
-}
-
-/// A random value helper for callers that want to draw like the world does.
-pub fn draw(rng: &mut impl Rng) -> u64 {
-    rng.next_u64()
 }

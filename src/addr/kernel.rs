@@ -30,8 +30,6 @@ pub struct Done {
     pub id: u64,
     /// The result.
     pub outcome: KernelOutcome,
-    /// Extra detail for logs and counters (kernel errors, re-created addresses).
-    pub note: Option<String>,
 }
 
 struct Worker {
@@ -282,17 +280,14 @@ impl Worker {
                 KernelOp::Flush => out.push(Done {
                     id,
                     outcome: self.flush(),
-                    note: None,
                 }),
                 KernelOp::Bind { group, deadline } => out.push(Done {
                     id,
                     outcome: self.bind(group, deadline),
-                    note: None,
                 }),
                 KernelOp::Unbind { group } => out.push(Done {
                     id,
                     outcome: self.unbind(group),
-                    note: None,
                 }),
                 KernelOp::Refresh {
                     group,
@@ -316,11 +311,7 @@ impl Worker {
                         }
                     }
                     for (id, outcome) in ids.into_iter().zip(self.refresh(&items)) {
-                        out.push(Done {
-                            id,
-                            outcome,
-                            note: None,
-                        });
+                        out.push(Done { id, outcome });
                     }
                 }
             }
