@@ -20,6 +20,8 @@ use std::io;
 use std::net::IpAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
@@ -31,12 +33,17 @@ use crate::addr::arp;
 use crate::addr::gate;
 use crate::addr::kernel::KernelIo;
 use crate::addr::rtnl::Rtnl;
-use crate::cli::Settings;
+use crate::cli::{OpsOptions, Settings};
 use crate::clock;
 use crate::core::config::{FenceKind, GroupId};
 use crate::core::engine::{Action, Engine, EngineConfig, EngineInit, Event, KernelOp};
 use crate::core::ownership::KernelOutcome;
 use crate::net::envelope::Envelope;
+use crate::ops::health::{self, Report as HealthReport};
+use crate::ops::hooks::{HookEvent, HookKind, Hooks};
+use crate::ops::http::{self, Cmd};
+use crate::ops::metrics::{Metrics, ShellCounters};
+use crate::ops::status::{self, Journal};
 
 /// Largest datagram read.
 const RECV_BUF: usize = 2048;
@@ -83,6 +90,8 @@ pub struct ShellOptions {
     pub notify: Vec<std::net::Ipv4Addr>,
     /// Secrets for the envelope (empty with `--insecure`).
     pub secrets: Vec<Vec<u8>>,
+    /// Metrics, status API, health checks and hooks.
+    pub ops: OpsOptions,
 }
 
 enum ArpJob {
@@ -97,6 +106,9 @@ enum ArpJob {
 type Announceable = std::sync::Arc<
     std::sync::Mutex<std::collections::BTreeMap<GroupId, crate::core::time::Instant>>,
 >;
+
+/// Gratuitous ARP (0) and unsolicited NA (1) frames sent by the ARP thread.
+type Announced = Arc<[AtomicU64; 2]>;
 
 struct ProbeDone {
     group: GroupId,
@@ -124,6 +136,7 @@ pub struct Prepared {
     opts: ShellOptions,
     socket: std::net::UdpSocket,
     _lock: UnixListener,
+    http: Option<std::net::TcpListener>,
     ifname: String,
     index: u32,
 }
@@ -200,11 +213,21 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
     socket
         .set_nonblocking(true)
         .map_err(|e| map_io("socket", e))?;
+    let http = match opts.ops.listen {
+        Some(a) => {
+            let l = std::net::TcpListener::bind(a)
+                .map_err(|e| map_io(&format!("--metrics-addr {a}"), e))?;
+            l.set_nonblocking(true).map_err(|e| map_io("listener", e))?;
+            Some(l)
+        }
+        None => None,
+    };
     Ok(Prepared {
         settings,
         opts,
         socket,
         _lock: lock,
+        http,
         ifname,
         index: link.index,
     })
@@ -216,6 +239,7 @@ fn spawn_arp(
     opts: &ShellOptions,
     results: mpsc::UnboundedSender<ProbeDone>,
     allowed: Announceable,
+    sent: Announced,
 ) -> io::Result<std_mpsc::Sender<ArpJob>> {
     let mut link = arp::Link::open(ifname)?;
     let (tx, rx) = std_mpsc::channel::<ArpJob>();
@@ -244,10 +268,14 @@ fn spawn_arp(
                                     if guard.get(&group).is_none_or(|d| clock::now() > *d) {
                                         break 'burst;
                                     }
-                                    let sent = link.announce_once(*a);
+                                    let r = link.announce_once(*a);
                                     drop(guard);
-                                    if let Err(e) = sent {
-                                        warn!(vip = %a, error = %e, "announce failed");
+                                    match r {
+                                        Ok(()) => {
+                                            sent[usize::from(a.is_ipv6())]
+                                                .fetch_add(1, Ordering::Relaxed);
+                                        }
+                                        Err(e) => warn!(vip = %a, error = %e, "announce failed"),
                                     }
                                     if let IpAddr::V4(v) = a
                                         && k == 0
@@ -284,30 +312,226 @@ fn spawn_arp(
     Ok(tx)
 }
 
-fn log_event(engine: &Engine, e: &Event) {
-    let group = |g: &GroupId| engine.config().groups[usize::from(*g)].to_string();
-    match e {
-        Event::Acquired { group: g, took } => {
-            info!(vip = %group(g), node = engine.name(), took_ms = took.as_millis() as u64, "acquired")
+/// The shell's operations state: metrics, the journal behind `/status`, hooks.
+struct OpsState {
+    metrics: Metrics,
+    shell: ShellCounters,
+    journal: Journal,
+    hooks: Hooks,
+    announced: Announced,
+}
+
+impl OpsState {
+    fn vips(engine: &Engine, g: GroupId) -> Vec<String> {
+        engine.config().groups[usize::from(g)]
+            .vips
+            .iter()
+            .map(|v| v.addr.to_string())
+            .collect()
+    }
+
+    fn hook(&mut self, engine: &Engine, kind: HookKind, group: GroupId, reason: String) {
+        let vips = Self::vips(engine, group);
+        self.hooks.fire(HookEvent {
+            kind,
+            group,
+            vips,
+            reason,
+        });
+    }
+
+    /// Logs an engine event (one line per ownership change), records it for
+    /// `/status` and the metrics, and fires hooks.
+    fn on_event(&mut self, engine: &Engine, e: &Event, now: crate::core::time::Instant) {
+        let name = |g: &GroupId| engine.config().groups[usize::from(*g)].to_string();
+        match e {
+            Event::Acquired {
+                group: g,
+                took,
+                since_assigned,
+                from,
+            } => {
+                let from_active = from.as_deref().is_some_and(|f| {
+                    engine
+                        .membership()
+                        .members()
+                        .iter()
+                        .any(|m| m.id.name == f && m.state.is_active())
+                });
+                let kind = match from.as_deref() {
+                    None => "assigned",
+                    Some(f) if f == engine.name() => "rebound",
+                    Some(_) if from_active => "handover",
+                    Some(_) => "failover",
+                };
+                info!(
+                    vip = %name(g),
+                    from = from.as_deref().unwrap_or("-"),
+                    to = engine.name(),
+                    reason = kind,
+                    took_ms = took.as_millis() as u64,
+                    since_assigned_ms = since_assigned.as_millis() as u64,
+                    "acquired"
+                );
+                if kind == "failover" || kind == "handover" {
+                    let secs = since_assigned.as_secs_f64();
+                    self.metrics.failover(kind, secs);
+                    self.journal.failover(name(g), kind, secs);
+                }
+                self.journal.event(
+                    "acquired",
+                    Some(name(g)),
+                    format!(
+                        "{} → {} ({kind}, {} ms)",
+                        from.as_deref().unwrap_or("-"),
+                        engine.name(),
+                        since_assigned.as_millis()
+                    ),
+                );
+                self.hook(engine, HookKind::Acquire, *g, kind.to_string());
+            }
+            Event::Released { group: g, reason } => {
+                let to = engine.owner(*g).unwrap_or("-").to_string();
+                info!(vip = %name(g), from = engine.name(), to = %to, reason = reason.label(), "released");
+                self.journal.event(
+                    "released",
+                    Some(name(g)),
+                    format!("{} → {to} ({})", engine.name(), reason.label()),
+                );
+                self.hook(engine, HookKind::Release, *g, reason.label().to_string());
+            }
+            Event::Fenced { group: g, reason } => {
+                warn!(vip = %name(g), from = engine.name(), reason = reason.label(), "fenced: stopped answering");
+                self.journal.event(
+                    "fenced",
+                    Some(name(g)),
+                    format!("{} stopped answering ({})", engine.name(), reason.label()),
+                );
+                self.hook(
+                    engine,
+                    HookKind::Release,
+                    *g,
+                    format!("fenced:{}", reason.label()),
+                );
+            }
+            Event::Conflict { group: g } => {
+                warn!(vip = %name(g), "probe conflict: someone else answers; not binding");
+                self.journal.event(
+                    "conflict",
+                    Some(name(g)),
+                    "a probe found another holder; not binding".into(),
+                );
+                self.hook(engine, HookKind::Conflict, *g, "probe".into());
+            }
+            Event::Withdrew { group: g } => {
+                debug!(vip = %name(g), "claim withdrawn (contention)")
+            }
+            Event::Started { .. } => {
+                info!(
+                    node = engine.name(),
+                    "started; stale VIPs and gate entries removed"
+                );
+                self.journal
+                    .event("started", None, format!("{} started", engine.name()));
+            }
+            Event::ViewChanged { members } => {
+                info!(members, "membership changed");
+                self.journal
+                    .event("view", None, format!("{members} members active"));
+            }
+            Event::Left => {
+                info!(node = engine.name(), "left the cluster");
+                self.journal
+                    .event("left", None, format!("{} left", engine.name()));
+            }
+            Event::Warning(w) => {
+                warn!("{w}");
+                self.journal.event("warning", None, w.to_string());
+            }
         }
-        Event::Released { group: g, reason } => {
-            let to = engine.owner(*g).unwrap_or("-").to_string();
-            info!(vip = %group(g), from = engine.name(), to = %to, reason = reason.label(), "released")
+        let _ = now;
+    }
+
+    fn sync(&mut self, engine: &Engine, now: crate::core::time::Instant) {
+        self.shell.garp = self.announced[0].load(Ordering::Relaxed);
+        self.shell.na = self.announced[1].load(Ordering::Relaxed);
+        let ready = status::ready(engine, self.shell.healthy, now);
+        self.metrics.sync(engine, &self.shell, ready, now);
+    }
+
+    fn command(&mut self, engine: &mut Engine, cmd: Cmd) {
+        let now = clock::now();
+        match cmd {
+            Cmd::Status(tx) => {
+                let doc = status::document(engine, &self.journal, self.shell.healthy, now);
+                let ready = status::ready(engine, self.shell.healthy, now);
+                let _ = tx.send((doc.to_string(), ready));
+            }
+            Cmd::Sync(tx) => {
+                self.sync(engine, now);
+                let _ = tx.send(());
+            }
+            Cmd::Drain(on, tx) => {
+                if on != engine.status(now).meta.draining {
+                    if on {
+                        info!(node = engine.name(), "draining: moving VIPs away");
+                    } else {
+                        info!(node = engine.name(), "undrained: may take VIPs again");
+                    }
+                    self.journal.event(
+                        if on { "drain" } else { "undrain" },
+                        None,
+                        format!(
+                            "{} {}",
+                            engine.name(),
+                            if on { "drained" } else { "undrained" }
+                        ),
+                    );
+                }
+                engine.set_draining(on, now);
+                let held: Vec<String> = engine
+                    .bound_groups()
+                    .map(|g| engine.config().groups[usize::from(g)].to_string())
+                    .collect();
+                let _ = tx.send(
+                    serde_json::json!({ "node": engine.name(), "draining": on, "held": held })
+                        .to_string(),
+                );
+            }
         }
-        Event::Fenced { group: g, reason } => {
-            warn!(vip = %group(g), reason = reason.label(), "fenced: stopped answering")
+    }
+
+    fn health(&mut self, engine: &mut Engine, r: HealthReport) {
+        match r {
+            HealthReport::Run(check, result) => {
+                *self
+                    .shell
+                    .checks
+                    .entry((check.clone(), result))
+                    .or_default() += 1;
+                if result != "ok" {
+                    debug!(check, result, "health check failed");
+                }
+            }
+            HealthReport::Healthy(h) => {
+                self.shell.healthy = h;
+                if h {
+                    info!(node = engine.name(), "healthy again: eligible for VIPs");
+                } else {
+                    warn!(node = engine.name(), "unhealthy: moving VIPs away");
+                }
+                self.journal.event(
+                    "health",
+                    None,
+                    format!(
+                        "{} {}",
+                        engine.name(),
+                        if h { "healthy" } else { "unhealthy" }
+                    ),
+                );
+                engine.set_healthy(h, clock::now());
+            }
         }
-        Event::Conflict { group: g } => {
-            warn!(vip = %group(g), "probe conflict: someone else answers; not binding")
-        }
-        Event::Withdrew { group: g } => debug!(vip = %group(g), "claim withdrawn (contention)"),
-        Event::Started { .. } => info!(
-            node = engine.name(),
-            "started; stale VIPs and gate entries removed"
-        ),
-        Event::ViewChanged { members } => info!(members, "membership changed"),
-        Event::Left => info!(node = engine.name(), "left the cluster"),
-        Event::Warning(w) => warn!("{w}"),
     }
 }
 
@@ -318,6 +542,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
         opts,
         socket,
         _lock,
+        http: http_listener,
         ifname,
         index,
     } = p;
@@ -334,12 +559,14 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     let mut kernel = KernelIo::open(&cfg, &ifname, index).map_err(|e| map_io("netlink", e))?;
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeDone>();
     let allowed: Announceable = Default::default();
+    let announced: Announced = Default::default();
     let arp = spawn_arp(
         &ifname,
         cfg.timing.probe_wait,
         &opts,
         probe_tx,
         allowed.clone(),
+        announced.clone(),
     )
     .map_err(|e| map_io("raw socket", e))?;
     let socket = UdpSocket::from_std(socket).map_err(|e| map_io("socket", e))?;
@@ -372,7 +599,44 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     let mut suspend = clock::SuspendDetector::new();
     let mut buf = vec![0u8; RECV_BUF];
     let mut leaving = false;
-    let mut drops: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    // Operations: metrics, status API, health checks, hooks.
+    let (hook_tx, mut hook_rx) = mpsc::unbounded_channel();
+    let mut hook_cfg = opts.ops.hooks.clone();
+    hook_cfg.interface = ifname.clone();
+    hook_cfg.node = settings.node.name.clone();
+    let mut ops = OpsState {
+        metrics: Metrics::new(),
+        shell: ShellCounters {
+            healthy: true,
+            ..Default::default()
+        },
+        journal: Journal::default(),
+        hooks: Hooks::new(hook_cfg, hook_tx),
+        announced,
+    };
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<Cmd>();
+    let http_task = match http_listener {
+        Some(l) => {
+            let addr = l.local_addr().ok();
+            let l = tokio::net::TcpListener::from_std(l).map_err(|e| map_io("listener", e))?;
+            info!(addr = ?addr, "metrics, status and dashboard at http://{}/", addr.map(|a| a.to_string()).unwrap_or_default());
+            Some(tokio::spawn(http::serve(
+                l,
+                http::Ops {
+                    metrics: ops.metrics.handle(),
+                    cmds: cmd_tx.clone(),
+                    token: opts.ops.token.clone(),
+                },
+            )))
+        }
+        None => None,
+    };
+    let (health_tx, mut health_rx) = mpsc::unbounded_channel();
+    let health_task = tokio::spawn(health::run(
+        opts.ops.checks.clone(),
+        opts.ops.policy,
+        health_tx,
+    ));
     let refresh = opts.garp_refresh;
     let mut next_reannounce = tokio::time::Instant::now()
         + if refresh.is_zero() {
@@ -384,7 +648,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     info!(node = %settings.node.name, interface = %ifname, bind = %settings.bind, cluster = format!("{:016x}", cfg.cluster_id()), "starting");
     loop {
         loop {
-            let mut ops = Vec::new();
+            let mut kops = Vec::new();
             while let Some(a) = engine.poll_action() {
                 match a {
                     Action::Send { to, payload } => {
@@ -412,7 +676,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                             KernelOp::Flush => a.clear(),
                         }
                         drop(a);
-                        ops.push((id, op));
+                        kops.push((id, op));
                     }
                     Action::Probe { group } => {
                         let _ = arp.send(ArpJob::Probe {
@@ -426,14 +690,14 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                             addrs: groups[usize::from(group)].clone(),
                         });
                     }
-                    Action::Event(e) => log_event(&engine, &e),
+                    Action::Event(e) => ops.on_event(&engine, &e, clock::now()),
                 }
             }
-            if ops.is_empty() {
+            if kops.is_empty() {
                 break;
             }
             // Kernel work runs here, in order, and its results go straight back.
-            for d in kernel.perform(ops) {
+            for d in kernel.perform(kops) {
                 if let KernelOutcome::Failed(why) = &d.outcome {
                     warn!(op = d.id, error = %why, "kernel operation failed");
                 }
@@ -462,11 +726,13 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                 let now = clock::now();
                 match r {
                     Ok((n, from)) => {
+                        ops.shell.datagrams_in += 1;
+                        ops.shell.bytes_in += n as u64;
                         let plain = match &mut env {
                             Some(e) => match e.open(&buf[..n]) {
                                 Ok(p) => Some(p),
                                 Err(d) => {
-                                    *drops.entry(d.label()).or_default() += 1;
+                                    *ops.shell.drops.entry(d.label()).or_default() += 1;
                                     debug!(%from, reason = d.label(), "datagram dropped");
                                     None
                                 }
@@ -488,6 +754,11 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
             }
             Some(p) = probe_rx.recv() => engine.handle_probe(p.group, p.conflict, clock::now()),
+            Some(c) = cmd_rx.recv() => ops.command(&mut engine, c),
+            Some(r) = health_rx.recv() => ops.health(&mut engine, r),
+            Some((hook, result)) = hook_rx.recv() => {
+                *ops.shell.hooks.entry((hook, result)).or_default() += 1;
+            }
             _ = tokio::time::sleep(sleep) => engine.handle_timeout(clock::now()),
             _ = tokio::time::sleep_until(next_reannounce) => {
                 next_reannounce = tokio::time::Instant::now() + if refresh.is_zero() { Duration::from_secs(3600) } else { refresh };
@@ -515,7 +786,14 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     if cfg.fence == FenceKind::Gate {
         gate::uninstall();
     }
-    info!(drops = ?drops, "stopped");
+    health_task.abort();
+    if let Some(t) = http_task {
+        t.abort();
+    }
+    drop(cmd_tx);
+    // Release hooks of the shutdown get their chance to run.
+    ops.hooks.finish(opts.ops.hooks.timeout).await;
+    info!(drops = ?ops.shell.drops, "stopped");
     Ok(())
 }
 

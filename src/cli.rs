@@ -32,9 +32,15 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the agent: hold this node's share of the VIPs.
-    Run(RunFlags),
+    Run(Box<RunFlags>),
     /// Validate the flags, print the derived timing and the safety inequalities, exit.
-    CheckConfig(Flags),
+    CheckConfig(Box<Flags>),
+    /// Print the cluster table from a running agent's /status.
+    Status(ClientFlags),
+    /// Move this node's VIPs away gracefully (the agent keeps running).
+    Drain(ClientFlags),
+    /// Let this node take VIPs again.
+    Undrain(ClientFlags),
     /// As root: a throw-away three-node cluster in network namespaces, with a live
     /// ownership table and a failover you can watch.
     Demo(DemoFlags),
@@ -61,6 +67,62 @@ pub struct RunFlags {
     /// Log format: `text` or `json`.
     #[arg(long, env = "WACKAMOLE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Address of the metrics, status and dashboard HTTP listener (`off` to disable).
+    #[arg(long, env = "WACKAMOLE_METRICS_ADDR", default_value = "127.0.0.1:9947")]
+    pub metrics_addr: String,
+    /// File holding a bearer token that lets other hosts use /drain and /undrain.
+    #[arg(long, env = "WACKAMOLE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// Health check: a command run with `sh -c`; exit 0 is healthy (repeatable).
+    #[arg(long, env = "WACKAMOLE_CHECK_EXEC")]
+    pub check_exec: Vec<String>,
+    /// Health check: an HTTP GET of http://IP:PORT/PATH; 2xx/3xx is healthy (repeatable).
+    #[arg(long, env = "WACKAMOLE_CHECK_HTTP", value_delimiter = ',')]
+    pub check_http: Vec<String>,
+    /// Health check: a TCP connect to IP:PORT (repeatable).
+    #[arg(long, env = "WACKAMOLE_CHECK_TCP", value_delimiter = ',')]
+    pub check_tcp: Vec<SocketAddr>,
+    /// Time between health-check runs.
+    #[arg(long, env = "WACKAMOLE_CHECK_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub check_interval: Duration,
+    /// Longest a health check may take (a timeout is a failure).
+    #[arg(long, env = "WACKAMOLE_CHECK_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub check_timeout: Duration,
+    /// Consecutive successes before an unhealthy node is healthy again.
+    #[arg(long, env = "WACKAMOLE_CHECK_RISE", default_value_t = 2)]
+    pub check_rise: u32,
+    /// Consecutive failures before a healthy node is unhealthy.
+    #[arg(long, env = "WACKAMOLE_CHECK_FALL", default_value_t = 3)]
+    pub check_fall: u32,
+    /// Hook run after this node binds a VIP group.
+    #[arg(long, env = "WACKAMOLE_ON_ACQUIRE")]
+    pub on_acquire: Option<String>,
+    /// Hook run after this node stops answering a VIP group.
+    #[arg(long, env = "WACKAMOLE_ON_RELEASE")]
+    pub on_release: Option<String>,
+    /// Hook run when a probe finds a VIP answered by another machine.
+    #[arg(long, env = "WACKAMOLE_ON_CONFLICT")]
+    pub on_conflict: Option<String>,
+    /// Longest a hook may run before it is killed.
+    #[arg(long, env = "WACKAMOLE_HOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub hook_timeout: Duration,
+}
+
+/// Flags of `status`, `drain` and `undrain`.
+#[derive(Args, Debug, Clone)]
+pub struct ClientFlags {
+    /// The agent's metrics/status listener.
+    #[arg(long, env = "WACKAMOLE_METRICS_ADDR", default_value = "127.0.0.1:9947")]
+    pub addr: SocketAddr,
+    /// Bearer token file, for an agent on another host.
+    #[arg(long, env = "WACKAMOLE_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Print the raw JSON (status).
+    #[arg(long)]
+    pub json: bool,
+    /// drain: wait this long for this node to hold nothing (0: don't wait).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub wait: Duration,
 }
 
 /// Flags of `demo`.
@@ -107,6 +169,105 @@ pub fn parse_notify(list: &[String]) -> Result<Vec<std::net::Ipv4Addr>, UsageErr
         }
     }
     Ok(out)
+}
+
+/// The operations options of `run`, validated.
+#[derive(Clone, Debug)]
+pub struct OpsOptions {
+    /// Where the metrics/status/dashboard listener binds (`None`: off).
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for control endpoints from other hosts.
+    pub token: Option<String>,
+    /// Health checks.
+    pub checks: Vec<crate::ops::health::Check>,
+    /// Their timing and hysteresis.
+    pub policy: crate::ops::health::Policy,
+    /// Hook commands and timeout.
+    pub hooks: crate::ops::hooks::HookConfig,
+}
+
+/// Reads a bearer token file: one non-empty line, at least 16 characters.
+pub fn read_token(path: &std::path::Path, flag: &'static str) -> Result<String, UsageError> {
+    let raw = std::fs::read_to_string(path)
+        .map_err(|e| usage(flag, format!("{}: {e}", path.display())))?;
+    let token = raw.trim().to_string();
+    if token.len() < 16 || token.contains(char::is_whitespace) {
+        return Err(usage(
+            flag,
+            format!(
+                "{}: the token must be one word of at least 16 characters",
+                path.display()
+            ),
+        ));
+    }
+    Ok(token)
+}
+
+/// Validates the operations flags of `run`.
+pub fn ops_options(r: &RunFlags) -> Result<OpsOptions, UsageError> {
+    use crate::ops::health::{Check, Policy};
+    let listen = match r.metrics_addr.trim() {
+        "off" | "" => None,
+        a => Some(
+            a.parse::<SocketAddr>()
+                .map_err(|_| usage("metrics-addr", format!("{a:?} is not IP:PORT (or `off`)")))?,
+        ),
+    };
+    let token = match &r.admin_token_file {
+        Some(p) => Some(read_token(p, "admin-token-file")?),
+        None => None,
+    };
+    let mut checks = Vec::new();
+    for c in r.check_exec.iter().filter(|c| !c.trim().is_empty()) {
+        checks.push(Check::Exec(c.clone()));
+    }
+    for u in r.check_http.iter().filter(|c| !c.trim().is_empty()) {
+        checks.push(Check::parse_http(u.trim()).map_err(|e| usage("check-http", e))?);
+    }
+    for a in &r.check_tcp {
+        checks.push(Check::Tcp(*a));
+    }
+    if r.check_interval.is_zero() {
+        return Err(usage("check-interval", "must be more than zero"));
+    }
+    if r.check_timeout.is_zero() || r.check_timeout > r.check_interval {
+        return Err(usage(
+            "check-timeout",
+            format!(
+                "must be more than zero and at most --check-interval ({:?})",
+                r.check_interval
+            ),
+        ));
+    }
+    if r.check_rise == 0 {
+        return Err(usage("check-rise", "must be at least 1"));
+    }
+    if r.check_fall == 0 {
+        return Err(usage("check-fall", "must be at least 1"));
+    }
+    if r.hook_timeout.is_zero() {
+        return Err(usage("hook-timeout", "must be more than zero"));
+    }
+    let hook = |s: &Option<String>| s.clone().filter(|c| !c.trim().is_empty());
+    Ok(OpsOptions {
+        listen,
+        token,
+        checks,
+        policy: Policy {
+            interval: r.check_interval,
+            timeout: r.check_timeout,
+            rise: r.check_rise,
+            fall: r.check_fall,
+        },
+        hooks: crate::ops::hooks::HookConfig {
+            acquire: hook(&r.on_acquire),
+            release: hook(&r.on_release),
+            conflict: hook(&r.on_conflict),
+            timeout: r.hook_timeout,
+            interface: r.flags.interface.clone().unwrap_or_default(),
+            node: r.flags.node_name.clone(),
+        },
+    })
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -458,7 +619,7 @@ mod tests {
         v.extend_from_slice(args);
         let cli = Cli::try_parse_from(v)?;
         match cli.command {
-            Command::CheckConfig(f) => Ok(f),
+            Command::CheckConfig(f) => Ok(*f),
             _ => unreachable!("parsed check-config"),
         }
     }

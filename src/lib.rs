@@ -25,3 +25,4 @@ pub mod core;
 pub mod demo;
 pub mod lab;
 pub mod net;
+pub mod ops;

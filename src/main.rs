@@ -4,15 +4,19 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use wackamole::agent::{self, ShellOptions};
-use wackamole::cli::{Cli, Command, EX_USAGE, RunFlags, Settings, parse_notify};
+use wackamole::cli::{
+    Cli, ClientFlags, Command, EX_USAGE, RunFlags, Settings, ops_options, parse_notify, read_token,
+};
 use wackamole::net::envelope::Envelope;
+use wackamole::ops::client;
 
 fn init_logs(format: &str) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WACKAMOLE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         "text" => b.init(),
         "json" => b.json().init(),
@@ -53,12 +57,20 @@ fn run(r: RunFlags) -> ExitCode {
         },
         (None, _) => Vec::new(),
     };
+    let ops = match ops_options(&r) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("wackamole: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let opts = ShellOptions {
         garp_count: r.garp_count,
         garp_interval: r.garp_interval,
         garp_refresh: r.garp_refresh,
         notify,
         secrets,
+        ops,
     };
     let cluster = settings.cluster.clone();
     let ifname = settings.interface.clone().unwrap_or_default();
@@ -118,7 +130,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run(r) => run(r),
+        Command::Run(r) => run(*r),
         Command::CheckConfig(flags) => match Settings::from_flags(&flags) {
             Ok(s) => {
                 print!("{}", s.describe());
@@ -129,6 +141,46 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Command::Status(c) => client_cmd(&c, |token| {
+            let doc = client::fetch_status(c.addr)?;
+            let _ = token;
+            Ok(if c.json {
+                format!("{doc:#}\n")
+            } else {
+                client::render(&doc)
+            })
+        }),
+        Command::Drain(c) => client_cmd(&c, |token| {
+            client::drain(c.addr, true, token, c.wait).map(|l| l + "\n")
+        }),
+        Command::Undrain(c) => client_cmd(&c, |token| {
+            client::drain(c.addr, false, token, c.wait).map(|l| l + "\n")
+        }),
         Command::Demo(d) => wackamole::demo::main(d),
+    }
+}
+
+/// Runs a client command: exit 0 with its output, or 69 (agent unreachable or
+/// refusing) with the reason, or 64 for a bad token file.
+fn client_cmd(c: &ClientFlags, f: impl FnOnce(Option<&str>) -> Result<String, String>) -> ExitCode {
+    let token = match &c.token_file {
+        Some(p) => match read_token(p, "token-file") {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("wackamole: {e}");
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+        None => None,
+    };
+    match f(token.as_deref()) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wackamole: {e}");
+            ExitCode::from(69)
+        }
     }
 }

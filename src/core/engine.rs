@@ -152,6 +152,11 @@ pub enum Event {
         group: GroupId,
         /// Claim start → bound.
         took: Duration,
+        /// From this node's view naming it the owner to bound (the failover time
+        /// this node can see).
+        since_assigned: Duration,
+        /// The previous designated owner in this node's view.
+        from: Option<String>,
     },
     /// This node stopped answering for the group, on purpose.
     Released {
@@ -284,6 +289,8 @@ struct Slot {
     prev: Option<String>,
     prev_sig: Option<(Liveness, u16, u64)>,
     calm_since: Instant,
+    /// When the phase last changed.
+    phase_since: Instant,
     hint: bool,
     /// When the last release hint arrived.
     hint_at: Instant,
@@ -303,6 +310,8 @@ pub struct GroupStatus {
     pub phase: &'static str,
     /// Since when the current assignment has been calm.
     pub calm_since: Instant,
+    /// Since when the group has been in its phase.
+    pub phase_since: Instant,
 }
 
 /// A snapshot for status output.
@@ -423,6 +432,7 @@ impl Engine {
             } else {
                 node.prefers.clone()
             },
+            held: Vec::new(),
         };
         let id = NodeId {
             addr: bind,
@@ -465,6 +475,7 @@ impl Engine {
                 prev: None,
                 prev_sig: None,
                 calm_since: now,
+                phase_since: now,
                 hint: false,
                 hint_at: now,
                 phase: Phase::Free,
@@ -588,6 +599,7 @@ impl Engine {
                     owner: s.owner.clone(),
                     phase: s.phase.label(),
                     calm_since: s.calm_since,
+                    phase_since: s.phase_since,
                 })
                 .collect(),
             voters_heard: self
@@ -777,7 +789,7 @@ impl Engine {
                 let mut fx = std::mem::take(&mut self.fx);
                 let phase =
                     ownership::kernel_done(self.slots[g].phase, kind, &outcome, &ctx, now, &mut fx);
-                self.set_phase(group, phase);
+                self.set_phase(group, phase, now);
                 self.apply(group, &mut fx, now);
                 self.fx = fx;
                 self.dirty.push(group);
@@ -796,7 +808,7 @@ impl Engine {
         let ctx = self.ctx(group, now);
         let mut fx = std::mem::take(&mut self.fx);
         let phase = ownership::probe_result(self.slots[g].phase, conflict, &ctx, now, &mut fx);
-        self.set_phase(group, phase);
+        self.set_phase(group, phase, now);
         self.apply(group, &mut fx, now);
         self.fx = fx;
         self.dirty.push(group);
@@ -863,6 +875,7 @@ impl Engine {
                     Phase::Fencing {
                         reason: FenceReason::ClockJump,
                     },
+                    now,
                 );
                 let mut fx = vec![Effect::Fenced(FenceReason::ClockJump)];
                 if self.slots[g].inflight.is_none() {
@@ -1211,8 +1224,23 @@ impl Engine {
         now >= since + window + self.cfg.promise_hold()
     }
 
-    fn set_phase(&mut self, g: GroupId, phase: Phase) {
-        self.slots[usize::from(g)].phase = phase;
+    fn set_phase(&mut self, g: GroupId, phase: Phase, now: Instant) {
+        let s = &mut self.slots[usize::from(g)];
+        if std::mem::discriminant(&s.phase) != std::mem::discriminant(&phase) {
+            s.phase_since = now;
+        }
+        s.phase = phase;
+    }
+
+    /// Publishes the groups this node has bound (status displays only).
+    fn sync_held_meta(&mut self) {
+        let held: Vec<GroupId> = (0..self.slots.len())
+            .filter(|&g| matches!(self.slots[g].phase, Phase::Held { .. }))
+            .map(|g| g as GroupId)
+            .collect();
+        if held != self.membership.own_meta().held {
+            self.membership.update_meta(|m| m.held = held);
+        }
     }
 
     fn new_op(&mut self, g: GroupId, op: KernelOp) {
@@ -1282,18 +1310,25 @@ impl Engine {
                 Effect::Acquired(since) => {
                     self.slots[gi].backoff_exp = 0;
                     self.stats.acquisitions += 1;
+                    let from = self.slots[gi].prev.clone();
+                    let since_assigned = now - self.slots[gi].calm_since;
                     self.emit(Action::Event(Event::Acquired {
                         group: g,
                         took: now - since,
+                        since_assigned,
+                        from,
                     }));
+                    self.sync_held_meta();
                 }
                 Effect::Released(reason) => {
                     bump(&mut self.stats.releases, reason.label());
                     self.emit(Action::Event(Event::Released { group: g, reason }));
+                    self.sync_held_meta();
                 }
                 Effect::Fenced(reason) => {
                     bump(&mut self.stats.fences, reason.label());
                     self.emit(Action::Event(Event::Fenced { group: g, reason }));
+                    self.sync_held_meta();
                 }
                 Effect::Conflict => {
                     self.stats.conflicts += 1;
@@ -1414,7 +1449,7 @@ impl Engine {
         self.next_claim_at = now + self.cfg.timing.claim_period;
     }
 
-    fn recompute_assignment(&mut self, now: Instant) {
+    fn recompute_assignment(&mut self, now: Instant, view_changed: bool) {
         self.stats.view_changes += 1;
         let members = std::mem::take(&mut self.view);
         let own = self.membership.own_meta().clone();
@@ -1474,15 +1509,17 @@ impl Engine {
         self.stats.quiescence_waits += restarted;
         let active_members = members.iter().filter(|m| m.state.is_active()).count() + 1;
         self.view = members;
-        self.emit(Action::Event(Event::ViewChanged {
-            members: active_members,
-        }));
-        // Re-announce held groups so neighbours' caches follow a changed view.
-        for g in 0..self.slots.len() {
-            if let Phase::Held { .. } = self.slots[g].phase {
-                self.emit(Action::Announce {
-                    group: g as GroupId,
-                });
+        if view_changed {
+            self.emit(Action::Event(Event::ViewChanged {
+                members: active_members,
+            }));
+            // Re-announce held groups so neighbours' caches follow a changed view.
+            for g in 0..self.slots.len() {
+                if let Phase::Held { .. } = self.slots[g].phase {
+                    self.emit(Action::Announce {
+                        group: g as GroupId,
+                    });
+                }
             }
         }
     }
@@ -1526,7 +1563,7 @@ impl Engine {
         let mut fx = std::mem::take(&mut self.fx);
         let ctx = self.ctx(group, now);
         let phase = ownership::tick(self.slots[g].phase, &ctx, now, &mut fx);
-        self.set_phase(group, phase);
+        self.set_phase(group, phase, now);
         self.apply(group, &mut fx, now);
         self.fx = fx;
     }
@@ -1574,9 +1611,10 @@ impl Engine {
             return;
         }
         self.update_eligibility(now);
-        if self.membership.take_changed() {
+        let (view_changed, meta_changed) = self.membership.take_changed();
+        if view_changed || meta_changed {
             self.view = self.membership.members();
-            self.recompute_assignment(now);
+            self.recompute_assignment(now, view_changed);
             self.dirty_all = true;
         }
         // Groups change only with time (their own deadlines), the view, commands,

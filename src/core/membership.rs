@@ -198,6 +198,7 @@ pub struct Membership {
     seeds: Vec<SocketAddr>,
     out: Vec<(SocketAddr, Vec<u8>)>,
     view_changed: bool,
+    own_changed: bool,
     next_idle_announce: Instant,
     /// Counters.
     pub stats: MembershipStats,
@@ -283,6 +284,7 @@ impl Membership {
             seeds,
             out: Vec::new(),
             view_changed: true,
+            own_changed: false,
             next_idle_announce: now,
             stats: MembershipStats::default(),
         }
@@ -459,7 +461,7 @@ impl Membership {
         f(&mut self.own);
         if self.own != before {
             self.rebroadcast_meta();
-            self.view_changed = true;
+            self.own_changed = true;
         }
     }
 
@@ -474,10 +476,11 @@ impl Membership {
         fresh
     }
 
-    /// Whether the view or any metadata changed since the last call.
-    pub fn take_changed(&mut self) -> bool {
-        let meta_changed = std::mem::take(&mut lock(&self.table).changed);
-        std::mem::take(&mut self.view_changed) || meta_changed
+    /// What changed since the last call: (membership, metadata).
+    pub fn take_changed(&mut self) -> (bool, bool) {
+        let meta_changed =
+            std::mem::take(&mut lock(&self.table).changed) || std::mem::take(&mut self.own_changed);
+        (std::mem::take(&mut self.view_changed), meta_changed)
     }
 
     /// Every member this node knows (not itself), down ones included.
@@ -532,6 +535,7 @@ mod tests {
             weight: 1,
             fingerprint: 0,
             prefers: vec![],
+            held: vec![],
         }
     }
 

@@ -38,6 +38,8 @@ pub struct NodeMeta {
     pub fingerprint: u64,
     /// Groups this node prefers.
     pub prefers: Vec<GroupId>,
+    /// Groups this node has bound (for status displays; not used to decide).
+    pub held: Vec<GroupId>,
 }
 
 impl NodeMeta {

@@ -1,0 +1,186 @@
+//! Hooks: `--on-acquire CMD`, `--on-release CMD`, `--on-conflict CMD`.
+//!
+//! Each runs with `sh -c` and these variables: `WACKAMOLE_EVENT` (`acquire`,
+//! `release`, `conflict`), `WACKAMOLE_VIP` (the group's first address),
+//! `WACKAMOLE_GROUP` (all its addresses, comma-separated), `WACKAMOLE_REASON`,
+//! `WACKAMOLE_INTERFACE` and `WACKAMOLE_NODE`. Hooks run asynchronously — a slow hook
+//! never delays the agent — and serialized per VIP group, in event order; each is
+//! killed after the timeout. Exit codes are logged and counted.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::core::config::GroupId;
+
+/// Which hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HookKind {
+    /// After a group is bound.
+    Acquire,
+    /// After a group is released or fenced.
+    Release,
+    /// After a probe found the group answered elsewhere.
+    Conflict,
+}
+
+impl HookKind {
+    /// `acquire`, `release`, `conflict`.
+    pub fn label(self) -> &'static str {
+        match self {
+            HookKind::Acquire => "acquire",
+            HookKind::Release => "release",
+            HookKind::Conflict => "conflict",
+        }
+    }
+}
+
+/// One hook run to do.
+#[derive(Clone, Debug)]
+pub struct HookEvent {
+    /// Which.
+    pub kind: HookKind,
+    /// The group.
+    pub group: GroupId,
+    /// Its addresses.
+    pub vips: Vec<String>,
+    /// Why (release reason, fence cause, …).
+    pub reason: String,
+}
+
+/// The configured hooks.
+#[derive(Clone, Debug, Default)]
+pub struct HookConfig {
+    /// `--on-acquire`.
+    pub acquire: Option<String>,
+    /// `--on-release`.
+    pub release: Option<String>,
+    /// `--on-conflict`.
+    pub conflict: Option<String>,
+    /// Longest a hook may run.
+    pub timeout: Duration,
+    /// The interface, for the environment.
+    pub interface: String,
+    /// This node's name, for the environment.
+    pub node: String,
+}
+
+/// Dispatches hook runs to one sequential queue per group.
+#[derive(Debug)]
+pub struct Hooks {
+    cfg: HookConfig,
+    queues: BTreeMap<GroupId, mpsc::UnboundedSender<HookEvent>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    results: mpsc::UnboundedSender<(&'static str, &'static str)>,
+}
+
+impl Hooks {
+    /// Hooks reporting (hook, result) to `results`.
+    pub fn new(
+        cfg: HookConfig,
+        results: mpsc::UnboundedSender<(&'static str, &'static str)>,
+    ) -> Hooks {
+        Hooks {
+            cfg,
+            queues: BTreeMap::new(),
+            tasks: Vec::new(),
+            results,
+        }
+    }
+
+    fn command(&self, kind: HookKind) -> Option<&String> {
+        match kind {
+            HookKind::Acquire => self.cfg.acquire.as_ref(),
+            HookKind::Release => self.cfg.release.as_ref(),
+            HookKind::Conflict => self.cfg.conflict.as_ref(),
+        }
+    }
+
+    /// Queues a hook run (no-op if that hook is not configured). Must be called
+    /// inside the tokio runtime.
+    pub fn fire(&mut self, ev: HookEvent) {
+        if self.command(ev.kind).is_none() {
+            return;
+        }
+        let group = ev.group;
+        let tasks = &mut self.tasks;
+        let tx = self.queues.entry(group).or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<HookEvent>();
+            let cfg = self.cfg.clone();
+            let results = self.results.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    let r = run(&cfg, &ev).await;
+                    let _ = results.send((ev.kind.label(), r));
+                }
+            }));
+            tx
+        });
+        let _ = tx.send(ev);
+    }
+}
+
+impl Hooks {
+    /// Lets queued hooks finish (at shutdown), for at most `bound`.
+    pub async fn finish(mut self, bound: Duration) {
+        self.queues.clear();
+        let all = futures::future::join_all(std::mem::take(&mut self.tasks));
+        if tokio::time::timeout(bound, all).await.is_err() {
+            warn!(
+                bound_ms = bound.as_millis() as u64,
+                "hooks still running at exit were stopped"
+            );
+        }
+    }
+}
+
+async fn run(cfg: &HookConfig, ev: &HookEvent) -> &'static str {
+    let cmd = match ev.kind {
+        HookKind::Acquire => cfg.acquire.as_ref(),
+        HookKind::Release => cfg.release.as_ref(),
+        HookKind::Conflict => cfg.conflict.as_ref(),
+    };
+    let Some(cmd) = cmd else { return "skipped" };
+    let child = tokio::process::Command::new("sh")
+        .args(["-c", cmd])
+        .env("WACKAMOLE_EVENT", ev.kind.label())
+        .env(
+            "WACKAMOLE_VIP",
+            ev.vips.first().cloned().unwrap_or_default(),
+        )
+        .env("WACKAMOLE_GROUP", ev.vips.join(","))
+        .env("WACKAMOLE_REASON", &ev.reason)
+        .env("WACKAMOLE_INTERFACE", &cfg.interface)
+        .env("WACKAMOLE_NODE", &cfg.node)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(hook = ev.kind.label(), error = %e, "hook could not start");
+            return "failed";
+        }
+    };
+    match tokio::time::timeout(cfg.timeout, child.wait()).await {
+        Ok(Ok(st)) if st.success() => {
+            info!(hook = ev.kind.label(), vip = ?ev.vips, "hook ran");
+            "ok"
+        }
+        Ok(Ok(st)) => {
+            warn!(hook = ev.kind.label(), vip = ?ev.vips, code = ?st.code(), "hook failed");
+            "failed"
+        }
+        Ok(Err(e)) => {
+            warn!(hook = ev.kind.label(), error = %e, "hook failed");
+            "failed"
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            warn!(hook = ev.kind.label(), vip = ?ev.vips, timeout_ms = cfg.timeout.as_millis() as u64, "hook timed out");
+            "timeout"
+        }
+    }
+}
