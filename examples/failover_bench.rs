@@ -495,6 +495,7 @@ fn main() {
     let classes: Vec<String> = get("--classes")
         .unwrap_or("machine-death,agent-kill,sigstop,leave".into())
         .split(',')
+        .filter(|c| !c.is_empty() && *c != "none")
         .map(String::from)
         .collect();
     let profiles: Vec<String> = get("--profiles")

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -569,7 +570,14 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
         announced.clone(),
     )
     .map_err(|e| map_io("raw socket", e))?;
-    let socket = UdpSocket::from_std(socket).map_err(|e| map_io("socket", e))?;
+    // Registered for readability only: a send never wakes the loop (tokio's UdpSocket
+    // also registers for writability, and every send then costs a wake-up).
+    // `with_interest` is deprecated because an arbitrary `AsRawFd` might close its fd
+    // while registered; here the AsyncFd owns the socket, so the fd lives exactly as
+    // long as the registration.
+    #[allow(deprecated)]
+    let socket =
+        AsyncFd::with_interest(socket, Interest::READABLE).map_err(|e| map_io("socket", e))?;
     let mut salt = [0u8; 16];
     rand::fill(&mut salt);
     let mut env = (!opts.secrets.is_empty()).then(|| Envelope::new(&opts.secrets, salt));
@@ -656,7 +664,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                             Some(e) => e.seal(&payload),
                             None => payload,
                         };
-                        if let Err(e) = socket.try_send_to(&out, to) {
+                        if let Err(e) = socket.get_ref().send_to(&out, to) {
                             debug!(%to, error = %e, "send failed");
                         }
                     }
@@ -719,38 +727,45 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             None => Duration::from_secs(1),
         };
         tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let mut r = r;
+            guard = socket.readable() => {
+                let mut guard = match guard {
+                    Ok(g) => g,
+                    Err(e) => {
+                        warn!(error = %e, "socket poll failed");
+                        continue;
+                    }
+                };
                 // Take every datagram already queued before sleeping again.
                 for _ in 0..MAX_BURST {
-                let now = clock::now();
-                match r {
-                    Ok((n, from)) => {
-                        ops.shell.datagrams_in += 1;
-                        ops.shell.bytes_in += n as u64;
-                        let plain = match &mut env {
-                            Some(e) => match e.open(&buf[..n]) {
-                                Ok(p) => Some(p),
-                                Err(d) => {
-                                    *ops.shell.drops.entry(d.label()).or_default() += 1;
-                                    debug!(%from, reason = d.label(), "datagram dropped");
-                                    None
-                                }
-                            },
-                            None => Some(buf[..n].to_vec()),
-                        };
-                        if let Some(p) = plain {
-                            engine.handle_datagram(from, &p, now);
+                    let now = clock::now();
+                    match guard.get_inner().recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            ops.shell.datagrams_in += 1;
+                            ops.shell.bytes_in += n as u64;
+                            let plain = match &mut env {
+                                Some(e) => match e.open(&buf[..n]) {
+                                    Ok(p) => Some(p),
+                                    Err(d) => {
+                                        *ops.shell.drops.entry(d.label()).or_default() += 1;
+                                        debug!(%from, reason = d.label(), "datagram dropped");
+                                        None
+                                    }
+                                },
+                                None => Some(buf[..n].to_vec()),
+                            };
+                            if let Some(p) = plain {
+                                engine.handle_datagram(from, &p, now);
+                            }
                         }
-                    }
-                    Err(e) => {
-                        if e.kind() != io::ErrorKind::WouldBlock {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            guard.clear_ready();
+                            break;
+                        }
+                        Err(e) => {
                             debug!(error = %e, "recv failed");
+                            break;
                         }
-                        break;
                     }
-                }
-                r = socket.try_recv_from(&mut buf);
                 }
             }
             Some(p) = probe_rx.recv() => engine.handle_probe(p.group, p.conflict, clock::now()),

@@ -102,7 +102,17 @@ fn run(r: RunFlags) -> ExitCode {
                     _ = tokio::signal::ctrl_c() => {}
                 }
             };
-            agent::run(prepared, shutdown).await
+            // The agent runs as a task, not as the `block_on` future: waking a task
+            // on the runtime's own thread is a queue push, while waking the
+            // `block_on` future writes the driver's eventfd — one extra wake-up per
+            // timer.
+            match tokio::spawn(agent::run(prepared, shutdown)).await {
+                Ok(r) => r,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(agent::StartError::Unavailable(
+                    "agent task cancelled".into(),
+                )),
+            }
         })
     }));
     match result {
