@@ -34,7 +34,7 @@ pub enum Command {
     /// Run the agent: hold this node's share of the VIPs.
     Run(Box<RunFlags>),
     /// Validate the flags, print the derived timing and the safety inequalities, exit.
-    CheckConfig(Box<Flags>),
+    CheckConfig(Box<RunFlags>),
     /// Print the cluster table from a running agent's /status.
     Status(ClientFlags),
     /// Move this node's VIPs away gracefully (the agent keeps running).
@@ -619,7 +619,7 @@ mod tests {
         v.extend_from_slice(args);
         let cli = Cli::try_parse_from(v)?;
         match cli.command {
-            Command::CheckConfig(f) => Ok(*f),
+            Command::CheckConfig(f) => Ok(f.flags),
             _ => unreachable!("parsed check-config"),
         }
     }

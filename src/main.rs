@@ -25,45 +25,25 @@ fn init_logs(format: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn run(r: RunFlags) -> ExitCode {
-    if let Err(e) = init_logs(&r.log_format) {
-        eprintln!("wackamole: {e}");
-        return ExitCode::from(EX_USAGE);
+/// Everything `run` validates before touching a socket or netlink: the cluster
+/// flags, the notify list, the key file, the operations flags and the log format.
+/// `check-config` runs exactly this.
+fn validate(r: &RunFlags) -> Result<(Settings, ShellOptions), String> {
+    if !matches!(r.log_format.as_str(), "text" | "json") {
+        return Err(format!(
+            "--log-format: {:?}: use `text` or `json`",
+            r.log_format
+        ));
     }
-    let settings = match Settings::from_flags(&r.flags) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("wackamole: {e}");
-            return ExitCode::from(EX_USAGE);
+    let settings = Settings::from_flags(&r.flags).map_err(|e| e.to_string())?;
+    let notify = parse_notify(&r.notify).map_err(|e| e.to_string())?;
+    let secrets = match &r.flags.key_file {
+        Some(path) => {
+            Envelope::load_secrets(path).map_err(|e| format!("--key-file: {e}"))?
         }
+        None => Vec::new(),
     };
-    for w in &settings.warnings {
-        tracing::warn!("{w}");
-    }
-    let notify = match parse_notify(&r.notify) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("wackamole: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
-    };
-    let secrets = match (&r.flags.key_file, r.flags.insecure) {
-        (Some(path), _) => match Envelope::load_secrets(path) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("wackamole: --key-file: {e}");
-                return ExitCode::from(EX_USAGE);
-            }
-        },
-        (None, _) => Vec::new(),
-    };
-    let ops = match ops_options(&r) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("wackamole: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
-    };
+    let ops = ops_options(r).map_err(|e| e.to_string())?;
     let opts = ShellOptions {
         garp_count: r.garp_count,
         garp_interval: r.garp_interval,
@@ -72,6 +52,24 @@ fn run(r: RunFlags) -> ExitCode {
         secrets,
         ops,
     };
+    Ok((settings, opts))
+}
+
+fn run(r: RunFlags) -> ExitCode {
+    if let Err(e) = init_logs(&r.log_format) {
+        eprintln!("wackamole: {e}");
+        return ExitCode::from(EX_USAGE);
+    }
+    let (settings, opts) = match validate(&r) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("wackamole: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     let cluster = settings.cluster.clone();
     let ifname = settings.interface.clone().unwrap_or_default();
     let prepared = match agent::prepare(settings, opts) {
@@ -141,8 +139,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(r) => run(*r),
-        Command::CheckConfig(flags) => match Settings::from_flags(&flags) {
-            Ok(s) => {
+        Command::CheckConfig(flags) => match validate(&flags) {
+            Ok((s, _)) => {
                 print!("{}", s.describe());
                 ExitCode::SUCCESS
             }

@@ -607,6 +607,63 @@ fn bad_flags_exit_64_with_a_clear_message() {
 }
 
 #[test]
+fn check_config_takes_the_run_flags() {
+    let base = [
+        "check-config",
+        "--node-name",
+        "a",
+        "--voters",
+        "a",
+        "--vip",
+        "10.9.9.9",
+        "--interface",
+        "lo",
+        "--insecure",
+    ];
+    let ok = std::process::Command::new(bin())
+        .args(base)
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:9999",
+            "--garp-count",
+            "3",
+            "--check-tcp",
+            "127.0.0.1:80",
+            "--check-rise",
+            "2",
+            "--on-acquire",
+            "true",
+            "--log-format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(text.contains("failover bound"), "{text}");
+    let bad: &[(&[&str], &str)] = &[
+        (&["--metrics-addr", "nowhere"], "--metrics-addr"),
+        (&["--notify", "10.0.0.0/40"], "--notify"),
+        (&["--log-format", "yaml"], "--log-format"),
+        (&["--key-file", "/nonexistent/key"], "cannot read key file"),
+    ];
+    for (extra, want) in bad {
+        let out = std::process::Command::new(bin())
+            .args(base)
+            .args(*extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{extra:?}: {err}");
+        assert!(err.contains(want), "{extra:?}: expected {want:?} in {err}");
+    }
+}
+
+#[test]
 fn demo_runs_and_cleans_up() {
     if let Err(why) = lab::available() {
         eprintln!("SKIPPED: {why}");
