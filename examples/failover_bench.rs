@@ -430,7 +430,8 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
     row
 }
 
-fn idle_cost(bin: &std::path::Path) -> (f64, f64) {
+/// RSS (MB), CPU (% of a core) and the user share of that CPU, worst agent.
+fn idle_cost(bin: &std::path::Path, window: f64) -> (f64, f64, f64) {
     let mut spec = Spec::new("wbi", [88, 200]);
     spec.vips4 = 16;
     let mut c = Cluster::new(bin, spec).expect("lab");
@@ -439,7 +440,7 @@ fn idle_cost(bin: &std::path::Path) -> (f64, f64) {
         .expect("converge");
     std::thread::sleep(Duration::from_secs(3));
     let pids: Vec<i32> = (0..3).filter_map(|i| c.pid(i)).collect();
-    let cpu = |pid: i32| -> f64 {
+    let cpu = |pid: i32| -> (f64, f64) {
         let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let f: Vec<&str> = s
             .rsplit(')')
@@ -447,22 +448,29 @@ fn idle_cost(bin: &std::path::Path) -> (f64, f64) {
             .unwrap_or("")
             .split_whitespace()
             .collect();
-        let t: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
-        t / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
             .ok()
             .flatten()
-            .unwrap_or(100) as f64
+            .unwrap_or(100) as f64;
+        let field =
+            |i: usize| -> f64 { f.get(i).and_then(|x| x.parse().ok()).unwrap_or(0.0) / tick };
+        (field(11), field(12))
     };
-    let before: Vec<f64> = pids.iter().map(|&p| cpu(p)).collect();
-    let window = 30.0;
+    let before: Vec<(f64, f64)> = pids.iter().map(|&p| cpu(p)).collect();
     std::thread::sleep(Duration::from_secs_f64(window));
-    let after: Vec<f64> = pids.iter().map(|&p| cpu(p)).collect();
-    let cpu_pct = before
+    let after: Vec<(f64, f64)> = pids.iter().map(|&p| cpu(p)).collect();
+    let (cpu_pct, user_share) = before
         .iter()
         .zip(&after)
-        .map(|(b, a)| (a - b) / window * 100.0)
-        .fold(0.0, f64::max);
+        .map(|(b, a)| {
+            let user = a.0 - b.0;
+            let total = user + a.1 - b.1;
+            (
+                total / window * 100.0,
+                if total > 0.0 { user / total } else { 0.0 },
+            )
+        })
+        .fold((0.0, 0.0), |m, x| if x.0 > m.0 { x } else { m });
     let rss = pids
         .iter()
         .map(|p| {
@@ -479,11 +487,19 @@ fn idle_cost(bin: &std::path::Path) -> (f64, f64) {
                 / 1024.0
         })
         .fold(0.0, f64::max);
-    (rss, cpu_pct)
+    (rss, cpu_pct, user_share)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "failover_bench [--rounds N] [--vs keepalived] [--classes LIST|none] [--profiles LIST] [--idle-secs S]\n\
+             Needs root. Rounds of each fault class on 3 agents in network namespaces, then the idle cost.\n\
+             classes: machine-death,agent-kill,sigstop,leave   profiles: default,fast"
+        );
+        return;
+    }
     let get = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -561,8 +577,12 @@ fn main() {
             );
         }
     }
-    let (rss, cpu) = idle_cost(&bin);
+    let window: f64 = get("--idle-secs")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(30.0);
+    let (rss, cpu, user) = idle_cost(&bin, window);
     println!(
-        "agent idle (3 nodes, 16 VIPs, 30 s): RSS {rss:.1} MB, CPU {cpu:.2} % of a core (worst of the three)"
+        "agent idle (3 nodes, 16 VIPs, {window:.0} s): RSS {rss:.1} MB, CPU {cpu:.2} % of a core ({:.0} % of it in user space; worst of the three)",
+        user * 100.0
     );
 }

@@ -41,6 +41,9 @@ pub enum Command {
     Drain(ClientFlags),
     /// Let this node take VIPs again.
     Undrain(ClientFlags),
+    /// Exit 0 if the local agent answers /healthz (or /readyz with --ready), 1 if
+    /// not: for container HEALTHCHECKs and probes without curl.
+    Health(HealthFlags),
     /// As root: a throw-away three-node cluster in network namespaces, with a live
     /// ownership table and a failover you can watch.
     Demo(DemoFlags),
@@ -123,6 +126,17 @@ pub struct ClientFlags {
     /// drain: wait this long for this node to hold nothing (0: don't wait).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub wait: Duration,
+}
+
+/// Flags of `health`.
+#[derive(Args, Debug, Clone)]
+pub struct HealthFlags {
+    /// The agent's metrics/status listener.
+    #[arg(long, env = "WACKAMOLE_METRICS_ADDR", default_value = "127.0.0.1:9947")]
+    pub addr: SocketAddr,
+    /// Ask /readyz (joined and not fenced) instead of /healthz (loop alive).
+    #[arg(long)]
+    pub ready: bool,
 }
 
 /// Flags of `demo`.

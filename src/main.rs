@@ -38,9 +38,7 @@ fn validate(r: &RunFlags) -> Result<(Settings, ShellOptions), String> {
     let settings = Settings::from_flags(&r.flags).map_err(|e| e.to_string())?;
     let notify = parse_notify(&r.notify).map_err(|e| e.to_string())?;
     let secrets = match &r.flags.key_file {
-        Some(path) => {
-            Envelope::load_secrets(path).map_err(|e| format!("--key-file: {e}"))?
-        }
+        Some(path) => Envelope::load_secrets(path).map_err(|e| format!("--key-file: {e}"))?,
         None => Vec::new(),
     };
     let ops = ops_options(r).map_err(|e| e.to_string())?;
@@ -164,6 +162,20 @@ fn main() -> ExitCode {
         Command::Undrain(c) => client_cmd(&c, |token| {
             client::drain(c.addr, false, token, c.wait).map(|l| l + "\n")
         }),
+        Command::Health(h) => {
+            let path = if h.ready { "/readyz" } else { "/healthz" };
+            match client::request(h.addr, "GET", path, None) {
+                Ok((200, _)) => ExitCode::SUCCESS,
+                Ok((code, body)) => {
+                    eprintln!("wackamole: {path} answered {code}: {}", body.trim());
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("wackamole: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Demo(d) => wackamole::demo::main(d),
     }
 }
