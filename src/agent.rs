@@ -150,6 +150,57 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
+/// Whether `x` and `y` are in the same `/p` subnet (same family).
+fn same_subnet(x: IpAddr, y: IpAddr, p: u8) -> bool {
+    match (x, y) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(p.min(32))).unwrap_or(0);
+            u32::from(x) & mask == u32::from(y) & mask
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(p.min(128)))
+                .unwrap_or(0);
+            u128::from(x) & mask == u128::from(y) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Whether `vip` fits the interface whose permanent addresses are `own`.
+fn check_vip_on_link(vip: IpAddr, ifname: &str, own: &[(IpAddr, u8)]) -> Result<(), String> {
+    if own.iter().any(|(a, _)| *a == vip) {
+        return Err(format!(
+            "--vip: {vip} is a permanent address of {ifname}; a VIP must not be a node address"
+        ));
+    }
+    for (a, p) in own {
+        if a.is_ipv4() != vip.is_ipv4() {
+            continue;
+        }
+        if same_subnet(vip, *a, *p)
+            && let Some(what) = crate::core::config::subnet_edge(vip, *p)
+        {
+            return Err(format!(
+                "--vip: {vip} is the {what} address of {ifname}'s subnet {a}/{p}; pick a host address"
+            ));
+        }
+    }
+    let family = |v4: bool| own.iter().any(|(a, _)| a.is_ipv4() == v4);
+    if !family(vip.is_ipv4()) {
+        return Err(if vip.is_ipv4() {
+            format!(
+                "--vip: {vip} is IPv4 but {ifname} has no IPv4 address; give {ifname} one or use an IPv6 VIP"
+            )
+        } else {
+            format!(
+                "--vip: {vip} is IPv6 but {ifname} has no IPv6 address (is IPv6 disabled on it?); enable IPv6 on {ifname} or use an IPv4 VIP"
+            )
+        });
+    }
+    Ok(())
+}
+
 /// Checks everything that can fail before any kernel state is touched: the
 /// interface, the address family of each VIP, privileges, the host lock (one agent
 /// per node name per network namespace), and the UDP port.
@@ -166,22 +217,19 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
                 "--interface: no interface named {ifname:?} in this network namespace"
             ))
         })?;
-    // A VIP must not be one of the interface's own addresses.
-    let own: Vec<IpAddr> = rtnl
+    // A VIP must not be one of the interface's own addresses, nor the network or
+    // broadcast address of one of its subnets, and the interface must speak the
+    // VIP's family.
+    let own: Vec<(IpAddr, u8)> = rtnl
         .addrs(link.index)
         .map_err(|e| StartError::Unavailable(e.to_string()))?
         .into_iter()
         .filter(|a| a.valid_lft == u32::MAX)
-        .map(|a| a.addr)
+        .map(|a| (a.addr, a.prefix_len))
         .collect();
     for g in &settings.cluster.groups {
         for v in &g.vips {
-            if own.contains(&v.addr) {
-                return Err(StartError::Usage(format!(
-                    "--vip: {} is a permanent address of {ifname}; a VIP must not be a node address",
-                    v.addr
-                )));
-            }
+            check_vip_on_link(v.addr, &ifname, &own).map_err(StartError::Usage)?;
         }
     }
     // Privileges: raw sockets (ARP) need CAP_NET_RAW; address changes CAP_NET_ADMIN.

@@ -290,6 +290,30 @@ pub fn validate_name(name: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// `Some("network")` or `Some("broadcast")` when `addr` is that address of the
+/// subnet `addr/prefix` (IPv4 below /31; IPv6: the subnet-router anycast address,
+/// below /127).
+pub fn subnet_edge(addr: IpAddr, prefix: u8) -> Option<&'static str> {
+    match addr {
+        IpAddr::V4(a) if prefix < 31 => {
+            let host = u32::MAX >> prefix;
+            let x = u32::from(a);
+            if x & host == 0 {
+                Some("network")
+            } else if x & host == host {
+                Some("broadcast")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(a) if prefix < 127 => {
+            let host = u128::MAX >> prefix;
+            (u128::from(a) & host == 0).then_some("network")
+        }
+        _ => None,
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -546,6 +570,22 @@ impl ClusterConfig {
                         "{v}: prefix length must be 1 to {max}"
                     )));
                 }
+                if let Some(what) = subnet_edge(v.addr, v.prefix_len) {
+                    return Err(ConfigError::Groups(format!(
+                        "{v}: that is the {what} address of its own prefix; use a host address (or /{max})"
+                    )));
+                }
+                if v.addr.is_unspecified()
+                    || v.addr.is_loopback()
+                    || v.addr.is_multicast()
+                    || matches!(v.addr, IpAddr::V4(a) if a.is_broadcast() || a.is_link_local())
+                    || matches!(v.addr, IpAddr::V6(a) if a.is_unicast_link_local())
+                {
+                    return Err(ConfigError::Groups(format!(
+                        "{}: not a usable unicast address for a VIP",
+                        v.addr
+                    )));
+                }
             }
         }
         // Clock bound (I7).
@@ -668,6 +708,21 @@ impl NodeConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn subnet_edges() {
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(subnet_edge(a("10.0.0.0"), 24), Some("network"));
+        assert_eq!(subnet_edge(a("10.0.0.255"), 24), Some("broadcast"));
+        assert_eq!(subnet_edge(a("10.0.0.64"), 26), Some("network"));
+        assert_eq!(subnet_edge(a("10.0.0.5"), 24), None);
+        assert_eq!(subnet_edge(a("10.0.0.0"), 32), None);
+        assert_eq!(subnet_edge(a("10.0.0.1"), 31), None);
+        assert_eq!(subnet_edge(a("fd00::"), 64), Some("network"));
+        assert_eq!(subnet_edge(a("fd00::1"), 64), None);
+        assert_eq!(subnet_edge(a("fd00::"), 128), None);
+    }
+
     use super::*;
 
     fn cfg(fence: FenceKind, p: Profile) -> ClusterConfig {
