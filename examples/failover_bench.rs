@@ -20,22 +20,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::Signal;
 use wackamole::lab::cluster::{Cluster, Spec};
 use wackamole::lab::watch::Watch;
-use wackamole::lab::{self, Lab};
+use wackamole::lab::{self, Lab, percentile};
 
 fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s[(((p / 100.0) * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
 }
 
 fn setup(keepalived: bool) {
@@ -78,25 +69,6 @@ fn setup(keepalived: bool) {
             std::process::exit(69);
         }
     }
-}
-
-fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let bin = dir.join("wackamole");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "--release", "--bin", "wackamole"])
-        .status();
-    assert!(
-        st.map(|s| s.success()).unwrap_or(false),
-        "cannot build the agent"
-    );
-    bin
 }
 
 /// A ping from the client namespace every 10 ms: (time, TTL) of every reply. Each
@@ -524,7 +496,7 @@ fn main() {
         std::process::exit(77);
     }
     setup(vs.as_deref() == Some("keepalived"));
-    let bin = agent_bin();
+    let bin = lab::agent_binary();
     let mut results: BTreeMap<(String, String), Row> = BTreeMap::new();
     let mut idx = 1u8;
     for class in &classes {

@@ -313,8 +313,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => v * 60.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
     };
+    // Nothing here sensibly exceeds a day, and a bound keeps every later sum and
+    // product of durations far from overflow.
+    if secs > MAX_DURATION_SECS {
+        return Err(format!("{s:?} is too long (at most 24h)"));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
+
+/// The longest duration any flag accepts.
+const MAX_DURATION_SECS: f64 = 86_400.0;
 
 /// The flags of `run` and `check-config`.
 #[derive(Args, Debug, Clone)]
@@ -636,6 +644,18 @@ mod tests {
             Command::CheckConfig(f) => Ok(f.flags),
             _ => unreachable!("parsed check-config"),
         }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        // Found by the config fuzz target: this used to panic in from_secs_f64.
+        assert!(parse_duration(&"3".repeat(60)).is_err());
+        assert!(parse_duration("1e300ms").is_err());
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("-1s").is_err());
     }
 
     #[test]

@@ -272,3 +272,33 @@ impl Drop for Lab {
 
 pub mod cluster;
 pub mod watch;
+
+/// The agent binary next to the running example (`target/release/wackamole`),
+/// built first if needed (examples are not built with the binary).
+pub fn agent_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "--release", "--bin", "wackamole"])
+        .status();
+    assert!(
+        st.map(|s| s.success()).unwrap_or(false),
+        "cannot build the agent"
+    );
+    dir.join("wackamole")
+}
+
+/// The `p`-th percentile (nearest rank) of `v`; NaN when empty.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[(((p / 100.0) * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
+}
