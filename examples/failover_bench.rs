@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -277,8 +278,17 @@ fn start_keepalived(lab: &Lab, i: usize, conf: &std::path::Path, dir: &std::path
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // Its own process group: keepalived runs its VRRP instance in a child
+        // process, and a fault must hit the parent and the child alike (killing
+        // only the parent lets the child wind down gracefully, which is a leave).
+        .process_group(0)
         .spawn()
         .expect("keepalived")
+}
+
+/// Sends `sig` to keepalived's whole process group (parent and VRRP child).
+fn signal_group(leader: i32, sig: Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(leader), sig);
 }
 
 fn holders_k(lab: &Lab, vip: IpAddr) -> Vec<usize> {
@@ -345,20 +355,18 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
         match class {
             "machine-death" => {
                 lab.nodes[old].link(false).unwrap();
+                signal_group(pid, Signal::SIGKILL);
                 if let Some(mut k) = kids[old].take() {
-                    let _ = k.kill();
                     let _ = k.wait();
                 }
             }
             "agent-kill" => {
+                signal_group(pid, Signal::SIGKILL);
                 if let Some(mut k) = kids[old].take() {
-                    let _ = k.kill();
                     let _ = k.wait();
                 }
             }
-            "sigstop" => {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP);
-            }
+            "sigstop" => signal_group(pid, Signal::SIGSTOP),
             "leave" => {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
             }
@@ -377,10 +385,21 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
                 lab.nodes[old].link(true).unwrap();
                 kids[old] = Some(start_keepalived(&lab, old, &confs[old], &dir));
             }
-            "agent-kill" => kids[old] = Some(start_keepalived(&lab, old, &confs[old], &dir)),
-            "sigstop" => {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGCONT);
+            "agent-kill" => {
+                // A killed keepalived leaves its VIP on the interface; the operator
+                // removes it before restarting.
+                let cidr = format!("{vip}/32");
+                let _ = lab.nodes[old].run(&[
+                    "ip",
+                    "addr",
+                    "del",
+                    &cidr,
+                    "dev",
+                    &lab.nodes[old].ifname,
+                ]);
+                kids[old] = Some(start_keepalived(&lab, old, &confs[old], &dir));
             }
+            "sigstop" => signal_group(pid, Signal::SIGCONT),
             "leave" => {
                 if let Some(mut k) = kids[old].take() {
                     let _ = k.wait();
@@ -395,7 +414,7 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
     }
     eprintln!();
     for k in kids.iter_mut().flatten() {
-        let _ = k.kill();
+        signal_group(k.id() as i32, Signal::SIGKILL);
         let _ = k.wait();
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -489,6 +508,7 @@ fn main() {
     let profiles: Vec<String> = get("--profiles")
         .unwrap_or("default,fast".into())
         .split(',')
+        .filter(|p| !p.is_empty() && *p != "none")
         .map(String::from)
         .collect();
     if let Err(why) = lab::available() {
@@ -552,6 +572,9 @@ fn main() {
     let window: f64 = get("--idle-secs")
         .and_then(|r| r.parse().ok())
         .unwrap_or(30.0);
+    if window <= 0.0 {
+        return;
+    }
     let (rss, cpu, user) = idle_cost(&bin, window);
     println!(
         "agent idle (3 nodes, 16 VIPs, {window:.0} s): RSS {rss:.1} MB, CPU {cpu:.2} % of a core ({:.0} % of it in user space; worst of the three)",
