@@ -157,6 +157,25 @@ impl Drop for Sidecar {
     }
 }
 
+/// vfs keeps a full copy of every layer: removes the unnamed stage images builds
+/// leave (and the working containers buildah keeps on them).
+fn prune() {
+    let dangling = buildah(&["images", "-q", "--filter", "dangling=true"]);
+    let dangling = String::from_utf8_lossy(&dangling.stdout).to_string();
+    let ctrs = buildah(&["containers", "--format", "{{.ContainerID}} {{.ImageID}}"]);
+    for line in String::from_utf8_lossy(&ctrs.stdout).lines() {
+        if let Some((ctr, img)) = line.split_once(' ')
+            && dangling
+                .lines()
+                .map(str::trim)
+                .any(|d| !d.is_empty() && img.trim().starts_with(d))
+        {
+            let _ = buildah(&["rm", ctr]);
+        }
+    }
+    let _ = buildah(&["rmi", "--prune"]);
+}
+
 fn image_config(field: &str) -> String {
     ok(
         "buildah inspect",
@@ -204,7 +223,9 @@ fn image_builds_and_runs_as_a_sidecar() {
         );
     }
     ensure_base();
+    prune();
     build_image();
+    prune();
     // The image as the Dockerfile says: non-root, wackamole run, a health check.
     assert_eq!(image_config(".OCIv1.Config.User"), "65532:65532");
     assert_eq!(image_config(".OCIv1.Config.Entrypoint"), "[wackamole run]");
