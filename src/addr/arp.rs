@@ -336,8 +336,11 @@ impl Link {
         self.icmp6(multicast_mac(dst), src, dst, &body)
     }
 
-    /// Collects (address, MAC) of every ARP reply and neighbour advertisement
-    /// received until `until`.
+    /// Collects (address, MAC) of the ARP replies and neighbour advertisements that
+    /// answer our requests (a unicast reply to our MAC; an NA with the solicited
+    /// flag), received until `until`. Announcements — gratuitous ARP, unsolicited
+    /// NA — are not answers: a new holder's announcement and the old holder's reply
+    /// to an earlier request can share one window without anyone answering twice.
     pub fn answers(&mut self, until: Instant) -> io::Result<Vec<(IpAddr, [u8; 6])>> {
         let mut out = Vec::new();
         let me = self.mac;
@@ -355,6 +358,8 @@ impl Link {
                         EtherTypes::Arp => {
                             if let Some(arp) = ArpPacket::new(eth.payload())
                                 && arp.get_operation() == ArpOperations::Reply
+                                && arp.get_target_hw_addr() == me
+                                && arp.get_target_proto_addr() != arp.get_sender_proto_addr()
                             {
                                 out.push((
                                     IpAddr::V4(arp.get_sender_proto_addr()),
@@ -371,6 +376,7 @@ impl Link {
                             }
                             if let Some(na) = NeighborAdvertPacket::new(ip.payload())
                                 && na.get_icmpv6_type() == Icmpv6Types::NeighborAdvert
+                                && na.get_flags() & NeighborAdvertFlags::Solicited != 0
                             {
                                 out.push((IpAddr::V6(na.get_target_addr()), src));
                             }
