@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example soak -- --minutes 30 [--nodes 5] [--vips 32] [--seed S]
+//!     [--faults restart,agent-kill,freeze,isolate,partition,loss,machine-death]
 //! ```
 //!
 //! Faults, drawn from a seeded RNG one after another: graceful restart, agent
@@ -102,7 +103,7 @@ fn main() {
     };
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "soak [--minutes M] [--nodes N] [--vips V] [--seed S]\n\
+            "soak [--minutes M] [--nodes N] [--vips V] [--seed S] [--faults LIST]\n\
              Needs root. Churn against N agents and V VIPs in network namespaces; S1 watched throughout."
         );
         return;
@@ -113,6 +114,21 @@ fn main() {
     let nodes: usize = get("--nodes").and_then(|v| v.parse().ok()).unwrap_or(5);
     let vips: usize = get("--vips").and_then(|v| v.parse().ok()).unwrap_or(32);
     let seed: u64 = get("--seed").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let faults: Vec<&str> = match get("--faults") {
+        Some(list) => {
+            let chosen: Vec<&str> = FAULTS
+                .iter()
+                .copied()
+                .filter(|f| list.split(',').any(|x| x == *f))
+                .collect();
+            if chosen.is_empty() {
+                eprintln!("soak: --faults: none of {list:?} is one of {FAULTS:?}");
+                std::process::exit(64);
+            }
+            chosen
+        }
+        None => FAULTS.to_vec(),
+    };
     if let Err(why) = lab::available() {
         eprintln!("soak: {why}");
         std::process::exit(77);
@@ -153,7 +169,7 @@ fn main() {
     eprintln!("soak: {nodes} nodes, {vips} VIPs, {minutes} min, seed {seed}");
     while Instant::now() < deadline {
         episode += 1;
-        let fault = FAULTS[rng.random_range(0..FAULTS.len())];
+        let fault = faults[rng.random_range(0..faults.len())];
         // n0 is never restarted or killed (its RSS is the growth signal).
         let k = if matches!(fault, "restart" | "agent-kill" | "machine-death") {
             rng.random_range(1..nodes)

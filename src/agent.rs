@@ -845,8 +845,10 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             engine.handle_clock_jump(clock::now());
         }
     }
-    let _ = kernel.flush();
-    if cfg.fence == FenceKind::Gate {
+    // The gate goes only after the addresses: if one could not be removed, the
+    // closed gate keeps it silent.
+    let flushed = kernel.flush() == KernelOutcome::Ok;
+    if cfg.fence == FenceKind::Gate && flushed {
         gate::uninstall();
     }
     health_task.abort();
@@ -862,16 +864,19 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
 
 /// Removes this agent's VIPs and gate after a panic or a fatal error.
 pub fn emergency_flush(cfg: &crate::core::config::ClusterConfig, ifname: &str) {
+    let mut all_gone = false;
     if let Ok(mut r) = Rtnl::new()
         && let Ok(Some(link)) = r.link(ifname)
     {
+        all_gone = true;
         for g in &cfg.groups {
             for v in &g.vips {
-                let _ = r.addr_del(link.index, v);
+                all_gone &= r.addr_del(link.index, v).is_ok();
             }
         }
     }
-    if cfg.fence == FenceKind::Gate {
+    // The gate stays (closed) unless every address is known to be gone.
+    if cfg.fence == FenceKind::Gate && all_gone {
         gate::uninstall();
     }
 }

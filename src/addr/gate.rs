@@ -217,15 +217,15 @@ pub fn ruleset(vips: &[IpAddr], e: Duration, a: Duration) -> String {
 
 /// Creates (or re-creates) the gate tables with the `nft` binary: one-time setup.
 pub fn install(vips: &[IpAddr], e: Duration, a: Duration) -> io::Result<()> {
-    // Remove a previous incarnation's tables (an earlier crash), ignoring absence.
-    let _ = Command::new("nft")
-        .args(["delete", "table", "arp", TABLE])
-        .stderr(Stdio::null())
-        .status();
-    let _ = Command::new("nft")
-        .args(["delete", "table", "inet", TABLE])
-        .stderr(Stdio::null())
-        .status();
+    // Replace a previous incarnation's tables (an earlier crash) in the same
+    // transaction that creates ours: `add` makes the delete safe when they are
+    // absent, and there is no instant without a gate. Deleting first and creating
+    // after, as two steps, left a window in which a killed predecessor's addresses
+    // (alive until their lifetime runs out) were answered next to their new holder.
+    let text = format!(
+        "add table arp {TABLE}\ndelete table arp {TABLE}\nadd table inet {TABLE}\ndelete table inet {TABLE}\n{}",
+        ruleset(vips, e, a)
+    );
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -241,7 +241,7 @@ pub fn install(vips: &[IpAddr], e: Duration, a: Duration) -> io::Result<()> {
         .stdin
         .take()
         .expect("piped")
-        .write_all(ruleset(vips, e, a).as_bytes())?;
+        .write_all(text.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
@@ -252,7 +252,8 @@ pub fn install(vips: &[IpAddr], e: Duration, a: Duration) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes the gate tables (clean shutdown).
+/// Removes the gate tables (clean shutdown, once every VIP address is gone: the
+/// tables are what keeps a leftover address from answering).
 pub fn uninstall() {
     let _ = Command::new("nft")
         .args(["delete", "table", "arp", TABLE])

@@ -62,7 +62,8 @@ pub struct Cluster {
 }
 
 /// Which VIPs node `ns` answers for right now (address present and, with the gate,
-/// live). Runs on a helper thread inside the namespace.
+/// live; an address with no gate table at all answers). Runs on a helper thread
+/// inside the namespace.
 pub fn answering(ns: &str, ifname: &str, vips: &[IpAddr], gate: bool) -> BTreeSet<IpAddr> {
     let (ns, ifname, vips) = (ns.to_string(), ifname.to_string(), vips.to_vec());
     std::thread::spawn(move || {
@@ -87,11 +88,14 @@ pub fn answering(ns: &str, ifname: &str, vips: &[IpAddr], gate: bool) -> BTreeSe
             return present;
         }
         let mut live = BTreeSet::new();
-        if let Ok(mut g) = Gate::open() {
-            for v6 in [false, true] {
-                if let Ok(l) = g.list(GateSet::Live, v6) {
-                    live.extend(l.into_iter().map(|(a, _)| a));
-                }
+        let Ok(mut g) = Gate::open() else {
+            return present;
+        };
+        for v6 in [false, true] {
+            match g.list(GateSet::Live, v6) {
+                Ok(l) => live.extend(l.into_iter().map(|(a, _)| a)),
+                // No gate table: nothing filters, every present address answers.
+                Err(_) => return present,
             }
         }
         out = present.intersection(&live).copied().collect();

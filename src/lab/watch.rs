@@ -240,14 +240,21 @@ fn sample_node(
             .unwrap_or_default();
         let answering: BTreeSet<IpAddr> = match &mut g {
             Some(g) => {
-                // A missing table (agent not started or stopped) means nothing is live.
+                // A missing table (agent not started, stopped, or replacing it)
+                // filters nothing: every present address answers.
                 let mut live = BTreeSet::new();
+                let mut table = true;
                 for v6 in [false, true] {
-                    if let Ok(l) = g.list(GateSet::Live, v6) {
-                        live.extend(l.into_iter().map(|(a, _)| a));
+                    match g.list(GateSet::Live, v6) {
+                        Ok(l) => live.extend(l.into_iter().map(|(a, _)| a)),
+                        Err(_) => table = false,
                     }
                 }
-                present.intersection(&live).copied().collect()
+                if table {
+                    present.intersection(&live).copied().collect()
+                } else {
+                    present
+                }
             }
             None => present,
         };
