@@ -1,5 +1,7 @@
 //! Full recompute of the assignment: 1,000 nodes × 10,000 VIP groups (goal ≤ 50 ms),
-//! plus smaller shapes and the weighted path.
+//! plus smaller shapes and the weighted path — from scratch (nobody holds anything,
+//! the cold start) and settled (every candidate reports holding what it was given,
+//! the recompute after an unrelated view change).
 //!
 //! `cargo bench --bench assign`
 
@@ -19,8 +21,20 @@ fn nodes(n: usize, weighted: bool) -> Vec<Candidate> {
             name: format!("node-{i:04}"),
             weight: if weighted { 1 + (i % 4) as u16 } else { 1 },
             prefers: vec![],
+            holds: vec![],
         })
         .collect()
+}
+
+/// The candidates reporting the groups `a` gave them.
+fn holding(ns: &[Candidate], a: &[Option<usize>]) -> Vec<Candidate> {
+    let mut out = ns.to_vec();
+    for (g, o) in a.iter().enumerate() {
+        if let Some(i) = o {
+            out[*i].holds.push(g as u16);
+        }
+    }
+    out
 }
 
 fn bench(c: &mut Criterion) {
@@ -33,6 +47,12 @@ fn bench(c: &mut Criterion) {
             BenchmarkId::new("equal", format!("{n}x{v}")),
             &(),
             |b, _| b.iter(|| assign(black_box(&gs), black_box(&ns))),
+        );
+        let settled = holding(&ns, &assign(&gs, &ns));
+        g.bench_with_input(
+            BenchmarkId::new("settled", format!("{n}x{v}")),
+            &(),
+            |b, _| b.iter(|| assign(black_box(&gs), black_box(&settled))),
         );
     }
     let gs = groups(10_000);

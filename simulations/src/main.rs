@@ -259,6 +259,8 @@ fn main() -> ExitCode {
         "holder changes after convergence: {moves} in {node_h:.2} node-hours = {:.1} per node-hour",
         moves as f64 / node_h.max(1e-9)
     );
+    let bystander: u64 = summary.runs.iter().map(|(_, r)| r.bystander_moves).sum();
+    println!("of those, between nodes no fault touched (moves for balance alone): {bystander}");
     let conflicts: u64 = summary.runs.iter().map(|(_, r)| r.conflicts).sum();
     println!("probe conflicts (canary for a too-small K): {conflicts}");
     println!("{}", summary.line());

@@ -159,8 +159,10 @@ pub struct RunResult {
     pub unowned_ms: f64,
     /// Holder changes after first convergence.
     pub moves: u64,
-    /// Holder changes not explained by a fault of the old holder or a membership
-    /// change (only meaningful in runs without faults).
+    /// Of those, changes between two nodes no fault named (neither the old nor the
+    /// new holder crashed, left, joined, …): moves for balance alone.
+    pub bystander_moves: u64,
+    /// Simulated node-seconds (for rates per node-hour).
     pub node_seconds: f64,
     /// Datagrams sent per node per second.
     pub datagrams_per_node_s: f64,
@@ -1632,7 +1634,16 @@ impl World {
         // Unowned time and moves after first convergence.
         let mut unowned = 0u64;
         let mut moves = 0u64;
+        let mut bystander = 0u64;
         let warmup = (self.cfg.warmup_s * SEC as f64) as u64;
+        // Nodes some fault named (the boot-time joins of everyone excepted).
+        let touched: std::collections::BTreeSet<usize> = self
+            .schedule
+            .faults
+            .iter()
+            .filter(|f| f.at >= warmup)
+            .map(|f| f.node)
+            .collect();
         for h in &self.history {
             let mut covered_until = conv;
             let mut last: Option<usize> = None;
@@ -1646,8 +1657,11 @@ impl World {
                 }
                 covered_until = covered_until.max(e);
                 // Moves are counted after the warm-up (start-up rebalancing done).
-                if last.is_some_and(|l| l != m) && s >= warmup {
+                if let Some(l) = last.filter(|&l| l != m && s >= warmup) {
                     moves += 1;
+                    if !touched.contains(&l) && !touched.contains(&m) {
+                        bystander += 1;
+                    }
                 }
                 last = Some(m);
             }
@@ -1657,6 +1671,7 @@ impl World {
         }
         self.result.unowned_ms = ms_f(unowned);
         self.result.moves = moves;
+        self.result.bystander_moves = bystander;
         let secs = self.now as f64 / SEC as f64;
         let (mut dg, mut by) = (0u64, 0u64);
         for n in &self.nodes {

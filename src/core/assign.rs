@@ -1,4 +1,4 @@
-//! Weighted, bounded-load rendezvous assignment.
+//! Weighted, bounded-load, sticky rendezvous assignment.
 //!
 //! `assign` says which node *should* answer each VIP group. Every node computes it
 //! from its own view, with no messages; the same inputs give the same answer on every
@@ -6,19 +6,34 @@
 //! ([`super::hash`]). Safety never depends on it — the lease decides who *may* bind —
 //! but liveness and calm do.
 //!
-//! The rule:
+//! The inputs are the eligible candidates with their weights, preferences and the
+//! groups each one reports holding (gossiped in its metadata). The rule:
 //! 1. A group one or more eligible candidates prefer goes to the preferring candidate
 //!    with the best score (preferences count toward load but are not capped).
-//! 2. Every other group goes where group-proposing deferred acceptance puts it: each
-//!    group ranks candidates by the weighted rendezvous score of the pair (highest
-//!    random weight, `-ln(u)/w` compared exactly in fixed point), each candidate keeps
-//!    its best-scoring groups up to its cap `ceil(V · w / Σw)`. The result is the
-//!    group-optimal stable matching: unique, and independent of the order candidates
-//!    or groups are given in.
+//! 2. **Quotas.** The V groups are shared out by largest remainder: candidate c gets
+//!    `floor(V · w_c / Σw)` or one more, the extra ones going to the largest
+//!    remainders and, among equal remainders, to the highest *seat* (a pinned hash
+//!    of the name — a fixed order, so the same candidates keep the extra ones as
+//!    members come and go). Its room for unpreferred groups is its quota minus its
+//!    preferred load. With equal weights every load is `floor(V/N)` or `ceil(V/N)`.
+//! 3. **Keep.** A group reported held by candidates stays with the best-scoring of
+//!    them; each candidate keeps up to its room of what it holds (its best-scoring
+//!    groups) and lets go of the rest.
+//! 4. **Place.** Every group not kept goes where group-proposing deferred acceptance
+//!    puts it within the rooms left: each group ranks candidates by the weighted
+//!    rendezvous score of the pair (highest random weight, `-ln(u)/w` compared exactly
+//!    in fixed point), each candidate accepts its best-scoring groups up to its
+//!    remaining room. The result is the group-optimal stable matching: unique, and
+//!    independent of the order candidates or groups are given in.
 //!
-//! With equal weights no candidate holds more than `ceil(V / N)` groups (B1,
-//! preferences aside). Capacity couples groups, so a join or leave can move a few
-//! groups besides the ones that must move; the README reports how many.
+//! From scratch (nobody holds anything) this is plain bounded-load rendezvous
+//! hashing. Fed its own output it returns it unchanged (a fixed point), and from a
+//! fixed point one join or leave (equal weights, no preferences) moves exactly the
+//! groups of the node that came or went: quotas only fall on a join and only rise on
+//! a leave, and the fixed seat order means no remaining node's extra slot moves to
+//! another, so no group moves for balance alone. Hence at most `ceil(V/N)` moves.
+//! Without the holdings (the memoryless rule) capacity couples groups and a join or
+//! leave moved 1.5 other groups on average, up to 12.
 
 use super::hash::{hash_str, mix64};
 
@@ -31,6 +46,8 @@ pub struct Candidate {
     pub weight: u16,
     /// Groups this candidate prefers.
     pub prefers: Vec<u16>,
+    /// Groups this candidate reports holding (any order; unknown indices ignored).
+    pub holds: Vec<u16>,
 }
 
 impl Candidate {
@@ -40,6 +57,7 @@ impl Candidate {
             name: name.into(),
             weight: 1,
             prefers: Vec::new(),
+            holds: Vec::new(),
         }
     }
 }
@@ -48,6 +66,9 @@ impl Candidate {
 pub fn group_hash(key: &str) -> u64 {
     hash_str(key)
 }
+
+/// Salt of the seat order (which candidates get the extra groups of a quota).
+const SEAT_SALT: u64 = 0x5ea7_5ea7_5ea7_5ea7;
 
 /// How many best candidates each group keeps ready before falling back to a scan.
 const TOP_K: usize = 8;
@@ -174,23 +195,57 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
         }
     }
 
-    // 2. Capacities: ceil(V · w / Σw) minus preferred load; raised evenly if
-    //    preferences leave too little room.
+    // 2. Quotas by largest remainder; the extra ones to the highest seats among
+    //    equal remainders. Σ quota = V, so the rooms always fit the other groups.
     let total_w: u64 = weight.iter().map(|&w| u64::from(w)).sum();
-    let mut cap: Vec<usize> = weight
+    let share = |c: usize| v as u64 * u64::from(weight[c]);
+    let mut quota: Vec<usize> = (0..n).map(|c| (share(c) / total_w) as usize).collect();
+    let leftover = v - quota.iter().sum::<usize>();
+    let seat: Vec<u64> = order
         .iter()
-        .map(|&w| (v as u64 * u64::from(w)).div_ceil(total_w) as usize)
+        .map(|&i| mix64(hash_str(&candidates[i].name) ^ SEAT_SALT))
         .collect();
-    loop {
-        let room: usize = (0..n).map(|c| cap[c].saturating_sub(load[c])).sum();
-        if room >= free_groups.len() {
-            break;
-        }
-        for c in cap.iter_mut() {
-            *c += 1;
+    let mut by_rest: Vec<usize> = (0..n).collect();
+    by_rest
+        .sort_by(|&a, &b| (share(b) % total_w, seat[b], a).cmp(&(share(a) % total_w, seat[a], b)));
+    for &c in &by_rest[..leftover] {
+        quota[c] += 1;
+    }
+    let mut room: Vec<usize> = (0..n).map(|c| quota[c].saturating_sub(load[c])).collect();
+    debug_assert!(room.iter().sum::<usize>() >= free_groups.len());
+
+    // 3. Keep what is held: each group with its best-scoring holder, each holder up
+    //    to its room (its best-scoring groups first).
+    let mut holder: Vec<Option<usize>> = vec![None; v];
+    for (c, &ci) in order.iter().enumerate() {
+        for &g in &candidates[ci].holds {
+            let g = usize::from(g);
+            if g >= v || preferred[g].is_some() {
+                continue;
+            }
+            holder[g] = match holder[g] {
+                Some(o) if !better((key(g, c), c), (key(g, o), o)) => Some(o),
+                _ => Some(c),
+            };
         }
     }
-    let room: Vec<usize> = (0..n).map(|c| cap[c].saturating_sub(load[c])).collect();
+    let mut kept: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for &g in &free_groups {
+        if let Some(c) = holder[g] {
+            kept[c].push(g);
+        }
+    }
+    for (c, gs) in kept.iter_mut().enumerate() {
+        if gs.len() > room[c] {
+            gs.sort_unstable_by(|&a, &b| pair(b, c).cmp(&pair(a, c)).then(a.cmp(&b)));
+            gs.truncate(room[c]);
+        }
+        for &g in gs.iter() {
+            result[g] = Some(c);
+        }
+        room[c] -= gs.len();
+    }
+    free_groups.retain(|&g| result[g].is_none());
 
     // 3. Deferred acceptance. Each group keeps its TOP_K best candidates; when they
     //    are exhausted it rescans for the best candidate below the last one tried.
@@ -302,7 +357,6 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
 
     fn groups(v: usize) -> Vec<u64> {
         (0..v)
@@ -332,7 +386,7 @@ mod tests {
         assert_eq!(got, GOLDEN);
     }
     const GOLDEN: [&str; 8] = [
-        "node-0", "node-1", "node-2", "node-2", "node-1", "node-0", "node-1", "node-0",
+        "node-2", "node-1", "node-2", "node-2", "node-1", "node-0", "node-1", "node-0",
     ];
 
     #[test]
@@ -448,7 +502,7 @@ mod tests {
         #[test]
         fn weighted_bounded(ws in proptest::collection::vec(1u16..10, 1..10), v in 0usize..150) {
             let c: Vec<Candidate> = ws.iter().enumerate()
-                .map(|(i, &w)| Candidate { name: format!("n{i}"), weight: w, prefers: vec![] }).collect();
+                .map(|(i, &w)| Candidate { weight: w, ..Candidate::new(format!("n{i}")) }).collect();
             let a = assign(&groups(v), &c);
             let total: u64 = ws.iter().map(|&w| u64::from(w)).sum();
             for (i, l) in loads(&a, c.len()).into_iter().enumerate() {
@@ -459,18 +513,161 @@ mod tests {
 
     }
 
-    /// Movement under one join or leave: what must move, and what moves besides.
-    /// Bounded loads couple groups (a leave raises every cap, a join lowers it), so a
-    /// memoryless assignment moves a few groups besides those of the node that came
-    /// or went. This measures it (the README reports it) and guards against a
-    /// regression.
+    /// Candidates reporting what `a` gave them, as their gossiped holdings would.
+    fn holding(c: &[Candidate], a: &[Option<usize>]) -> Vec<Candidate> {
+        let mut out = c.to_vec();
+        for x in out.iter_mut() {
+            x.holds.clear();
+        }
+        for (g, o) in a.iter().enumerate() {
+            if let Some(i) = o {
+                out[*i].holds.push(g as u16);
+            }
+        }
+        out
+    }
+
+    /// Arbitrary (possibly stale, overlapping or out-of-range) holdings.
+    fn with_noise(c: &[Candidate], seed: u64, v: usize) -> Vec<Candidate> {
+        let mut out = c.to_vec();
+        let mut s = seed;
+        for x in out.iter_mut() {
+            s = crate::core::hash::mix64(s.wrapping_add(1));
+            let k = (s % (v as u64 + 3)) as usize;
+            x.holds = (0..k)
+                .map(|j| (crate::core::hash::mix64(s ^ j as u64) % (v as u64 + 2)) as u16)
+                .collect();
+        }
+        out
+    }
+
+    #[test]
+    fn holdings_are_kept_and_quotas_are_tight() {
+        // Whatever the holders, a fixed point keeps them; from scratch the loads are
+        // floor or ceil of V/N.
+        let c = cands(5);
+        let g = groups(23);
+        let a = assign(&g, &c);
+        let l = loads(&a, 5);
+        assert!(l.iter().all(|&x| x == 4 || x == 5), "{l:?}");
+        // Hand every group to node 0 as if it had held them all: it keeps its best
+        // quota's worth and the rest move, each to someone with room.
+        let mut hog = c.clone();
+        hog[0].holds = (0..23).collect();
+        let b = assign(&g, &hog);
+        assert_eq!(loads(&b, 5)[0], l[0].max(4));
+        assert!(loads(&b, 5).iter().all(|&x| x == 4 || x == 5));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn holder_aware_order_independent(nodes in node_set(), v in 0usize..80, seed in any::<u64>()) {
+            let c = with_noise(&nodes.iter().map(Candidate::new).collect::<Vec<_>>(), seed, v);
+            let mut shuffled = c.clone();
+            let mut s = seed;
+            for i in (1..shuffled.len()).rev() {
+                s = crate::core::hash::mix64(s.wrapping_add(i as u64));
+                shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+            }
+            let g = groups(v);
+            prop_assert_eq!(names(&assign(&g, &c), &c), names(&assign(&g, &shuffled), &shuffled));
+        }
+
+        #[test]
+        fn holder_aware_bounded_tight_and_a_fixed_point(
+            nodes in node_set(), v in 0usize..200, seed in any::<u64>(),
+        ) {
+            // Any holdings, even nonsense: complete, loads floor/ceil of V/N, and the
+            // result fed back as holdings comes back unchanged.
+            let c = with_noise(&nodes.iter().map(Candidate::new).collect::<Vec<_>>(), seed, v);
+            let a = assign(&groups(v), &c);
+            prop_assert!(a.iter().all(|o| o.is_some()));
+            let (lo, hi) = (v / c.len(), v.div_ceil(c.len()));
+            for l in loads(&a, c.len()) {
+                prop_assert!(lo <= l && l <= hi, "load {} outside {}..={}", l, lo, hi);
+            }
+            let again = assign(&groups(v), &holding(&c, &a));
+            prop_assert_eq!(again, a);
+        }
+
+        #[test]
+        fn weighted_holder_aware_bounded(
+            ws in proptest::collection::vec(1u16..10, 1..10), v in 0usize..150, seed in any::<u64>(),
+        ) {
+            let c: Vec<Candidate> = ws.iter().enumerate()
+                .map(|(i, &w)| Candidate { weight: w, ..Candidate::new(format!("n{i}")) }).collect();
+            let c = with_noise(&c, seed, v);
+            let a = assign(&groups(v), &c);
+            prop_assert!(a.iter().all(|o| o.is_some()));
+            let total: u64 = ws.iter().map(|&w| u64::from(w)).sum();
+            for (i, l) in loads(&a, c.len()).into_iter().enumerate() {
+                let cap = (v as u64 * u64::from(ws[i])).div_ceil(total) as usize;
+                prop_assert!(l <= cap);
+            }
+            prop_assert_eq!(assign(&groups(v), &holding(&c, &a)), a);
+        }
+
+        /// Minimal movement: from a settled cluster, one join or leave moves exactly
+        /// the groups of the node that came or went — never more than ceil(V/N)
+        /// (N the larger of the two sizes), so within the ceil(V/N) + 1 —
+        /// over a random walk of joins and leaves.
+        #[test]
+        fn one_join_or_leave_moves_only_that_nodes_groups(
+            start in 1usize..12, v in 1usize..120, steps in proptest::collection::vec(any::<u64>(), 1..12),
+        ) {
+            let g = groups(v);
+            let mut next_name = start;
+            let mut c: Vec<Candidate> = (0..start).map(|i| Candidate::new(format!("m{i}"))).collect();
+            let mut a = assign(&g, &c);
+            for step in steps {
+                let before: Vec<Option<String>> = names(&a, &c);
+                let joining = c.len() == 1 || step % 2 == 0;
+                let who = if joining {
+                    next_name += 1;
+                    c.push(Candidate::new(format!("m{next_name}")));
+                    c.last().expect("pushed").name.clone()
+                } else {
+                    let i = (step / 2) as usize % c.len();
+                    c.remove(i).name
+                };
+                let held = {
+                    let names_now: Vec<&str> = c.iter().map(|x| x.name.as_str()).collect();
+                    let mut h = c.clone();
+                    for (gi, o) in before.iter().enumerate() {
+                        if let Some(pos) = o.as_deref().and_then(|n| names_now.iter().position(|m| *m == n)) {
+                            h[pos].holds.push(gi as u16);
+                        }
+                    }
+                    h
+                };
+                a = assign(&g, &held);
+                for x in c.iter_mut() { x.holds.clear(); }
+                let after = names(&a, &c);
+                let moved = before.iter().zip(&after).filter(|(b, x)| b != x).count();
+                let must = if joining {
+                    after.iter().filter(|x| x.as_deref() == Some(who.as_str())).count()
+                } else {
+                    before.iter().filter(|b| b.as_deref() == Some(who.as_str())).count()
+                };
+                prop_assert_eq!(moved, must, "{} {}", if joining { "join" } else { "leave" }, who);
+                let n_max = c.len() + usize::from(!joining);
+                prop_assert!(moved <= v.div_ceil(n_max), "moved {} > ceil({}/{})", moved, v, n_max);
+                // Settled: the new layout is a fixed point.
+                prop_assert_eq!(assign(&g, &holding(&c, &a)), a.clone());
+            }
+        }
+    }
+
+    /// Movement of the memoryless rule (nobody reports holdings) beside the sticky
+    /// one, for the README: what a join or leave moves besides the groups that must.
     #[test]
     fn movement_is_reported() {
         let trials = 2000;
         for join in [false, true] {
-            let mut extra_hist: BTreeMap<usize, usize> = BTreeMap::new();
-            let mut within_bound = 0;
-            let mut extra_total = 0;
+            let mut extra = [0usize; 2];
+            let mut worst = [0usize; 2];
             for t in 0..trials {
                 let n = 2 + t % 15;
                 let v = 1 + (t * 7) % 64;
@@ -485,32 +682,44 @@ mod tests {
                     .filter(|(i, _)| *i != changed)
                     .map(|(_, x)| x.clone())
                     .collect();
-                let full = names(&assign(&g, &c), &c);
-                let less = names(&assign(&g, &rest), &rest);
-                // A leave goes full -> less; a join goes less -> full.
-                let (before, after) = if join { (&less, &full) } else { (&full, &less) };
-                let moved = before.iter().zip(after).filter(|(b, a)| b != a).count();
                 let who = c[changed].name.as_str();
-                let must = if join {
-                    after.iter().filter(|a| a.as_deref() == Some(who)).count()
-                } else {
-                    before.iter().filter(|b| b.as_deref() == Some(who)).count()
-                };
-                *extra_hist.entry(moved - must).or_default() += 1;
-                extra_total += moved - must;
-                if moved <= v.div_ceil(n) + 1 {
-                    within_bound += 1;
+                // A leave goes c -> rest; a join goes rest -> c.
+                let (from, to) = if join { (&rest, &c) } else { (&c, &rest) };
+                let before = names(&assign(&g, from), from);
+                for (k, sticky) in [false, true].into_iter().enumerate() {
+                    let a = if sticky {
+                        let mut h = to.clone();
+                        for x in h.iter_mut() {
+                            x.holds = before
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, o)| o.as_deref() == Some(x.name.as_str()))
+                                .map(|(gi, _)| gi as u16)
+                                .collect();
+                        }
+                        assign(&g, &h)
+                    } else {
+                        assign(&g, to)
+                    };
+                    let after = names(&a, to);
+                    let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+                    let must = if join { &after } else { &before }
+                        .iter()
+                        .filter(|x| x.as_deref() == Some(who))
+                        .count();
+                    extra[k] += moved - must;
+                    worst[k] = worst[k].max(moved - must);
                 }
             }
             let what = if join { "join" } else { "leave" };
             eprintln!(
-                "{what}: extra moves histogram {extra_hist:?}; mean extra {:.2}; within ceil(V/N)+1: {within_bound}/{trials}",
-                extra_total as f64 / trials as f64
+                "{what}: extra moves per event, memoryless mean {:.2} max {}; sticky mean {:.2} max {}",
+                extra[0] as f64 / trials as f64,
+                worst[0],
+                extra[1] as f64 / trials as f64,
+                worst[1]
             );
-            assert!(
-                within_bound * 100 >= trials * 55,
-                "{what}: {within_bound}/{trials}"
-            );
+            assert_eq!(extra[1], 0, "{what}: the sticky rule moved extra groups");
         }
     }
 }

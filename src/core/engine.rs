@@ -1357,7 +1357,19 @@ impl Engine {
             return;
         };
         match v.handle_claim(&c, now) {
-            Ok(answer) => self.send(from, &Body::Answer(answer)),
+            Ok(mut answer) => {
+                // Denies are advice (they steer contention backoff); grants are what
+                // counts. Should naming every holder not fit one datagram, name fewer.
+                while !answer.denied.is_empty()
+                    && wire::encode(self.cluster_id, &Body::Answer(answer.clone()))
+                        == Err(WireError::Oversize)
+                {
+                    let keep = answer.denied.len() / 2;
+                    answer.denied.truncate(keep);
+                    bump(&mut self.stats.drops, "denies_trimmed");
+                }
+                self.send(from, &Body::Answer(answer));
+            }
             Err(Ignored::StartupWait) => {
                 // An empty answer: "alive, but granting nothing yet". The claimer then
                 // keeps claiming instead of withdrawing as if it were unheard.
@@ -1464,6 +1476,7 @@ impl Engine {
                     name: meta.name.clone(),
                     weight: meta.weight,
                     prefers: meta.prefers.clone(),
+                    holds: meta.held.clone(),
                 });
             }
         };

@@ -47,6 +47,7 @@ pub struct Claim {
     /// Strictly increasing within a nonce.
     pub seq: u64,
     /// Every group held or wanted, sorted.
+    #[serde(with = "super::wire::group_set")]
     pub groups: Vec<GroupId>,
 }
 
@@ -59,9 +60,11 @@ pub struct Answer {
     pub nonce: u64,
     /// Echo of the claim's seq.
     pub seq: u64,
-    /// Groups promised to the claimer until the voter's `now + P`.
+    /// Groups promised to the claimer until the voter's `now + P` (sorted).
+    #[serde(with = "super::wire::group_set")]
     pub granted: Vec<GroupId>,
     /// Groups refused, with the name of the claimer holding the live promise.
+    #[serde(with = "super::wire::denies")]
     pub denied: Vec<(GroupId, String)>,
 }
 

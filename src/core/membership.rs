@@ -33,8 +33,10 @@ use super::config::Timing;
 use super::time::Instant;
 use super::wire::{HEADER_LEN, MAX_DATAGRAM, NodeMeta};
 
-/// Largest metadata item accepted.
-pub const MAX_META_BYTES: usize = 512;
+/// Largest metadata item accepted: room for a 63-byte name and two worst-case group
+/// sets (preferences and holdings, each at most `MAX_GROUPS / 8` bytes), well inside
+/// foca's packet budget.
+pub const MAX_META_BYTES: usize = 1200;
 /// How often a node with no members re-announces itself to its seeds.
 pub const IDLE_ANNOUNCE_PERIOD: Duration = Duration::from_millis(500);
 
@@ -467,7 +469,7 @@ impl Membership {
 
     /// Takes in metadata received directly.
     pub fn offer_meta(&mut self, meta: NodeMeta) -> bool {
-        if meta.name == self.own.name || meta.prefers.len() > usize::from(u16::MAX) {
+        if meta.name == self.own.name {
             return false;
         }
         let mut t = lock(&self.table);
@@ -557,9 +559,10 @@ mod tests {
         )
     }
 
-    /// Runs a tiny lossless network until `until`, delivering packets after 1 ms.
-    fn run(nodes: &mut [Membership], until: Instant) {
-        let mut now = Instant::ZERO;
+    /// Runs a tiny lossless network from `from` until `until`, delivering packets
+    /// after 1 ms.
+    fn run(nodes: &mut [Membership], from: Instant, until: Instant) {
+        let mut now = from;
         let mut inflight: Vec<(Instant, SocketAddr, Vec<u8>)> = Vec::new();
         let step = Duration::from_millis(1);
         while now < until {
@@ -589,7 +592,11 @@ mod tests {
         for n in nodes.iter_mut() {
             n.start(Instant::ZERO);
         }
-        run(&mut nodes, Instant::from_nanos(2_000_000_000));
+        run(
+            &mut nodes,
+            Instant::ZERO,
+            Instant::from_nanos(2_000_000_000),
+        );
         for n in &nodes {
             let ms = n.members();
             assert_eq!(
@@ -603,6 +610,35 @@ mod tests {
                 "metadata missing at {:?}: {ms:?}",
                 n.identity()
             );
+        }
+    }
+
+    #[test]
+    fn worst_case_metadata_spreads_by_broadcast() {
+        // The largest metadata (two bitmaps of every other group) still rides foca's
+        // packets: peers learn it from the broadcast alone.
+        let seed: SocketAddr = "10.0.0.1:7946".parse().unwrap();
+        let mut nodes: Vec<Membership> = (1..=3).map(|i| node(i, vec![seed])).collect();
+        for n in nodes.iter_mut() {
+            n.start(Instant::ZERO);
+        }
+        let t1 = Instant::from_nanos(1_000_000_000);
+        run(&mut nodes, Instant::ZERO, t1);
+        let max = crate::core::config::MAX_GROUPS as u16;
+        nodes[0].update_meta(|m| {
+            m.prefers = (0..max).step_by(2).collect();
+            m.held = (1..max).step_by(2).collect();
+        });
+        let want = nodes[0].own_meta().clone();
+        assert!(postcard::to_allocvec(&want).unwrap().len() > 1000);
+        run(&mut nodes, t1, Instant::from_nanos(3_000_000_000));
+        for n in &nodes[1..] {
+            let got = n
+                .members()
+                .into_iter()
+                .find(|m| m.id.name == "n1")
+                .and_then(|m| m.meta);
+            assert_eq!(got.as_ref(), Some(&want), "at {:?}", n.identity());
         }
     }
 

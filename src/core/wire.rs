@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::config::GroupId;
+use super::config::{GroupId, MAX_GROUPS};
 use super::lease::{Answer, Claim};
 
 /// Protocol version carried in every datagram.
@@ -36,9 +36,12 @@ pub struct NodeMeta {
     pub weight: u16,
     /// Digest of the node's whole configuration, for mismatch warnings.
     pub fingerprint: u64,
-    /// Groups this node prefers.
+    /// Groups this node prefers (sorted, as sent).
+    #[serde(with = "group_set")]
     pub prefers: Vec<GroupId>,
-    /// Groups this node has bound (for status displays; not used to decide).
+    /// Groups this node has bound (sorted): the assignment keeps groups with their
+    /// holders ([`super::assign`]), and status displays show them.
+    #[serde(with = "group_set")]
     pub held: Vec<GroupId>,
 }
 
@@ -154,6 +157,128 @@ pub fn decode(cluster_id: u64, bytes: &[u8]) -> Result<Body, WireError> {
     Ok(body)
 }
 
+/// Compact encoding of a set of group ids, for every group list on the wire: the
+/// sorted ids as varint gaps, or a bitmap when that is smaller. Either way a set
+/// of up to [`MAX_GROUPS`] groups costs at most `MAX_GROUPS / 8` bytes plus a few, so
+/// a claim, an answer or a node's metadata fits one datagram however many groups a
+/// node holds. Decoding yields the ids sorted and distinct and refuses ids beyond
+/// [`MAX_GROUPS`].
+pub(crate) mod group_set {
+    use super::{GroupId, MAX_GROUPS};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    enum Enc {
+        /// First id, then the gaps to each next one (each ≥ 1).
+        Gaps(Vec<u16>),
+        /// Bit i of byte i / 8 (least significant first) set for id i.
+        Bits(Vec<u8>),
+    }
+
+    fn varint_len(x: u16) -> usize {
+        match x {
+            0..=127 => 1,
+            128..=16_383 => 2,
+            _ => 3,
+        }
+    }
+
+    /// Serializes `ids` (any order, duplicates allowed) as a set.
+    pub fn serialize<S: Serializer>(ids: &[GroupId], s: S) -> Result<S::Ok, S::Error> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let gaps: Vec<u16> = sorted
+            .iter()
+            .scan(None, |prev: &mut Option<u16>, &g| {
+                let d = prev.map_or(g, |p| g - p);
+                *prev = Some(g);
+                Some(d)
+            })
+            .collect();
+        let gaps_len: usize = gaps.iter().map(|&d| varint_len(d)).sum();
+        let bits_len = sorted.last().map_or(0, |&m| usize::from(m) / 8 + 1);
+        if bits_len < gaps_len {
+            let mut bits = vec![0u8; bits_len];
+            for &g in &sorted {
+                bits[usize::from(g) / 8] |= 1 << (g % 8);
+            }
+            Enc::Bits(bits).serialize(s)
+        } else {
+            Enc::Gaps(gaps).serialize(s)
+        }
+    }
+
+    /// Deserializes a set; malformed (oversized, overflowing or repeated) sets fail.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GroupId>, D::Error> {
+        use serde::de::Error;
+        let bad = || D::Error::custom("malformed group set");
+        match Enc::deserialize(d)? {
+            Enc::Gaps(gaps) => {
+                if gaps.len() > MAX_GROUPS {
+                    return Err(bad());
+                }
+                let mut out = Vec::with_capacity(gaps.len());
+                let mut at: usize = 0;
+                for (i, &d) in gaps.iter().enumerate() {
+                    if i > 0 && d == 0 {
+                        return Err(bad());
+                    }
+                    at += usize::from(d);
+                    if at >= MAX_GROUPS {
+                        return Err(bad());
+                    }
+                    out.push(at as GroupId);
+                }
+                Ok(out)
+            }
+            Enc::Bits(bits) => {
+                if bits.len() > MAX_GROUPS / 8 {
+                    return Err(bad());
+                }
+                Ok((0..bits.len() * 8)
+                    .filter(|&i| bits[i / 8] & (1 << (i % 8)) != 0)
+                    .map(|i| i as GroupId)
+                    .collect())
+            }
+        }
+    }
+}
+
+/// The denies of an [`Answer`] on the wire: grouped by the holder they name, each
+/// holder's groups as one [`group_set`].
+pub(crate) mod denies {
+    use super::GroupId;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize, Deserialize)]
+    struct ByHolder(String, #[serde(with = "super::group_set")] Vec<GroupId>);
+
+    /// Serializes `(group, holder)` pairs grouped by holder.
+    pub fn serialize<S: Serializer>(d: &[(GroupId, String)], s: S) -> Result<S::Ok, S::Error> {
+        let mut by: BTreeMap<&str, Vec<GroupId>> = BTreeMap::new();
+        for (g, h) in d {
+            by.entry(h.as_str()).or_default().push(*g);
+        }
+        let v: Vec<ByHolder> = by
+            .into_iter()
+            .map(|(h, gs)| ByHolder(h.to_string(), gs))
+            .collect();
+        v.serialize(s)
+    }
+
+    /// Deserializes into `(group, holder)` pairs, sorted by holder then group.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(GroupId, String)>, D::Error> {
+        let v: Vec<ByHolder> = Vec::deserialize(d)?;
+        Ok(v.into_iter()
+            .flat_map(|ByHolder(h, gs)| gs.into_iter().map(move |g| (g, h.clone())))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +336,98 @@ mod tests {
             encode(42, &Body::Swim(vec![0; MAX_DATAGRAM], (0, 0))),
             Err(WireError::Oversize)
         );
+    }
+
+    fn worst_meta() -> NodeMeta {
+        // Alternate groups: the densest sets for gaps, the longest bitmaps.
+        NodeMeta {
+            name: "n".repeat(63),
+            generation: u64::MAX,
+            version: u64::MAX,
+            eligible: true,
+            draining: true,
+            weight: 1000,
+            fingerprint: u64::MAX,
+            prefers: (0..MAX_GROUPS as u16).step_by(2).collect(),
+            held: (1..MAX_GROUPS as u16).step_by(2).collect(),
+        }
+    }
+
+    #[test]
+    fn any_group_lists_fit_one_datagram() {
+        // Regression: group lists were plain varint vectors, so a node holding a
+        // few hundred groups produced metadata the receivers refused and claims the
+        // sender could not send (2 nodes × 2,000 VIPs never converged).
+        let meta = worst_meta();
+        let bytes = postcard::to_allocvec(&meta).unwrap();
+        assert!(
+            bytes.len() <= crate::core::membership::MAX_META_BYTES,
+            "{}",
+            bytes.len()
+        );
+        let all: Vec<GroupId> = (0..MAX_GROUPS as u16).collect();
+        let bodies = [
+            Body::Meta(meta),
+            Body::Claim(Claim {
+                name: "n".repeat(63),
+                nonce: u64::MAX,
+                seq: u64::MAX,
+                groups: all.clone(),
+            }),
+            Body::Answer(Answer {
+                voter: 63,
+                nonce: u64::MAX,
+                seq: u64::MAX,
+                granted: all.iter().copied().step_by(2).collect(),
+                denied: all
+                    .iter()
+                    .skip(1)
+                    .step_by(2)
+                    .map(|&g| (g, "h".repeat(63)))
+                    .collect(),
+            }),
+        ];
+        for b in bodies {
+            let bytes = encode(42, &b).unwrap();
+            assert_eq!(decode(42, &bytes), Ok(b));
+        }
+    }
+
+    #[test]
+    fn malformed_group_sets_are_refused() {
+        #[derive(Serialize)]
+        enum Enc {
+            Gaps(Vec<u16>),
+            Bits(Vec<u8>),
+        }
+        #[derive(Debug, Deserialize)]
+        struct S(#[serde(with = "group_set")] Vec<GroupId>);
+        let dec = |e: &Enc| postcard::from_bytes::<S>(&postcard::to_allocvec(e).unwrap());
+        assert_eq!(dec(&Enc::Gaps(vec![3, 1, 4])).unwrap().0, vec![3, 4, 8]);
+        assert_eq!(
+            dec(&Enc::Bits(vec![0b101, 0x80])).unwrap().0,
+            vec![0, 2, 15]
+        );
+        assert!(dec(&Enc::Gaps(vec![3, 0])).is_err(), "repeated id");
+        assert!(dec(&Enc::Gaps(vec![4095, 1])).is_err(), "beyond MAX_GROUPS");
+        assert!(
+            dec(&Enc::Bits(vec![0; MAX_GROUPS / 8 + 1])).is_err(),
+            "long bitmap"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn group_sets_round_trip_sorted_and_small(ids in proptest::collection::vec(0u16..MAX_GROUPS as u16, 0..3000)) {
+            #[derive(Serialize, Deserialize)]
+            struct S(#[serde(with = "group_set")] Vec<GroupId>);
+            let bytes = postcard::to_allocvec(&S(ids.clone())).unwrap();
+            prop_assert!(bytes.len() <= MAX_GROUPS / 8 + 4, "{} bytes", bytes.len());
+            let mut want = ids;
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(postcard::from_bytes::<S>(&bytes).unwrap().0, want);
+        }
     }
 
     proptest! {
