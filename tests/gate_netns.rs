@@ -95,6 +95,41 @@ fn gate_batches_are_atomic_and_expire() {
             g.list(GateSet::Live, false).unwrap().is_empty(),
             "an expired element is not re-created"
         );
+        // A merged refresh (every delete, then every add: one message per table and
+        // family) of two elements, one of them expired, changes neither.
+        let w4: IpAddr = "10.77.1.101".parse().unwrap();
+        g.batch(&[ElemOp::Add(GateSet::Live, w4, ms(300))]).unwrap();
+        let merged = [
+            ElemOp::Del(GateSet::Live, v4),
+            ElemOp::Del(GateSet::Live, w4),
+            ElemOp::Add(GateSet::Live, v4, ms(300)),
+            ElemOp::Add(GateSet::Live, w4, ms(300)),
+        ];
+        assert!(matches!(g.batch(&merged), Err(GateError::Expired)));
+        let live: Vec<IpAddr> = g
+            .list(GateSet::Live, false)
+            .unwrap()
+            .iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            live,
+            vec![w4],
+            "the expired one is not re-created, the other untouched"
+        );
+        // With both present it refreshes both, in both tables.
+        g.batch(&[ElemOp::Add(GateSet::Live, v4, ms(300))]).unwrap();
+        g.batch(&merged).unwrap();
+        assert_eq!(g.list(GateSet::Live, false).unwrap().len(), 2);
+        let arp = std::process::Command::new("nft")
+            .args(["list", "set", "arp", gate::TABLE, "live4"])
+            .output()
+            .unwrap();
+        let arp = String::from_utf8_lossy(&arp.stdout);
+        assert!(
+            arp.contains("10.77.1.100") && arp.contains("10.77.1.101"),
+            "{arp}"
+        );
         g.flush(GateSet::Live).unwrap();
         assert!(g.list(GateSet::Live, true).unwrap().is_empty());
         gate::uninstall();

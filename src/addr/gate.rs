@@ -56,6 +56,10 @@ const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_CREATE: u16 = 0x400;
 
+/// Most elements in one netlink message (its element list is one attribute, whose
+/// length is 16 bits: about 44 bytes per element).
+const MAX_ELEMS_PER_MSG: usize = 512;
+
 /// Which set of the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GateSet {
@@ -306,25 +310,53 @@ impl Gate {
     /// written to both the arp and the inet table. `Err(Expired)` when an element to
     /// delete was absent (the whole batch then changed nothing).
     pub fn batch(&mut self, ops: &[ElemOp]) -> Result<(), GateError> {
-        // One message per (operation, family), in order.
+        // A run of consecutive operations of one kind on one set is one message per
+        // table and address family (a message's elements are applied in order and
+        // the batch is atomic either way): a refresh of k VIPs, written as k deletes
+        // then k adds, is four messages rather than 4k.
+        let key = |op: &ElemOp| match op {
+            ElemOp::Del(s, _) => (NFT_MSG_DELSETELEM, *s, None),
+            ElemOp::Add(s, _, t) => (NFT_MSG_NEWSETELEM, *s, Some(*t)),
+        };
+        let ip_of = |op: &ElemOp| match op {
+            ElemOp::Del(_, ip) | ElemOp::Add(_, ip, _) => *ip,
+        };
         let mut msgs: Vec<(u16, u16, u8, Vec<u8>)> = Vec::new();
-        for op in ops {
-            let (ty, extra, set, ip, timeout) = match op {
-                ElemOp::Del(s, ip) => (NFT_MSG_DELSETELEM, 0, *s, *ip, None),
-                ElemOp::Add(s, ip, t) => (NFT_MSG_NEWSETELEM, NLM_F_CREATE, *s, *ip, Some(*t)),
-            };
-            let families: &[u8] = if ip.is_ipv4() {
-                &[NFPROTO_INET, NFPROTO_ARP]
+        let mut rest = ops;
+        while let Some(first_op) = rest.first() {
+            let k = key(first_op);
+            let len = rest
+                .iter()
+                .take(MAX_ELEMS_PER_MSG)
+                .take_while(|op| key(op) == k)
+                .count();
+            let (run, tail) = rest.split_at(len);
+            rest = tail;
+            let (ty, set, timeout) = k;
+            let extra = if ty == NFT_MSG_NEWSETELEM {
+                NLM_F_CREATE
             } else {
-                &[NFPROTO_INET]
+                0
             };
-            for &fam in families {
-                msgs.push((
-                    (NFNL_SUBSYS_NFTABLES << 8) | ty,
-                    extra,
-                    fam,
-                    Self::elem_attrs(set.name(ip.is_ipv6()), &[(ip, timeout)]),
-                ));
+            for (fam, v6) in [
+                (NFPROTO_INET, false),
+                (NFPROTO_ARP, false),
+                (NFPROTO_INET, true),
+            ] {
+                let elems: Vec<(IpAddr, Option<Duration>)> = run
+                    .iter()
+                    .map(ip_of)
+                    .filter(|ip| ip.is_ipv6() == v6)
+                    .map(|ip| (ip, timeout))
+                    .collect();
+                if !elems.is_empty() {
+                    msgs.push((
+                        (NFNL_SUBSYS_NFTABLES << 8) | ty,
+                        extra,
+                        fam,
+                        Self::elem_attrs(set.name(v6), &elems),
+                    ));
+                }
             }
         }
         if msgs.is_empty() {

@@ -56,13 +56,32 @@ impl Worker {
     }
 
     fn set_addrs(&mut self, g: GroupId) -> Result<(), String> {
+        self.set_addrs_of(&[g]).pop().unwrap_or(Ok(()))
+    }
+
+    /// Adds or renews the addresses of several groups in one netlink write; one
+    /// result per group (its first failure).
+    fn set_addrs_of(&mut self, gs: &[GroupId]) -> Vec<Result<(), String>> {
         let label = self.label();
-        for v in self.groups[usize::from(g)].clone() {
-            self.rtnl
-                .addr_set(self.index, &v, LIFETIME_S, true, Some(&label))
-                .map_err(|e| err_text(&e))?;
-        }
-        Ok(())
+        let vips: Vec<Vip> = gs
+            .iter()
+            .flat_map(|&g| self.groups[usize::from(g)].iter().copied())
+            .collect();
+        let mut results = self
+            .rtnl
+            .addr_set_many(self.index, &vips, LIFETIME_S, true, Some(&label))
+            .into_iter();
+        gs.iter()
+            .map(|&g| {
+                let mut r = Ok(());
+                for res in results.by_ref().take(self.groups[usize::from(g)].len()) {
+                    if let (Ok(()), Err(e)) = (&r, res) {
+                        r = Err(err_text(&e));
+                    }
+                }
+                r
+            })
+            .collect()
     }
 
     fn del_addrs(&mut self, g: GroupId) -> Result<(), String> {
@@ -215,15 +234,16 @@ impl Worker {
             .collect();
         let live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
         let (groups, e) = (&self.groups, self.e);
+        // Every delete, then every add: one run each, so the batch is a few messages.
         let ops_for = |idx: &[usize]| -> Vec<ElemOp> {
-            let mut ops = Vec::new();
-            for &i in idx {
-                for v in &groups[usize::from(items[i].0)] {
-                    ops.push(ElemOp::Del(GateSet::Live, v.addr));
-                    ops.push(ElemOp::Add(GateSet::Live, v.addr, e));
-                }
-            }
-            ops
+            let addrs = || {
+                idx.iter()
+                    .flat_map(|&i| groups[usize::from(items[i].0)].iter().map(|v| v.addr))
+            };
+            addrs()
+                .map(|a| ElemOp::Del(GateSet::Live, a))
+                .chain(addrs().map(|a| ElemOp::Add(GateSet::Live, a, e)))
+                .collect()
         };
         if let Some(gate) = self.gate.as_mut().filter(|_| !live.is_empty()) {
             match gate.batch(&ops_for(&live)) {
@@ -246,16 +266,17 @@ impl Worker {
                 }
             }
         }
-        for &i in &live {
-            if out[i].is_some() {
-                continue;
-            }
-            let (g, _, renew) = items[i];
-            // The address itself: renewed with the gate now and then, or every
-            // refresh with the address fence (REPLACE re-creates: only under the lease).
-            if (renew || self.gate.is_none())
-                && let Err(e) = self.set_addrs(g)
-            {
+        // The addresses themselves: renewed with the gate now and then, or every
+        // refresh with the address fence (REPLACE re-creates: only under the lease),
+        // all in one netlink write.
+        let renew: Vec<usize> = live
+            .iter()
+            .copied()
+            .filter(|&i| out[i].is_none() && (items[i].2 || self.gate.is_none()))
+            .collect();
+        let gs: Vec<GroupId> = renew.iter().map(|&i| items[i].0).collect();
+        for (&i, r) in renew.iter().zip(self.set_addrs_of(&gs)) {
+            if let Err(e) = r {
                 out[i] = Some(KernelOutcome::Failed(e));
             }
         }

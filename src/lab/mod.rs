@@ -274,8 +274,12 @@ pub mod cluster;
 pub mod watch;
 
 /// The agent binary next to the running example (`target/release/wackamole`),
-/// built first if needed (examples are not built with the binary).
+/// built first if needed (examples are not built with the binary), or the one
+/// `WACKAMOLE_AGENT_BIN` names (to measure two builds side by side).
 pub fn agent_binary() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("WACKAMOLE_AGENT_BIN") {
+        return bin.into();
+    }
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe
         .parent()
