@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use wackamole::lab::cluster::{Cluster, Spec};
-use wackamole::lab::watch::Watch;
+use wackamole::lab::watch::{Report, Watch};
 use wackamole::lab::{self, Lab, percentile};
 
 fn now_unix() -> f64 {
@@ -145,6 +145,52 @@ struct Row {
     lost: usize,
 }
 
+/// What watches one fault round, the same for every system: the client pings the
+/// VIP and the S1 watch samples every kernel (5 ms) and the client's ARP view
+/// (10 ms), from 0.4 s before the fault until 0.3 s after the failover.
+struct Observer {
+    pinger: Pinger,
+    watch: Watch,
+    t0: f64,
+    w0: f64,
+}
+
+impl Observer {
+    /// Starts watching; returns once the fault may be injected.
+    fn start(lab: &Lab, vips: &[IpAddr], gate: bool) -> Observer {
+        let pinger = Pinger::start(lab, vips[0]);
+        let watch = Watch::start(
+            lab,
+            vips,
+            gate,
+            Duration::from_millis(5),
+            Duration::from_millis(10),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        Observer {
+            pinger,
+            t0: now_unix(),
+            w0: watch.now(),
+            watch,
+        }
+    }
+
+    /// After the fault hit node `old`: the failover is the first reply from another
+    /// node (waited for up to `limit`). Adds it and the dual-answering samples to
+    /// `row`; returns the watch's report and the watch time of the fault.
+    fn finish(self, old: usize, limit: Duration, row: &mut Row) -> (Report, f64) {
+        let f = self.pinger.first_after(self.t0, old, limit);
+        std::thread::sleep(Duration::from_millis(300));
+        let rep = self.watch.finish();
+        row.dual += rep.kernel_duals().len() + rep.client_duals().len();
+        match f {
+            Some(x) => row.failover.push(x),
+            None => row.lost += 1,
+        }
+        (rep, self.w0)
+    }
+}
+
 fn bench_wackamole(
     bin: &std::path::Path,
     profile: &str,
@@ -175,17 +221,7 @@ fn bench_wackamole(
         };
         let old = *old;
         r += 1;
-        let pinger = Pinger::start(&c.lab, vip);
-        let w = Watch::start(
-            &c.lab,
-            &c.vips,
-            true,
-            Duration::from_millis(5),
-            Duration::from_millis(10),
-        );
-        std::thread::sleep(Duration::from_millis(400));
-        let t0 = now_unix();
-        let w0 = w.now();
+        let obs = Observer::start(&c.lab, &c.vips, true);
         match class {
             "machine-death" => {
                 c.lab.nodes[old].link(false).unwrap();
@@ -196,14 +232,7 @@ fn bench_wackamole(
             "leave" => c.signal(old, Signal::SIGTERM).unwrap(),
             _ => unreachable!(),
         }
-        let f = pinger.first_after(t0, old, Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(300));
-        let rep = w.finish();
-        row.dual += rep.kernel_duals().len() + rep.client_duals().len();
-        match f {
-            Some(x) => row.failover.push(x),
-            None => row.lost += 1,
-        }
+        let (rep, w0) = obs.finish(old, Duration::from_secs(10), &mut row);
         // Unowned time: old holder's last answering → the next holder's first.
         let old_end = rep.nodes[old].get(&vip).and_then(|v| {
             v.iter()
@@ -341,16 +370,7 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
         };
         let old = *old;
         r += 1;
-        let pinger = Pinger::start(&lab, vip);
-        let w = Watch::start(
-            &lab,
-            &[vip],
-            false,
-            Duration::from_millis(5),
-            Duration::from_millis(10),
-        );
-        std::thread::sleep(Duration::from_millis(400));
-        let t0 = now_unix();
+        let obs = Observer::start(&lab, &[vip], false);
         let pid = kids[old].as_ref().map(|c| c.id() as i32).unwrap_or(0);
         match class {
             "machine-death" => {
@@ -372,14 +392,7 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
             }
             _ => {}
         }
-        let f = pinger.first_after(t0, old, Duration::from_secs(15));
-        std::thread::sleep(Duration::from_millis(300));
-        let rep = w.finish();
-        row.dual += rep.kernel_duals().len() + rep.client_duals().len();
-        match f {
-            Some(x) => row.failover.push(x),
-            None => row.lost += 1,
-        }
+        obs.finish(old, Duration::from_secs(15), &mut row);
         match class {
             "machine-death" => {
                 lab.nodes[old].link(true).unwrap();

@@ -22,33 +22,11 @@ fn bin() -> PathBuf {
 }
 
 fn setup(prefix: &str, subnet: [u8; 2], tweak: impl FnOnce(&mut Spec)) -> Option<Cluster> {
-    if let Err(why) = lab::available() {
-        eprintln!("SKIPPED (network-namespace test): {why}");
-        return None;
-    }
-    if std::process::Command::new("nft")
-        .arg("--version")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        eprintln!("SKIPPED (network-namespace test): nftables is not installed");
-        return None;
-    }
-    let mut spec = Spec::new(prefix, subnet);
-    tweak(&mut spec);
-    Some(Cluster::new(&bin(), spec).expect("lab"))
+    Cluster::for_test(&bin(), prefix, subnet, tweak)
 }
 
 fn watch(c: &Cluster) -> Watch {
     Watch::start(&c.lab, &c.vips, true, KERNEL_PERIOD, CLIENT_PERIOD)
-}
-
-fn logs(c: &Cluster) -> String {
-    (0..c.lab.nodes.len())
-        .map(|i| format!("--- n{i}:\n{}", c.log(i)))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// S1 from both views, with enough samples to mean something.
@@ -74,7 +52,7 @@ fn assert_s1(c: &Cluster, r: &Report, what: &str) {
     assert!(
         k.is_empty() && cl.is_empty(),
         "{what}: dual answering: kernel {k:?} client {cl:?} (MACs {macs:?})\n{}",
-        logs(c)
+        c.logs()
     );
     for (i, n) in r.samples.iter().enumerate() {
         assert!(*n > 50, "{what}: only {n} kernel samples on n{i}");
@@ -93,7 +71,7 @@ fn assert_s1(c: &Cluster, r: &Report, what: &str) {
 
 fn converge(c: &Cluster, among: &[usize]) -> Duration {
     c.wait_converged(among, Duration::from_secs(15))
-        .unwrap_or_else(|| panic!("no convergence: {:?}\n{}", c.holders(), logs(c)))
+        .unwrap_or_else(|| panic!("no convergence: {:?}\n{}", c.holders(), c.logs()))
 }
 
 fn holder_of(c: &Cluster, vip: IpAddr) -> usize {

@@ -36,34 +36,12 @@ fn bin() -> PathBuf {
 }
 
 fn setup(prefix: &str, subnet: [u8; 2], tweak: impl FnOnce(&mut Spec)) -> Option<Cluster> {
-    if let Err(why) = lab::available() {
-        eprintln!("SKIPPED (network-namespace test): {why}");
-        return None;
-    }
-    if Command::new("nft")
-        .arg("--version")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        eprintln!("SKIPPED (network-namespace test): nftables is not installed");
-        return None;
-    }
-    let mut spec = Spec::new(prefix, subnet);
-    tweak(&mut spec);
-    Some(Cluster::new(&bin(), spec).expect("lab"))
-}
-
-fn logs(c: &Cluster) -> String {
-    (0..c.lab.nodes.len())
-        .map(|i| format!("--- n{i}:\n{}", c.log(i)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    Cluster::for_test(&bin(), prefix, subnet, tweak)
 }
 
 fn converge(c: &Cluster, among: &[usize]) {
     if c.wait_converged(among, Duration::from_secs(20)).is_none() {
-        panic!("no convergence: {:?}\n{}", c.holders(), logs(c));
+        panic!("no convergence: {:?}\n{}", c.holders(), c.logs());
     }
 }
 
@@ -414,7 +392,7 @@ fn metrics_status_cli_drain_health_and_hooks() {
         std::thread::sleep(Duration::from_millis(300));
         let t0 = w.now();
         let (code, out, err) = cli(&c, d, &["drain"]);
-        assert_eq!(code, 0, "drain: {out} {err}\n{}", logs(&c));
+        assert_eq!(code, 0, "drain: {out} {err}\n{}", c.logs());
         assert!(out.contains("drained"), "{out}");
         let rest: Vec<usize> = (0..3).filter(|&n| n != d).collect();
         converge(&c, &rest);
@@ -769,7 +747,7 @@ fn dashboard_in_headless_chromium_follows_a_failover() {
         t_page.unwrap_or_else(|| {
             panic!(
                 "the page never showed {new_holder:?} for {vip}\n{}",
-                logs(&c)
+                c.logs()
             )
         }),
     );

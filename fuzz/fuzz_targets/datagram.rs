@@ -12,7 +12,6 @@ use wackamole::core::config::{
     ClusterConfig, FenceKind, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup,
 };
 use wackamole::core::engine::{Action, Breaks, Engine, EngineConfig, EngineInit};
-use wackamole::core::ownership::KernelOutcome;
 use wackamole::core::time::Instant;
 
 fn engine(name: &str, port: u16) -> Engine {
@@ -45,33 +44,16 @@ fn engine(name: &str, port: u16) -> Engine {
     )
 }
 
-/// Runs `e` until `until`, answering kernel operations and probes; returns the
-/// datagrams it sent.
-fn drive(e: &mut Engine, mut now: Instant, until: Instant) -> Vec<Vec<u8>> {
-    let mut sent = Vec::new();
-    for _ in 0..10_000 {
-        let mut progressed = false;
-        while let Some(a) = e.poll_action() {
-            progressed = true;
-            match a {
-                Action::Send { payload, .. } => sent.push(payload),
-                Action::Kernel { id, .. } => e.handle_kernel(id, KernelOutcome::Ok, now),
-                Action::Probe { group } => e.handle_probe(group, false, now),
-                _ => {}
-            }
-        }
-        if progressed {
-            continue;
-        }
-        match e.poll_timeout() {
-            Some(t) if t <= until => {
-                now = now.max(t);
-                e.handle_timeout(now);
-            }
-            _ => break,
-        }
-    }
-    sent
+/// Runs `e` until `until` (kernel operations and probes answered at once); returns
+/// the datagrams it sent.
+fn drive(e: &mut Engine, now: Instant, until: Instant) -> Vec<Vec<u8>> {
+    e.drive_alone(now, until)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Real datagrams of node "b" talking to "a": joins, pings, claims, metadata.

@@ -50,6 +50,8 @@ pub const META_REQUEST_PERIOD: Duration = Duration::from_millis(500);
 const GC_PERIOD: Duration = Duration::from_secs(1);
 /// Retry delay after a failed start-up flush or unbind.
 const KERNEL_RETRY: Duration = Duration::from_millis(50);
+/// Most rounds of [`Engine::drive_alone`].
+pub const DRIVE_ALONE_STEPS: usize = 100_000;
 /// Most actions queued before the shell drains them (a bound, not a target).
 pub const MAX_QUEUED_ACTIONS: usize = 65_536;
 
@@ -846,6 +848,38 @@ impl Engine {
             self.membership.update_meta(|m| m.prefers = prefers);
         }
         self.drive(now);
+    }
+
+    /// Drives a lone engine with no peers from `now` until `until`: every kernel
+    /// operation succeeds and every probe finds nothing, at once, and timers fire in
+    /// order. Returns every action seen (at most [`DRIVE_ALONE_STEPS`] rounds). The
+    /// in-process harness of unit tests, fuzz targets and examples; pure like the
+    /// rest of the engine.
+    pub fn drive_alone(&mut self, mut now: Instant, until: Instant) -> Vec<Action> {
+        let mut seen = Vec::new();
+        for _ in 0..DRIVE_ALONE_STEPS {
+            let mut progressed = false;
+            while let Some(a) = self.poll_action() {
+                progressed = true;
+                match &a {
+                    Action::Kernel { id, .. } => self.handle_kernel(*id, KernelOutcome::Ok, now),
+                    Action::Probe { group } => self.handle_probe(*group, false, now),
+                    _ => {}
+                }
+                seen.push(a);
+            }
+            if progressed {
+                continue;
+            }
+            match self.poll_timeout() {
+                Some(t) if t <= until => {
+                    now = now.max(t);
+                    self.handle_timeout(now);
+                }
+                _ => break,
+            }
+        }
+        seen
     }
 
     /// Graceful leave: release every group, then leave the cluster.
@@ -1784,33 +1818,8 @@ mod tests {
         )
     }
 
-    /// Drives a lone engine: answers kernel operations and probes at once, fires
-    /// timers, until `until`. Returns every action seen.
-    fn drive(e: &mut Engine, mut now: Instant, until: Instant) -> Vec<Action> {
-        let mut seen = Vec::new();
-        for _ in 0..100_000 {
-            let mut progressed = false;
-            while let Some(a) = e.poll_action() {
-                progressed = true;
-                seen.push(a.clone());
-                match a {
-                    Action::Kernel { id, .. } => e.handle_kernel(id, KernelOutcome::Ok, now),
-                    Action::Probe { group } => e.handle_probe(group, false, now),
-                    _ => {}
-                }
-            }
-            if progressed {
-                continue;
-            }
-            match e.poll_timeout() {
-                Some(t) if t <= until => {
-                    now = now.max(t);
-                    e.handle_timeout(now);
-                }
-                _ => break,
-            }
-        }
-        seen
+    fn drive(e: &mut Engine, now: Instant, until: Instant) -> Vec<Action> {
+        e.drive_alone(now, until)
     }
 
     #[test]

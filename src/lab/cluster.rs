@@ -106,6 +106,33 @@ pub fn answering(ns: &str, ifname: &str, vips: &[IpAddr], gate: bool) -> BTreeSe
 }
 
 impl Cluster {
+    /// For an integration test: the cluster of `Spec::new(prefix, subnet)` after
+    /// `tweak`, or `None` after a loud `SKIPPED` line when this machine cannot run
+    /// network-namespace tests (not root, no `ip`) or has no `nft`.
+    pub fn for_test(
+        bin: &Path,
+        prefix: &str,
+        subnet: [u8; 2],
+        tweak: impl FnOnce(&mut Spec),
+    ) -> Option<Cluster> {
+        if let Err(why) = super::available() {
+            eprintln!("SKIPPED (network-namespace test): {why}");
+            return None;
+        }
+        if Command::new("nft")
+            .arg("--version")
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            eprintln!("SKIPPED (network-namespace test): nftables is not installed");
+            return None;
+        }
+        let mut spec = Spec::new(prefix, subnet);
+        tweak(&mut spec);
+        Some(Cluster::new(bin, spec).expect("lab"))
+    }
+
     /// Builds the lab and writes a key; starts no agent.
     pub fn new(bin: &Path, spec: Spec) -> io::Result<Cluster> {
         let lab = Lab::new(&spec.prefix, spec.nodes, spec.subnet)?;
@@ -274,6 +301,14 @@ impl Cluster {
         let s = fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Every node's log tail, headed by its name (for failure messages).
+    pub fn logs(&self) -> String {
+        (0..self.lab.nodes.len())
+            .map(|i| format!("--- n{i}:\n{}", self.log(i)))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Node `i`'s MAC (of its lab interface).
