@@ -483,21 +483,18 @@ fn idle_cost(bin: &std::path::Path, window: f64, extra: &[String]) -> (f64, f64,
             .unwrap_or(0.0)
             / 1e9
     };
-    let before: Vec<(f64, f64, f64)> = pids
-        .iter()
-        .map(|&p| {
-            let (u, s) = cpu(p);
-            (u, s, run_ns(p))
-        })
-        .collect();
+    // (user ticks, system ticks, run time) of every agent.
+    let sample = || -> Vec<(f64, f64, f64)> {
+        pids.iter()
+            .map(|&p| {
+                let (u, s) = cpu(p);
+                (u, s, run_ns(p))
+            })
+            .collect()
+    };
+    let before = sample();
     std::thread::sleep(Duration::from_secs_f64(window));
-    let after: Vec<(f64, f64, f64)> = pids
-        .iter()
-        .map(|&p| {
-            let (u, s) = cpu(p);
-            (u, s, run_ns(p))
-        })
-        .collect();
+    let after = sample();
     let (cpu_pct, user_share) = before
         .iter()
         .zip(&after)

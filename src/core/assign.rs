@@ -467,6 +467,17 @@ mod tests {
         l
     }
 
+    /// The candidates in a deterministic shuffle of `seed`.
+    fn shuffle(c: &[Candidate], seed: u64) -> Vec<Candidate> {
+        let mut out = c.to_vec();
+        let mut s = seed;
+        for i in (1..out.len()).rev() {
+            s = crate::core::hash::mix64(s.wrapping_add(i as u64));
+            out.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        out
+    }
+
     fn node_set() -> impl Strategy<Value = Vec<String>> {
         proptest::collection::btree_set("[a-z]{1,6}", 1..16).prop_map(|s| s.into_iter().collect())
     }
@@ -477,13 +488,7 @@ mod tests {
         #[test]
         fn order_independent(nodes in node_set(), v in 0usize..80, seed in any::<u64>()) {
             let c: Vec<Candidate> = nodes.iter().map(Candidate::new).collect();
-            let mut shuffled = c.clone();
-            // Deterministic shuffle from the seed.
-            let mut s = seed;
-            for i in (1..shuffled.len()).rev() {
-                s = crate::core::hash::mix64(s.wrapping_add(i as u64));
-                shuffled.swap(i, (s % (i as u64 + 1)) as usize);
-            }
+            let shuffled = shuffle(&c, seed);
             let g = groups(v);
             prop_assert_eq!(names(&assign(&g, &c), &c), names(&assign(&g, &shuffled), &shuffled));
         }
@@ -565,12 +570,7 @@ mod tests {
         #[test]
         fn holder_aware_order_independent(nodes in node_set(), v in 0usize..80, seed in any::<u64>()) {
             let c = with_noise(&nodes.iter().map(Candidate::new).collect::<Vec<_>>(), seed, v);
-            let mut shuffled = c.clone();
-            let mut s = seed;
-            for i in (1..shuffled.len()).rev() {
-                s = crate::core::hash::mix64(s.wrapping_add(i as u64));
-                shuffled.swap(i, (s % (i as u64 + 1)) as usize);
-            }
+            let shuffled = shuffle(&c, seed);
             let g = groups(v);
             prop_assert_eq!(names(&assign(&g, &c), &c), names(&assign(&g, &shuffled), &shuffled));
         }
