@@ -585,13 +585,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn three_nodes_join_and_share_metadata() {
+    /// Three members seeded by the first, started at time zero.
+    fn three_started() -> Vec<Membership> {
         let seed: SocketAddr = "10.0.0.1:7946".parse().unwrap();
         let mut nodes: Vec<Membership> = (1..=3).map(|i| node(i, vec![seed])).collect();
         for n in nodes.iter_mut() {
             n.start(Instant::ZERO);
         }
+        nodes
+    }
+
+    #[test]
+    fn three_nodes_join_and_share_metadata() {
+        let mut nodes = three_started();
         run(
             &mut nodes,
             Instant::ZERO,
@@ -617,11 +623,7 @@ mod tests {
     fn worst_case_metadata_spreads_by_broadcast() {
         // The largest metadata (two bitmaps of every other group) still rides foca's
         // packets: peers learn it from the broadcast alone.
-        let seed: SocketAddr = "10.0.0.1:7946".parse().unwrap();
-        let mut nodes: Vec<Membership> = (1..=3).map(|i| node(i, vec![seed])).collect();
-        for n in nodes.iter_mut() {
-            n.start(Instant::ZERO);
-        }
+        let mut nodes = three_started();
         let t1 = Instant::from_nanos(1_000_000_000);
         run(&mut nodes, Instant::ZERO, t1);
         let max = crate::core::config::MAX_GROUPS as u16;
