@@ -983,7 +983,12 @@ impl Engine {
     }
 
     fn send(&mut self, to: SocketAddr, body: &Body) {
-        match wire::encode(self.cluster_id, body) {
+        let encoded = wire::encode(self.cluster_id, body);
+        self.send_encoded(to, encoded);
+    }
+
+    fn send_encoded(&mut self, to: SocketAddr, encoded: Result<Vec<u8>, WireError>) {
+        match encoded {
             Ok(payload) => {
                 self.stats.datagrams_out += 1;
                 self.stats.bytes_out += payload.len() as u64;
@@ -1391,18 +1396,21 @@ impl Engine {
             return;
         };
         match v.handle_claim(&c, now) {
-            Ok(mut answer) => {
+            Ok(answer) => {
                 // Denies are advice (they steer contention backoff); grants are what
                 // counts. Should naming every holder not fit one datagram, name fewer.
-                while !answer.denied.is_empty()
-                    && wire::encode(self.cluster_id, &Body::Answer(answer.clone()))
-                        == Err(WireError::Oversize)
-                {
-                    let keep = answer.denied.len() / 2;
-                    answer.denied.truncate(keep);
-                    bump(&mut self.stats.drops, "denies_trimmed");
+                let mut body = Body::Answer(answer);
+                loop {
+                    let encoded = wire::encode(self.cluster_id, &body);
+                    match (encoded, &mut body) {
+                        (Err(WireError::Oversize), Body::Answer(a)) if !a.denied.is_empty() => {
+                            let keep = a.denied.len() / 2;
+                            a.denied.truncate(keep);
+                            bump(&mut self.stats.drops, "denies_trimmed");
+                        }
+                        (r, _) => break self.send_encoded(from, r),
+                    }
                 }
-                self.send(from, &Body::Answer(answer));
             }
             Err(Ignored::StartupWait) => {
                 // An empty answer: "alive, but granting nothing yet". The claimer then
