@@ -434,8 +434,46 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
     row
 }
 
-/// RSS (MB), CPU (% of a core) and the user share of that CPU, worst agent.
-fn idle_cost(bin: &std::path::Path, window: f64, extra: &[String]) -> (f64, f64, f64) {
+/// The idle cost of the busiest of three agents.
+#[derive(Clone, Copy, Debug, Default)]
+struct Idle {
+    /// Resident set, MB (largest of the three).
+    rss: f64,
+    /// CPU, % of a core (from the scheduler's run time, nanoseconds).
+    cpu: f64,
+    /// Times per second its threads went to sleep and were woken.
+    wakeups: f64,
+}
+
+/// One thread-summed sample of an agent: (run time in s, voluntary context switches).
+fn sample_agent(pid: i32) -> (f64, f64) {
+    // CPU time to the nanosecond: the scheduler's run time of every thread
+    // (`/proc/PID/task/*/schedstat`), not the 10 ms ticks of `stat`, which at 1 %
+    // of a core over 30 s carry ±15 % of sampling noise (and whose user/system
+    // split, sampled on ticks, is meaningless at this rate). Voluntary switches
+    // count the wake-ups.
+    let (mut run, mut switches) = (0.0, 0.0);
+    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in d.flatten() {
+            if let Some(ns) = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+            {
+                run += ns / 1e9;
+            }
+            switches += std::fs::read_to_string(t.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    (run, switches)
+}
+
+/// Idle cost with 3 nodes and 16 VIPs, agents run with the `extra` flags.
+fn idle_cost(bin: &std::path::Path, window: f64, extra: &[String]) -> Idle {
     let mut spec = Spec::new("wbi", [88, 200]);
     spec.vips4 = 16;
     spec.gate = !extra
@@ -452,62 +490,22 @@ fn idle_cost(bin: &std::path::Path, window: f64, extra: &[String]) -> (f64, f64,
         .expect("converge");
     std::thread::sleep(Duration::from_secs(3));
     let pids: Vec<i32> = (0..3).filter_map(|i| c.pid(i)).collect();
-    let cpu = |pid: i32| -> (f64, f64) {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let f: Vec<&str> = s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100) as f64;
-        let field =
-            |i: usize| -> f64 { f.get(i).and_then(|x| x.parse().ok()).unwrap_or(0.0) / tick };
-        (field(11), field(12))
-    };
-    // CPU time to the nanosecond: the scheduler's run time of every thread
-    // (`/proc/PID/task/*/schedstat`), not the 10 ms ticks of `stat`, which at 1 %
-    // of a core over 30 s carry ±15 % of sampling noise. `stat` still gives the
-    // user/system split.
-    let run_ns = |pid: i32| -> f64 {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-                    .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-                    .sum::<f64>()
-            })
-            .unwrap_or(0.0)
-            / 1e9
-    };
-    // (user ticks, system ticks, run time) of every agent.
-    let sample = || -> Vec<(f64, f64, f64)> {
-        pids.iter()
-            .map(|&p| {
-                let (u, s) = cpu(p);
-                (u, s, run_ns(p))
-            })
-            .collect()
-    };
+    let sample = || -> Vec<(f64, f64)> { pids.iter().map(|&p| sample_agent(p)).collect() };
     let before = sample();
     std::thread::sleep(Duration::from_secs_f64(window));
     let after = sample();
-    let (cpu_pct, user_share) = before
-        .iter()
-        .zip(&after)
-        .map(|(b, a)| {
-            let user = a.0 - b.0;
-            let ticks = user + a.1 - b.1;
-            (
-                (a.2 - b.2) / window * 100.0,
-                if ticks > 0.0 { user / ticks } else { 0.0 },
-            )
-        })
-        .fold((0.0, 0.0), |m, x| if x.0 > m.0 { x } else { m });
-    let rss = pids
+    let mut worst = Idle::default();
+    for (b, a) in before.iter().zip(&after) {
+        let cpu = (a.0 - b.0) / window * 100.0;
+        if cpu > worst.cpu {
+            worst = Idle {
+                rss: 0.0,
+                cpu,
+                wakeups: (a.1 - b.1) / window,
+            };
+        }
+    }
+    worst.rss = pids
         .iter()
         .map(|p| {
             std::fs::read_to_string(format!("/proc/{p}/status"))
@@ -523,16 +521,59 @@ fn idle_cost(bin: &std::path::Path, window: f64, extra: &[String]) -> (f64, f64,
                 / 1024.0
         })
         .fold(0.0, f64::max);
-    (rss, cpu_pct, user_share)
+    worst
+}
+
+/// Runs every configuration `runs` times, interleaved (A B A B …, so slow drifts of a
+/// noisy machine hit all alike), and prints each one's medians.
+fn idle_table(bin: &std::path::Path, window: f64, runs: usize, configs: &[String]) {
+    let mut got: Vec<Vec<Idle>> = vec![Vec::new(); configs.len()];
+    for _ in 0..runs {
+        for (i, flags) in configs.iter().enumerate() {
+            // `bin=PATH` in a configuration runs that agent binary (A/B of two builds).
+            let mut agent = bin.to_path_buf();
+            let mut extra = Vec::new();
+            for w in flags.split_whitespace() {
+                match w.strip_prefix("bin=") {
+                    Some(p) => agent = PathBuf::from(p),
+                    None => extra.push(w.to_string()),
+                }
+            }
+            got[i].push(idle_cost(&agent, window, &extra));
+        }
+    }
+    println!(
+        "\nagent idle, 3 nodes, 16 VIPs, busiest agent, median of {runs} × {window:.0} s (runs interleaved):"
+    );
+    println!("| flags | CPU % of a core | min–max | wake-ups/s | RSS MB |");
+    println!("|---|---|---|---|---|");
+    for (flags, v) in configs.iter().zip(&got) {
+        let med = |f: fn(&Idle) -> f64| percentile(&v.iter().map(f).collect::<Vec<_>>(), 50.0);
+        let cpus: Vec<f64> = v.iter().map(|x| x.cpu).collect();
+        println!(
+            "| {} | {:.2} | {:.2}–{:.2} | {:.0} | {:.1} |",
+            if flags.is_empty() {
+                "(defaults)"
+            } else {
+                flags
+            },
+            med(|x| x.cpu),
+            cpus.iter().cloned().fold(f64::INFINITY, f64::min),
+            cpus.iter().cloned().fold(0.0, f64::max),
+            med(|x| x.wakeups),
+            med(|x| x.rss),
+        );
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "failover_bench [--rounds N] [--vs keepalived] [--classes LIST|none] [--profiles LIST] [--idle-secs S] [--idle-flags 'FLAGS']\n\
+            "failover_bench [--rounds N] [--vs keepalived] [--classes LIST|none] [--profiles LIST] [--idle-secs S] [--idle-runs N] [--idle-flags 'FLAGS;FLAGS…']\n\
              Needs root. Rounds of each fault class on 3 agents in network namespaces, then the idle cost\n\
-             (of agents run with the extra FLAGS, e.g. '--profile fast' or '--fence address').\n\
+             (of agents run with the extra FLAGS, e.g. '--profile lean' or '--fence address'; several\n\
+             configurations separated by ';' run interleaved N times each; 'bin=PATH' picks the agent).\n\
              classes: machine-death,agent-kill,sigstop,leave   profiles: default,fast"
         );
         return;
@@ -621,16 +662,15 @@ fn main() {
     if window <= 0.0 {
         return;
     }
-    let flags = get("--idle-flags").unwrap_or_default();
-    let extra: Vec<String> = flags.split_whitespace().map(String::from).collect();
-    let (rss, cpu, user) = idle_cost(&bin, window, &extra);
-    let with = if extra.is_empty() {
-        String::new()
-    } else {
-        format!(", {flags}")
-    };
-    println!(
-        "agent idle (3 nodes, 16 VIPs{with}, {window:.0} s): RSS {rss:.1} MB, CPU {cpu:.2} % of a core ({:.0} % of it in user space; worst of the three)",
-        user * 100.0
-    );
+    let runs: usize = get("--idle-runs")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    // Configurations to compare, separated by `;` (an empty one is the defaults).
+    let configs: Vec<String> = get("--idle-flags")
+        .unwrap_or_default()
+        .split(';')
+        .map(|f| f.trim().to_string())
+        .collect();
+    idle_table(&bin, window, runs, &configs);
 }

@@ -53,6 +53,48 @@ const MAX_BURST: usize = 64;
 /// Timer coalescing grid.
 const TIMER_GRID: Duration = Duration::from_millis(5);
 
+/// A one-shot timer on the engine's clock (CLOCK_BOOTTIME), armed at an absolute
+/// deadline in nanoseconds.
+struct EngineTimer(nix::sys::timerfd::TimerFd);
+
+impl EngineTimer {
+    fn new() -> io::Result<EngineTimer> {
+        use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
+        TimerFd::new(
+            ClockId::CLOCK_BOOTTIME,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map(EngineTimer)
+        .map_err(io::Error::from)
+    }
+
+    /// Fires at `deadline` (at once if it has passed).
+    fn arm(&self, deadline: u64) -> io::Result<()> {
+        use nix::sys::time::TimeSpec;
+        use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
+        // A zero time would disarm the timer; BOOTTIME is never zero after boot.
+        let at = TimeSpec::from_duration(Duration::from_nanos(deadline.max(1)));
+        self.0
+            .set(
+                Expiration::OneShot(at),
+                TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+            )
+            .map_err(io::Error::from)
+    }
+
+    /// Consumes an expiry, if one is pending.
+    fn clear(&self) {
+        let _ = nix::unistd::read(&self.0, &mut [0u8; 8]);
+    }
+}
+
+impl std::os::fd::AsRawFd for EngineTimer {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
 /// How start-up failed; each maps to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -701,6 +743,12 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             refresh
         };
     tokio::pin!(shutdown);
+    // The AsyncFd owns the timerfd (see the socket above for the deprecation).
+    #[allow(deprecated)]
+    let timer = EngineTimer::new()
+        .and_then(|t| AsyncFd::with_interest(t, Interest::READABLE))
+        .map_err(|e| map_io("engine timer", e))?;
+    let mut armed: Option<u64> = None;
     info!(node = %settings.node.name, interface = %ifname, bind = %settings.bind, cluster = format!("{:016x}", cfg.cluster_id()), "starting");
     loop {
         loop {
@@ -765,15 +813,22 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
         }
         // Timers are coalesced on a 5 ms grid (a deadline is never early, at most
         // 5 ms late), so the refresh round, the claim and SWIM's timers share
-        // wake-ups instead of each costing one.
-        let sleep = match engine.poll_timeout() {
+        // wake-ups instead of each costing one. The engine's timer is a timerfd on
+        // the engine's own clock, armed to the nanosecond: tokio's millisecond
+        // wheel wakes up to 1 ms early and then sleeps again, two wake-ups per timer.
+        let deadline = match engine.poll_timeout() {
             Some(t) => {
                 let grid = TIMER_GRID.as_nanos() as u64;
-                let t = crate::core::time::Instant::from_nanos(t.as_nanos().div_ceil(grid) * grid);
-                t.saturating_since(clock::now())
+                t.as_nanos().div_ceil(grid) * grid
             }
-            None => Duration::from_secs(1),
+            None => (clock::now() + Duration::from_secs(1)).as_nanos(),
         };
+        if armed != Some(deadline) {
+            match timer.get_ref().arm(deadline) {
+                Ok(()) => armed = Some(deadline),
+                Err(e) => warn!(error = %e, "cannot arm the engine timer"),
+            }
+        }
         tokio::select! {
             guard = socket.readable() => {
                 let mut guard = match guard {
@@ -822,7 +877,14 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             Some((hook, result)) = hook_rx.recv() => {
                 *ops.shell.hooks.entry((hook, result)).or_default() += 1;
             }
-            _ = tokio::time::sleep(sleep) => engine.handle_timeout(clock::now()),
+            guard = timer.readable() => {
+                if let Ok(mut g) = guard {
+                    g.get_inner().clear();
+                    g.clear_ready();
+                }
+                armed = None;
+                engine.handle_timeout(clock::now());
+            }
             _ = tokio::time::sleep_until(next_reannounce) => {
                 next_reannounce = tokio::time::Instant::now() + if refresh.is_zero() { Duration::from_secs(3600) } else { refresh };
                 if !refresh.is_zero() {

@@ -48,7 +48,7 @@ struct Args {
     /// gate or address.
     #[arg(long, default_value = "gate")]
     fence: String,
-    /// default or fast.
+    /// default, fast or lean.
     #[arg(long, default_value = "default")]
     profile: String,
     /// Turn one safety mechanism off: quiescence, incarnation, quorum-lease,
@@ -159,7 +159,10 @@ fn main() -> ExitCode {
     sw.profile = match Profile::parse(&a.profile) {
         Some(p) => p,
         None => {
-            eprintln!("error: --profile {:?}: expected default or fast", a.profile);
+            eprintln!(
+                "error: --profile {:?}: expected default, fast or lean",
+                a.profile
+            );
             return ExitCode::from(64);
         }
     };

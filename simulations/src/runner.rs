@@ -162,8 +162,10 @@ impl Sweep {
         if self.fence == FenceKind::Address {
             s += " --fence address";
         }
-        if self.profile == Profile::Fast {
-            s += " --profile fast";
+        match self.profile {
+            Profile::Fast => s += " --profile fast",
+            Profile::Lean => s += " --profile lean",
+            Profile::Default => {}
         }
         for b in break_names(self.breaks, self.kernel_breaks) {
             s += &format!(" --break {b}");

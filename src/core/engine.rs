@@ -357,6 +357,9 @@ pub struct Engine {
     flush_retry_at: Option<Instant>,
     next_claim_at: Instant,
     next_group_tick: Option<Instant>,
+    /// From then on a wake-up for any other reason also runs the refresh round (half
+    /// a refresh period after the oldest held group's last refresh).
+    next_soft_refresh: Option<Instant>,
     next_meta_request: Instant,
     next_gc: Instant,
     /// When this process became eligible (or will, by fail-back).
@@ -505,6 +508,7 @@ impl Engine {
             flush_retry_at: None,
             next_claim_at: now,
             next_group_tick: None,
+            next_soft_refresh: None,
             next_meta_request: now,
             next_gc: now + GC_PERIOD,
             eligible: false,
@@ -1175,9 +1179,9 @@ impl Engine {
             .claimer
             .as_ref()
             .and_then(|c| c.lease(g, self.q_eff(now)));
-        let (bind_deadline, refresh_deadline, refresh_period) = match (lease, self.cfg.fence) {
-            (None, FenceKind::Gate) => (None, None, self.cfg.timing.gate_refresh),
-            (None, FenceKind::Address) => (None, None, self.cfg.timing.address_refresh),
+        let refresh_period = self.refresh_period();
+        let (bind_deadline, refresh_deadline) = match (lease, self.cfg.fence) {
+            (None, _) => (None, None),
             (Some(l), FenceKind::Gate) => {
                 let margin = self.cfg.gate_margin();
                 let refresh = l
@@ -1190,9 +1194,9 @@ impl Engine {
                             .checked_sub(self.cfg.timing.gate_arm.as_nanos() as u64)
                     })
                     .map(Instant::from_nanos);
-                (bind, refresh, self.cfg.timing.gate_refresh)
+                (bind, refresh)
             }
-            (Some(l), FenceKind::Address) => (Some(l), Some(l), self.cfg.timing.address_refresh),
+            (Some(l), FenceKind::Address) => (Some(l), Some(l)),
         };
         // Right after a release hint, denies naming the old holder are stale: the
         // voters are freeing the group. Give the hint 3R before contending again.
@@ -1596,14 +1600,14 @@ impl Engine {
     }
 
     fn tick_groups(&mut self, now: Instant, only_claiming: bool) {
-        // Refresh rounds: when one held group is due, every held group refreshed at
-        // least half a period ago joins it, so the shell writes them in one batch.
-        let period = match self.cfg.fence {
-            FenceKind::Gate => self.cfg.timing.gate_refresh,
-            FenceKind::Address => self.cfg.timing.address_refresh,
-        };
+        // Refresh rounds: when one held group is half a period from its last refresh,
+        // every such group is refreshed, so the shell writes them in one batch — and
+        // a wake-up that happens anyway (a datagram, the claim round) carries it, so
+        // the refresh rarely costs a wake-up of its own. Earlier is never less safe:
+        // each refresh is checked against the lease as usual.
+        let half = self.refresh_period() / 2;
         self.refresh_round = !only_claiming
-            && self.slots.iter().any(|s| matches!(s.phase, Phase::Held { refreshed, .. } if s.inflight.is_none() && now >= refreshed + period));
+            && self.slots.iter().any(|s| matches!(s.phase, Phase::Held { refreshed, .. } if s.inflight.is_none() && now >= refreshed + half));
         for g in 0..self.slots.len() {
             if only_claiming && !matches!(self.slots[g].phase, Phase::Claiming { .. }) {
                 continue;
@@ -1611,6 +1615,13 @@ impl Engine {
             self.tick_group(g as GroupId, now);
         }
         self.refresh_round = false;
+    }
+
+    fn refresh_period(&self) -> Duration {
+        match self.cfg.fence {
+            FenceKind::Gate => self.cfg.timing.gate_refresh,
+            FenceKind::Address => self.cfg.timing.address_refresh,
+        }
     }
 
     fn tick_group(&mut self, group: GroupId, now: Instant) {
@@ -1643,10 +1654,7 @@ impl Engine {
             Phase::Probing { .. } | Phase::Binding { .. } => None,
             Phase::Held { .. } if s.inflight.is_some() => None,
             Phase::Held { refreshed, .. } => {
-                let period = match self.cfg.fence {
-                    FenceKind::Gate => self.cfg.timing.gate_refresh,
-                    FenceKind::Address => self.cfg.timing.address_refresh,
-                };
+                let period = self.refresh_period();
                 // Also wake when a moved group's calm period ends.
                 let calm_end = (s.owner.as_deref() != Some(self.node.name.as_str()))
                     .then_some(s.calm_since + q);
@@ -1675,8 +1683,9 @@ impl Engine {
         // Groups change only with time (their own deadlines), the view, commands,
         // answers and kernel results; a SWIM ping that changes nothing costs nothing.
         let due = self.next_group_tick.is_some_and(|t| now >= t);
+        let soft = self.next_soft_refresh.is_some_and(|t| now >= t);
         let mut ticked = false;
-        if self.dirty_all || due {
+        if self.dirty_all || due || soft {
             self.tick_groups(now, false);
             ticked = true;
         } else if !self.dirty.is_empty() {
@@ -1727,6 +1736,15 @@ impl Engine {
                 .slots
                 .iter()
                 .filter_map(|s| self.next_tick_of(s, now))
+                .min();
+            let half = self.refresh_period() / 2;
+            self.next_soft_refresh = self
+                .slots
+                .iter()
+                .filter_map(|s| match s.phase {
+                    Phase::Held { refreshed, .. } if s.inflight.is_none() => Some(refreshed + half),
+                    _ => None,
+                })
                 .min();
         }
     }
@@ -1848,6 +1866,58 @@ mod tests {
             "no action while the flush is unconfirmed"
         );
         assert_eq!(e.poll_timeout(), None);
+    }
+
+    /// Runs the engine's own timers until it emits a gate refresh; completes the
+    /// refresh and returns when it was emitted.
+    fn next_refresh(e: &mut Engine) -> Instant {
+        for _ in 0..DRIVE_ALONE_STEPS {
+            let t = e.poll_timeout().expect("a held group keeps a timer");
+            e.handle_timeout(t);
+            let mut refreshed = false;
+            while let Some(a) = e.poll_action() {
+                if let Action::Kernel { id, op } = a {
+                    refreshed |= matches!(op, KernelOp::Refresh { .. });
+                    e.handle_kernel(id, KernelOutcome::Ok, t);
+                }
+            }
+            if refreshed {
+                return t;
+            }
+        }
+        panic!("no refresh within {DRIVE_ALONE_STEPS} timer steps");
+    }
+
+    fn refreshes_in(e: &mut Engine, now: Instant) -> usize {
+        let mut n = 0;
+        while let Some(a) = e.poll_action() {
+            if let Action::Kernel { id, op } = a {
+                n += usize::from(matches!(op, KernelOp::Refresh { .. }));
+                e.handle_kernel(id, KernelOutcome::Ok, now);
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn a_wake_up_past_half_the_refresh_period_carries_the_refresh() {
+        let (mut e, t0) = one_node();
+        drive(&mut e, t0, t0 + Duration::from_secs(3));
+        assert!(matches!(e.phase(0), Phase::Held { .. }), "{:?}", e.phase(0));
+        let f = e.config().timing.gate_refresh;
+        let r = next_refresh(&mut e);
+        // Before half the period: a wake-up for another reason refreshes nothing.
+        e.handle_timeout(r + f * 3 / 10);
+        assert_eq!(refreshes_in(&mut e, r + f * 3 / 10), 0);
+        // Past half of it, the same wake-up carries the refresh, although the
+        // engine's own timer would only have fired at r + F.
+        let w = r + f * 6 / 10;
+        assert!(e.poll_timeout().is_some_and(|t| t > w));
+        e.handle_timeout(w);
+        assert_eq!(refreshes_in(&mut e, w), 1);
+        // And the next one is counted from there.
+        e.handle_timeout(w + f * 3 / 10);
+        assert_eq!(refreshes_in(&mut e, w + f * 3 / 10), 0);
     }
 
     #[test]
