@@ -1605,9 +1605,7 @@ impl Engine {
         // a wake-up that happens anyway (a datagram, the claim round) carries it, so
         // the refresh rarely costs a wake-up of its own. Earlier is never less safe:
         // each refresh is checked against the lease as usual.
-        let half = self.refresh_period() / 2;
-        self.refresh_round = !only_claiming
-            && self.slots.iter().any(|s| matches!(s.phase, Phase::Held { refreshed, .. } if s.inflight.is_none() && now >= refreshed + half));
+        self.refresh_round = !only_claiming && self.soft_refresh_at().is_some_and(|t| now >= t);
         for g in 0..self.slots.len() {
             if only_claiming && !matches!(self.slots[g].phase, Phase::Claiming { .. }) {
                 continue;
@@ -1615,6 +1613,18 @@ impl Engine {
             self.tick_group(g as GroupId, now);
         }
         self.refresh_round = false;
+    }
+
+    /// Half a refresh period after the oldest held group's last refresh.
+    fn soft_refresh_at(&self) -> Option<Instant> {
+        let half = self.refresh_period() / 2;
+        self.slots
+            .iter()
+            .filter_map(|s| match s.phase {
+                Phase::Held { refreshed, .. } if s.inflight.is_none() => Some(refreshed + half),
+                _ => None,
+            })
+            .min()
     }
 
     fn refresh_period(&self) -> Duration {
@@ -1737,15 +1747,7 @@ impl Engine {
                 .iter()
                 .filter_map(|s| self.next_tick_of(s, now))
                 .min();
-            let half = self.refresh_period() / 2;
-            self.next_soft_refresh = self
-                .slots
-                .iter()
-                .filter_map(|s| match s.phase {
-                    Phase::Held { refreshed, .. } if s.inflight.is_none() => Some(refreshed + half),
-                    _ => None,
-                })
-                .min();
+            self.next_soft_refresh = self.soft_refresh_at();
         }
     }
 
@@ -1874,14 +1876,7 @@ mod tests {
         for _ in 0..DRIVE_ALONE_STEPS {
             let t = e.poll_timeout().expect("a held group keeps a timer");
             e.handle_timeout(t);
-            let mut refreshed = false;
-            while let Some(a) = e.poll_action() {
-                if let Action::Kernel { id, op } = a {
-                    refreshed |= matches!(op, KernelOp::Refresh { .. });
-                    e.handle_kernel(id, KernelOutcome::Ok, t);
-                }
-            }
-            if refreshed {
+            if refreshes_in(e, t) > 0 {
                 return t;
             }
         }
