@@ -52,6 +52,14 @@ const RECV_BUF: usize = 2048;
 const MAX_BURST: usize = 64;
 /// Timer coalescing grid.
 const TIMER_GRID: Duration = Duration::from_millis(5);
+/// Most rounds of "perform kernel operations, hand the results back" per wake-up:
+/// the loop then serves its other inputs before going on (a bound, not a target).
+const MAX_KERNEL_ROUNDS: usize = 16;
+/// After SIGTERM, the longest the graceful release may take before the agent exits
+/// anyway (removing what it can; the gate stays closed over anything left).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+/// A failing kernel operation is logged at most this often with the same error.
+const KERNEL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A one-shot timer on the engine's clock (CLOCK_BOOTTIME), armed at an absolute
 /// deadline in nanoseconds.
@@ -138,8 +146,16 @@ pub struct ShellOptions {
 }
 
 enum ArpJob {
-    Probe { group: GroupId, addrs: Vec<IpAddr> },
-    Announce { group: GroupId, addrs: Vec<IpAddr> },
+    Probe {
+        group: GroupId,
+        addrs: Vec<IpAddr>,
+    },
+    Announce {
+        group: GroupId,
+        addrs: Vec<IpAddr>,
+    },
+    /// The interface changed (deleted, re-created): open the raw socket again.
+    Reopen,
 }
 
 /// Groups that may be announced, with the lease-derived deadline of their latest
@@ -332,7 +348,8 @@ fn spawn_arp(
     allowed: Announceable,
     sent: Announced,
 ) -> io::Result<std_mpsc::Sender<ArpJob>> {
-    let mut link = arp::Link::open(ifname)?;
+    let mut link = Some(arp::Link::open(ifname)?);
+    let ifname = ifname.to_string();
     let (tx, rx) = std_mpsc::channel::<ArpJob>();
     let (count, interval, notify) = (
         opts.garp_count.max(1),
@@ -350,7 +367,24 @@ fn spawn_arp(
                 // All waiting probes share one listening window.
                 let mut probes: Vec<(GroupId, Vec<IpAddr>)> = Vec::new();
                 for j in jobs {
+                    if matches!(j, ArpJob::Reopen) || link.is_none() {
+                        // A raw socket is bound to an interface index, which a deleted
+                        // and re-created interface does not keep.
+                        link = arp::Link::open(&ifname)
+                            .inspect_err(|e| debug!(interface = %ifname, error = %e, "raw socket not reopened"))
+                            .ok();
+                    }
+                    let Some(link) = link.as_mut() else {
+                        if let ArpJob::Probe { group, .. } = j {
+                            // No interface, nobody to hear: silent, as a failed probe
+                            // (the bind then fails on the missing interface; the lease
+                            // is what keeps a bind safe, never the probe).
+                            let _ = results.send(ProbeDone { group, conflict: false });
+                        }
+                        continue;
+                    };
                     match j {
+                        ArpJob::Reopen => {}
                         ArpJob::Probe { group, addrs } => probes.push((group, addrs)),
                         ArpJob::Announce { group, addrs } => {
                             'burst: for k in 0..count {
@@ -383,11 +417,11 @@ fn spawn_arp(
                         }
                     }
                 }
-                if !probes.is_empty() {
+                if let (false, Some(l)) = (probes.is_empty(), link.as_mut()) {
                     let all: Vec<IpAddr> =
                         probes.iter().flat_map(|(_, a)| a.iter().copied()).collect();
-                    link.drain();
-                    let conflicts = link.probe(&all, probe_wait).unwrap_or_else(|e| {
+                    l.drain();
+                    let conflicts = l.probe(&all, probe_wait).unwrap_or_else(|e| {
                         warn!(error = %e, "probe failed; treating as silent");
                         vec![false; all.len()]
                     });
@@ -546,7 +580,7 @@ impl OpsState {
     fn sync(&mut self, engine: &Engine, now: crate::core::time::Instant) {
         self.shell.garp = self.announced[0].load(Ordering::Relaxed);
         self.shell.na = self.announced[1].load(Ordering::Relaxed);
-        let ready = status::ready(engine, self.shell.healthy, now);
+        let ready = status::ready(engine, self.healthy(), now);
         self.metrics.sync(engine, &self.shell, ready, now);
     }
 
@@ -554,8 +588,8 @@ impl OpsState {
         let now = clock::now();
         match cmd {
             Cmd::Status(tx) => {
-                let doc = status::document(engine, &self.journal, self.shell.healthy, now);
-                let ready = status::ready(engine, self.shell.healthy, now);
+                let doc = status::document(engine, &self.journal, self.healthy(), now);
+                let ready = status::ready(engine, self.healthy(), now);
                 let _ = tx.send((doc.to_string(), ready));
             }
             Cmd::Sync(tx) => {
@@ -620,9 +654,33 @@ impl OpsState {
                         if h { "healthy" } else { "unhealthy" }
                     ),
                 );
-                engine.set_healthy(h, clock::now());
+                engine.set_healthy(h && self.shell.link_up, clock::now());
             }
         }
+    }
+
+    /// The interface came, went, or changed state: a node whose interface is missing
+    /// or down cannot answer for its VIPs, so it is not eligible (its groups move away
+    /// by the release path, like a failed health check) until the interface is back.
+    fn link(&mut self, engine: &mut Engine, up: bool, what: &str) {
+        self.shell.link_up = up;
+        if up {
+            info!(
+                node = engine.name(),
+                "interface {what}: eligible for VIPs again"
+            );
+        } else {
+            warn!(node = engine.name(), "interface {what}: moving VIPs away");
+        }
+        self.journal
+            .event("link", None, format!("{}: interface {what}", engine.name()));
+        engine.set_healthy(self.shell.healthy && up, clock::now());
+    }
+
+    /// Health as `/readyz`, `/status` and the metrics report it: the checks and
+    /// the interface.
+    fn healthy(&self) -> bool {
+        self.shell.healthy && self.shell.link_up
     }
 }
 
@@ -648,6 +706,13 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             .map_err(|e| map_io("nftables gate", e))?;
     }
     let mut kernel = KernelIo::open(&cfg, &ifname, index).map_err(|e| map_io("netlink", e))?;
+    // Link notifications: the interface may be deleted, re-created (new index) or
+    // set down under a running agent.
+    #[allow(deprecated)]
+    let mut link_watch = crate::addr::rtnl::LinkWatch::open()
+        .and_then(|w| AsyncFd::with_interest(w, Interest::READABLE))
+        .map_err(|e| map_io("netlink link watch", e))?;
+    let mut link_index = Some(index);
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ProbeDone>();
     let allowed: Announceable = Default::default();
     let announced: Announced = Default::default();
@@ -706,6 +771,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
         metrics: Metrics::new(),
         shell: ShellCounters {
             healthy: true,
+            link_up: true,
             ..Default::default()
         },
         journal: Journal::default(),
@@ -749,9 +815,30 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
         .and_then(|t| AsyncFd::with_interest(t, Interest::READABLE))
         .map_err(|e| map_io("engine timer", e))?;
     let mut armed: Option<u64> = None;
+    // Kernel failures already logged (error text → when), so a kernel that keeps
+    // refusing is logged once per KERNEL_LOG_EVERY, not once per retry.
+    let mut kernel_logged: std::collections::BTreeMap<String, crate::core::time::Instant> =
+        Default::default();
+    // Actions left in the engine when the kernel round bound was hit.
+    let mut backlog;
+    let mut leave_deadline: Option<tokio::time::Instant> = None;
+    // The interface as it is now (it may be down already at start).
+    if let Some(l) = kernel.relink()
+        && !(l.up && l.running)
+    {
+        ops.link(&mut engine, false, "down");
+    }
     info!(node = %settings.node.name, interface = %ifname, bind = %settings.bind, cluster = format!("{:016x}", cfg.cluster_id()), "starting");
     loop {
-        loop {
+        let ks = kernel.stats();
+        (ops.shell.gate_reinstalls, ops.shell.link_changes) = (ks.gate_reinstalls, ks.link_changes);
+        backlog = false;
+        for round in 0..=MAX_KERNEL_ROUNDS {
+            if round == MAX_KERNEL_ROUNDS {
+                // Serve the other inputs first; the select below returns at once.
+                backlog = engine.has_actions();
+                break;
+            }
             let mut kops = Vec::new();
             while let Some(a) = engine.poll_action() {
                 match a {
@@ -803,7 +890,17 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             // Kernel work runs here, in order, and its results go straight back.
             for d in kernel.perform(kops) {
                 if let KernelOutcome::Failed(why) = &d.outcome {
-                    warn!(op = d.id, error = %why, "kernel operation failed");
+                    let now = clock::now();
+                    if kernel_logged
+                        .get(why)
+                        .is_none_or(|t| now >= *t + KERNEL_LOG_EVERY)
+                    {
+                        warn!(op = d.id, error = %why, "kernel operation failed; retrying");
+                        if kernel_logged.len() >= 64 {
+                            kernel_logged.clear();
+                        }
+                        kernel_logged.insert(why.clone(), now);
+                    }
                 }
                 engine.handle_kernel(d.id, d.outcome, clock::now());
             }
@@ -830,6 +927,7 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
             }
         }
         tokio::select! {
+            _ = std::future::ready(()), if backlog => {}
             guard = socket.readable() => {
                 let mut guard = match guard {
                     Ok(g) => g,
@@ -893,10 +991,36 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
                     }
                 }
             }
+            guard = link_watch.readable_mut() => {
+                if let Ok(mut g) = guard {
+                    g.get_inner_mut().drain();
+                    g.clear_ready();
+                }
+                let link = kernel.relink();
+                let index = link.as_ref().map(|l| l.index);
+                if index != link_index {
+                    link_index = index;
+                    let _ = arp.send(ArpJob::Reopen);
+                }
+                let up = link.as_ref().is_some_and(|l| l.up && l.running);
+                if up != ops.shell.link_up {
+                    let what = match &link {
+                        None => "gone",
+                        Some(_) if up => "up",
+                        Some(_) => "down",
+                    };
+                    ops.link(&mut engine, up, what);
+                }
+            }
             _ = &mut shutdown, if !leaving => {
                 leaving = true;
+                leave_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
                 info!("shutting down: releasing VIPs, then leaving");
                 engine.leave(clock::now());
+            }
+            _ = async { if let Some(d) = leave_deadline { tokio::time::sleep_until(d).await } }, if leave_deadline.is_some() => {
+                warn!(grace_ms = SHUTDOWN_GRACE.as_millis() as u64, "the graceful release did not finish in time; exiting anyway");
+                break;
             }
         }
         if let Some(d) = suspend.check() {

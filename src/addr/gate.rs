@@ -34,6 +34,11 @@ pub const TABLE: &str = "wackamole";
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_GETSET: u16 = 10;
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
@@ -501,6 +506,76 @@ impl Gate {
             }
         }
         Ok(())
+    }
+
+    /// Whether one nftables object exists: `Ok(false)` on ENOENT.
+    fn exists(&mut self, ty: u16, family: u8, attrs: &[u8]) -> io::Result<bool> {
+        let seq = self.next_seq();
+        let mut buf = Vec::new();
+        nlmsg(
+            &mut buf,
+            (NFNL_SUBSYS_NFTABLES << 8) | ty,
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            family,
+            0,
+            attrs,
+        );
+        self.sock.send(&buf, 0)?;
+        for _ in 0..64 {
+            let got = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            let mut off = 0;
+            while off + 16 <= got {
+                let len =
+                    u32::from_ne_bytes(self.buf[off..off + 4].try_into().expect("4")) as usize;
+                let mty = u16::from_ne_bytes(self.buf[off + 4..off + 6].try_into().expect("2"));
+                let mseq = u32::from_ne_bytes(self.buf[off + 8..off + 12].try_into().expect("4"));
+                if len < 16 || off + len > got {
+                    break;
+                }
+                if mty == NLMSG_ERROR && len >= 20 && mseq == seq {
+                    let code =
+                        i32::from_ne_bytes(self.buf[off + 16..off + 20].try_into().expect("4"));
+                    return match -code {
+                        0 => Ok(true),
+                        c if c == nix::errno::Errno::ENOENT as i32 => Ok(false),
+                        c => Err(io::Error::from_raw_os_error(c)),
+                    };
+                }
+                off += (len + 3) & !3;
+            }
+        }
+        Err(io::Error::other("no answer to an nftables query"))
+    }
+
+    /// Whether both gate tables and every set the agent writes exist. A firewall
+    /// reload (`nft flush ruleset`, the first line of Debian's
+    /// `/etc/nftables.conf`) deletes them without notice; the kernel side then
+    /// re-creates them ([`install`]).
+    pub fn present(&mut self) -> io::Result<bool> {
+        let sets: [(u8, &[&str]); 2] = [
+            (NFPROTO_ARP, &["pool4", "live4", "armed4"]),
+            (
+                NFPROTO_INET,
+                &["pool4", "live4", "armed4", "pool6", "live6", "armed6"],
+            ),
+        ];
+        for (fam, names) in sets {
+            let mut t = Nla::new();
+            t.put_str(NFTA_TABLE_NAME, TABLE);
+            if !self.exists(NFT_MSG_GETTABLE, fam, &t.0)? {
+                return Ok(false);
+            }
+            for set in names {
+                let mut n = Nla::new();
+                n.put_str(NFTA_SET_TABLE, TABLE);
+                n.put_str(NFTA_SET_NAME, set);
+                if !self.exists(NFT_MSG_GETSET, fam, &n.0)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// The elements of a set with their remaining time, from the inet table.

@@ -7,18 +7,31 @@
 //! re-checks and goes live. Refreshes that arrive together are written as one batch
 //! (one netlink round trip for all held groups); if that batch finds an expired
 //! element, each group is retried alone so only the lapsed ones are reported.
+//!
+//! Day two: the kernel state can change under the agent. A firewall reload
+//! (`nft flush ruleset`) deletes the gate's tables; the worker notices on the next
+//! gate write that fails with ENOENT, checks whether the tables are gone, and
+//! re-creates them (logged and counted once per event); held groups are then
+//! re-armed and put live again by the bind path, under the same lease checks, so
+//! nothing answers outside a lease. An interface that is deleted and re-created
+//! comes back with a new index: the worker resolves the interface by name again
+//! whenever the kernel answers ENODEV (and when the shell's link watch says it
+//! changed); while it is missing, its addresses are gone with it, so an unbind of a
+//! group on it is complete.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::Duration;
+
+use tracing::warn;
 
 use crate::clock;
 use crate::core::config::{ClusterConfig, FenceKind, GroupId, Vip};
 use crate::core::engine::KernelOp;
 use crate::core::ownership::KernelOutcome;
 
-use super::gate::{ElemOp, Gate, GateError, GateSet};
-use super::rtnl::{NlError, Rtnl};
+use super::gate::{self, ElemOp, Gate, GateError, GateSet};
+use super::rtnl::{Link, NlError, Rtnl};
 
 /// Address lifetime used for every VIP (`valid_lft` = `preferred_lft`).
 pub const LIFETIME_S: u32 = 1;
@@ -32,22 +45,94 @@ pub struct Done {
     pub outcome: KernelOutcome,
 }
 
+/// What the kernel side has had to repair, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// Times the gate's tables were found gone and re-created.
+    pub gate_reinstalls: u64,
+    /// Times the interface was found missing or with a new index.
+    pub link_changes: u64,
+}
+
 struct Worker {
     rtnl: Rtnl,
     gate: Option<Gate>,
-    index: u32,
+    /// The interface's index; `None` while no interface of that name exists.
+    index: Option<u32>,
     ifname: String,
     groups: Vec<Vec<Vip>>,
     pool: Vec<Vip>,
     e: Duration,
     a: Duration,
+    stats: KernelStats,
 }
 
 fn err_text(e: &NlError) -> String {
     e.to_string()
 }
 
+/// The kernel answered "no such device": the interface index is stale.
+fn is_enodev(e: &NlError) -> bool {
+    e.errno() == Some(nix::errno::Errno::ENODEV as i32)
+}
+
+fn is_enoent(e: &GateError) -> bool {
+    matches!(e, GateError::Io(io) if io.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32))
+}
+
 impl Worker {
+    /// Resolves the interface by name again; updates the index. `None` when no
+    /// interface of that name exists (or the kernel could not be asked).
+    fn relink(&mut self) -> Option<Link> {
+        match self.rtnl.link(&self.ifname) {
+            Ok(link) => {
+                let index = link.as_ref().map(|l| l.index);
+                if index != self.index {
+                    self.stats.link_changes += 1;
+                    match index {
+                        Some(i) => {
+                            warn!(interface = %self.ifname, index = i, "interface (re)appeared")
+                        }
+                        None => {
+                            warn!(interface = %self.ifname, "interface is gone; its VIPs went with it")
+                        }
+                    }
+                    self.index = index;
+                }
+                link
+            }
+            Err(e) => {
+                warn!(interface = %self.ifname, error = %e, "cannot look up the interface");
+                None
+            }
+        }
+    }
+
+    /// The gate write failed with ENOENT: either an element expired (the normal
+    /// dead-man case) or the tables are gone (a firewall reload). In the second case
+    /// re-create them — empty — and return true.
+    fn gate_lost(&mut self) -> bool {
+        let Some(gate) = &mut self.gate else {
+            return false;
+        };
+        match gate.present() {
+            Ok(true) => false,
+            Ok(false) => {
+                self.stats.gate_reinstalls += 1;
+                warn!("the nftables gate tables are gone (a firewall reload?): re-creating them");
+                let vips: Vec<IpAddr> = self.pool.iter().map(|v| v.addr).collect();
+                if let Err(e) = gate::install(&vips, self.e, self.a) {
+                    warn!(error = %e, "cannot re-create the nftables gate; retrying");
+                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot check the nftables gate");
+                false
+            }
+        }
+    }
+
     fn label(&self) -> String {
         // IFNAMSIZ-1 = 15 bytes: "<ifname>:wm", truncated.
         let mut l = format!("{}:wm", self.ifname);
@@ -67,10 +152,28 @@ impl Worker {
             .iter()
             .flat_map(|&g| self.groups[usize::from(g)].iter().copied())
             .collect();
-        let mut results = self
-            .rtnl
-            .addr_set_many(self.index, &vips, LIFETIME_S, true, Some(&label))
-            .into_iter();
+        let missing = format!("interface {} is missing", self.ifname);
+        let mut all = match self.index.or_else(|| self.relink().map(|l| l.index)) {
+            Some(index) => self
+                .rtnl
+                .addr_set_many(index, &vips, LIFETIME_S, true, Some(&label)),
+            None => return gs.iter().map(|_| Err(missing.clone())).collect(),
+        };
+        if all.iter().any(|r| r.as_ref().is_err_and(is_enodev)) {
+            // A stale index (the interface was deleted, perhaps re-created): once more
+            // under the name's current index, if there is one.
+            let before = self.index;
+            match self.relink() {
+                Some(l) if Some(l.index) != before => {
+                    all = self
+                        .rtnl
+                        .addr_set_many(l.index, &vips, LIFETIME_S, true, Some(&label));
+                }
+                Some(_) => {}
+                None => return gs.iter().map(|_| Err(missing.clone())).collect(),
+            }
+        }
+        let mut results = all.into_iter();
         gs.iter()
             .map(|&g| {
                 let mut r = Ok(());
@@ -84,11 +187,22 @@ impl Worker {
             .collect()
     }
 
+    /// Deletes a group's addresses. With the interface gone, they are gone too.
     fn del_addrs(&mut self, g: GroupId) -> Result<(), String> {
         for v in self.groups[usize::from(g)].clone() {
-            self.rtnl
-                .addr_del(self.index, &v)
-                .map_err(|e| err_text(&e))?;
+            let Some(index) = self.index.or_else(|| self.relink().map(|l| l.index)) else {
+                return Ok(());
+            };
+            match self.rtnl.addr_del(index, &v) {
+                Ok(_) => {}
+                Err(e) if is_enodev(&e) => match self.relink() {
+                    None => return Ok(()),
+                    Some(l) => {
+                        self.rtnl.addr_del(l.index, &v).map_err(|e| err_text(&e))?;
+                    }
+                },
+                Err(e) => return Err(err_text(&e)),
+            }
         }
         Ok(())
     }
@@ -110,20 +224,28 @@ impl Worker {
     }
 
     fn verify_gone(&mut self, addrs: &[IpAddr]) -> Result<(), String> {
-        let present: Vec<IpAddr> = self
-            .rtnl
-            .addrs(self.index)
-            .map_err(|e| err_text(&e))?
-            .into_iter()
-            .map(|a| a.addr)
-            .filter(|a| addrs.contains(a))
-            .collect();
-        if !present.is_empty() {
-            return Err(format!("still present after delete: {present:?}"));
+        // Without the interface there is nothing to list: its addresses went with it.
+        if let Some(index) = self.index.or_else(|| self.relink().map(|l| l.index)) {
+            let present: Vec<IpAddr> = self
+                .rtnl
+                .addrs(index)
+                .map_err(|e| err_text(&e))?
+                .into_iter()
+                .map(|a| a.addr)
+                .filter(|a| addrs.contains(a))
+                .collect();
+            if !present.is_empty() {
+                return Err(format!("still present after delete: {present:?}"));
+            }
         }
         if let Some(gate) = &mut self.gate {
             for v6 in [false, true] {
-                let live = gate.list(GateSet::Live, v6).map_err(|e| e.to_string())?;
+                let live = match gate.list(GateSet::Live, v6) {
+                    Ok(l) => l,
+                    // No table, no set: no element either (a firewall reload).
+                    Err(e) if is_enoent(&e) => Vec::new(),
+                    Err(e) => return Err(e.to_string()),
+                };
                 if live.iter().any(|(a, _)| addrs.contains(a)) {
                     return Err("gate element still present after delete".into());
                 }
@@ -133,17 +255,24 @@ impl Worker {
     }
 
     fn flush(&mut self) -> KernelOutcome {
-        let pool = self.pool.clone();
-        for v in &pool {
-            if let Err(e) = self.rtnl.addr_del(self.index, v) {
-                return KernelOutcome::Failed(err_text(&e));
+        for g in 0..self.groups.len() {
+            if let Err(e) = self.del_addrs(g as GroupId) {
+                return KernelOutcome::Failed(e);
             }
         }
-        if let Some(gate) = &mut self.gate {
-            for set in [GateSet::Live, GateSet::Armed] {
-                if let Err(e) = gate.flush(set) {
+        let pool = self.pool.clone();
+        for set in [GateSet::Live, GateSet::Armed] {
+            let Some(gate) = &mut self.gate else { break };
+            match gate.flush(set) {
+                Ok(()) => {}
+                // The tables are gone: fresh ones are empty.
+                Err(e) if is_enoent(&e) => {
+                    if self.gate_lost() {
+                        break;
+                    }
                     return KernelOutcome::Failed(e.to_string());
                 }
+                Err(e) => return KernelOutcome::Failed(e.to_string()),
             }
         }
         let addrs: Vec<IpAddr> = pool.iter().map(|v| v.addr).collect();
@@ -184,8 +313,23 @@ impl Worker {
                 .iter()
                 .map(|a| ElemOp::Add(GateSet::Armed, *a, a_timeout))
                 .collect();
-            if let Err(e) = gate.batch(&arm) {
-                return KernelOutcome::Failed(e.to_string());
+            match gate.batch(&arm) {
+                Ok(()) => {}
+                // An add finds no element to miss: ENOENT means the set is gone.
+                Err(GateError::Expired) => {
+                    if !self.gate_lost() {
+                        return KernelOutcome::Failed("gate set missing".into());
+                    }
+                    if clock::now() > deadline {
+                        return KernelOutcome::Lapsed;
+                    }
+                    if let Some(gate) = &mut self.gate
+                        && let Err(e) = gate.batch(&arm)
+                    {
+                        return KernelOutcome::Failed(e.to_string());
+                    }
+                }
+                Err(e) => return KernelOutcome::Failed(e.to_string()),
             }
         }
         if let Err(e) = self.set_addrs(g) {
@@ -222,6 +366,23 @@ impl Worker {
         KernelOutcome::Ok
     }
 
+    /// The gate batch refreshing the groups `idx` of `items`: every delete, then every
+    /// add (one run each, so the batch is a few messages).
+    fn refresh_ops(
+        &self,
+        items: &[(GroupId, crate::core::time::Instant, bool)],
+        idx: &[usize],
+    ) -> Vec<ElemOp> {
+        let addrs = || {
+            idx.iter()
+                .flat_map(|&i| self.groups[usize::from(items[i].0)].iter().map(|v| v.addr))
+        };
+        addrs()
+            .map(|a| ElemOp::Del(GateSet::Live, a))
+            .chain(addrs().map(|a| ElemOp::Add(GateSet::Live, a, self.e)))
+            .collect()
+    }
+
     /// Refreshes several groups; returns one outcome per group.
     fn refresh(
         &mut self,
@@ -233,36 +394,52 @@ impl Worker {
             .map(|&(_, d, _)| (now > d).then_some(KernelOutcome::Lapsed))
             .collect();
         let live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
-        let (groups, e) = (&self.groups, self.e);
-        // Every delete, then every add: one run each, so the batch is a few messages.
-        let ops_for = |idx: &[usize]| -> Vec<ElemOp> {
-            let addrs = || {
-                idx.iter()
-                    .flat_map(|&i| groups[usize::from(items[i].0)].iter().map(|v| v.addr))
-            };
-            addrs()
-                .map(|a| ElemOp::Del(GateSet::Live, a))
-                .chain(addrs().map(|a| ElemOp::Add(GateSet::Live, a, e)))
-                .collect()
+        let first = if self.gate.is_some() && !live.is_empty() {
+            let ops = self.refresh_ops(items, &live);
+            self.gate.as_mut().map(|gate| gate.batch(&ops))
+        } else {
+            None
         };
-        if let Some(gate) = self.gate.as_mut().filter(|_| !live.is_empty()) {
-            match gate.batch(&ops_for(&live)) {
-                Ok(()) => {}
-                Err(GateError::Expired) if live.len() > 1 => {
-                    // Find the lapsed groups: each alone.
-                    for &i in &live {
-                        match gate.batch(&ops_for(&[i])) {
-                            Ok(()) => {}
-                            Err(GateError::Expired) => out[i] = Some(KernelOutcome::Lapsed),
-                            Err(e) => out[i] = Some(KernelOutcome::Failed(e.to_string())),
-                        }
+        if matches!(first, Some(Err(GateError::Expired))) && self.gate_lost() {
+            // The tables were gone and are back, empty: every held group goes live
+            // again the way a bind does (arm, add, re-check, go-live), against its
+            // deadline less the arming margin, exactly as a fresh bind would be.
+            let a = self.a;
+            for &i in &live {
+                let (g, d, _) = items[i];
+                let bind_deadline = crate::core::time::Instant::from_nanos(
+                    d.as_nanos().saturating_sub(a.as_nanos() as u64),
+                );
+                out[i] = match self.bind(g, bind_deadline) {
+                    KernelOutcome::Ok => None,
+                    other => Some(other),
+                };
+            }
+            return out
+                .into_iter()
+                .map(|o| o.unwrap_or(KernelOutcome::Ok))
+                .collect();
+        }
+        match first {
+            None | Some(Ok(())) => {}
+            Some(Err(GateError::Expired)) if live.len() > 1 => {
+                // Find the lapsed groups: each alone.
+                for &i in &live {
+                    let ops = self.refresh_ops(items, &[i]);
+                    let Some(gate) = self.gate.as_mut() else {
+                        break;
+                    };
+                    match gate.batch(&ops) {
+                        Ok(()) => {}
+                        Err(GateError::Expired) => out[i] = Some(KernelOutcome::Lapsed),
+                        Err(e) => out[i] = Some(KernelOutcome::Failed(e.to_string())),
                     }
                 }
-                Err(GateError::Expired) => out[live[0]] = Some(KernelOutcome::Lapsed),
-                Err(e) => {
-                    for &i in &live {
-                        out[i] = Some(KernelOutcome::Failed(e.to_string()));
-                    }
+            }
+            Some(Err(GateError::Expired)) => out[live[0]] = Some(KernelOutcome::Lapsed),
+            Some(Err(e)) => {
+                for &i in &live {
+                    out[i] = Some(KernelOutcome::Failed(e.to_string()));
                 }
             }
         }
@@ -367,12 +544,13 @@ impl KernelIo {
         Ok(KernelIo(Worker {
             rtnl,
             gate,
-            index,
+            index: Some(index),
             ifname: ifname.to_string(),
             groups,
             pool,
             e: cfg.timing.gate_timeout,
             a: cfg.timing.gate_arm,
+            stats: KernelStats::default(),
         }))
     }
 
@@ -384,5 +562,16 @@ impl KernelIo {
     /// Removes every pool VIP and gate element (shutdown, fatal errors).
     pub fn flush(&mut self) -> KernelOutcome {
         self.0.flush()
+    }
+
+    /// Resolves the interface by name again (after a link event): its current
+    /// state, `None` if it is gone. Later operations use the new index.
+    pub fn relink(&mut self) -> Option<Link> {
+        self.0.relink()
+    }
+
+    /// What had to be repaired so far.
+    pub fn stats(&self) -> KernelStats {
+        self.0.stats
     }
 }

@@ -53,6 +53,8 @@ pub struct Link {
     pub mac: [u8; 6],
     /// Administratively up.
     pub up: bool,
+    /// Operationally up (`IFF_RUNNING`: up and the carrier is there).
+    pub running: bool,
 }
 
 /// An address on an interface, as the kernel reports it.
@@ -389,5 +391,60 @@ fn link_of(l: &LinkMessage) -> Link {
         name,
         mac,
         up: l.header.flags.contains(LinkFlags::Up),
+        running: l.header.flags.contains(LinkFlags::Running),
+    }
+}
+
+/// rtnetlink's multicast group for link changes (`RTNLGRP_LINK`).
+const RTNLGRP_LINK: u32 = 1;
+
+/// A non-blocking socket subscribed to link notifications (`RTM_NEWLINK`,
+/// `RTM_DELLINK`): the shell waits on it and, when it becomes readable, resolves its
+/// interface by name again. Links change rarely, so this costs no wake-ups at idle.
+pub struct LinkWatch {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for LinkWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkWatch").finish_non_exhaustive()
+    }
+}
+
+impl LinkWatch {
+    /// Subscribes (in the calling thread's network namespace).
+    pub fn open() -> io::Result<LinkWatch> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.add_membership(RTNLGRP_LINK)?;
+        sock.set_non_blocking(true)?;
+        Ok(LinkWatch {
+            sock,
+            buf: vec![0; 1 << 16],
+        })
+    }
+
+    /// Reads every queued notification; whether there was any (an overrun counts:
+    /// some were lost, so the caller must look again).
+    pub fn drain(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..1024 {
+            match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(_) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // ENOBUFS: notifications were dropped; look again anyway.
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+}
+
+impl std::os::fd::AsRawFd for LinkWatch {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
     }
 }

@@ -48,8 +48,14 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub const META_REQUEST_PERIOD: Duration = Duration::from_millis(500);
 /// How often expired promises are swept.
 const GC_PERIOD: Duration = Duration::from_secs(1);
-/// Retry delay after a failed start-up flush or unbind.
+/// First retry delay after a failed kernel operation (start-up flush, unbind, bind);
+/// it doubles with each further failure of the same group, up to
+/// [`MAX_KERNEL_RETRY`]. A failure is retried on a timer, never inside the same
+/// drive: a kernel that keeps refusing (a flushed ruleset, a vanished interface)
+/// must not keep the shell from serving signals, HTTP and gossip.
 const KERNEL_RETRY: Duration = Duration::from_millis(50);
+/// Longest delay between retries of a failing kernel operation.
+pub const MAX_KERNEL_RETRY: Duration = Duration::from_secs(1);
 /// Most rounds of [`Engine::drive_alone`].
 pub const DRIVE_ALONE_STEPS: usize = 100_000;
 /// Most actions queued before the shell drains them (a bound, not a target).
@@ -264,6 +270,8 @@ pub struct Stats {
     pub refreshes: u64,
     /// Refreshes that failed or lapsed.
     pub refresh_failures: u64,
+    /// Kernel operations the shell reported failed (each retried on a timer).
+    pub kernel_failures: u64,
     /// Assignment recomputations.
     pub view_changes: u64,
 }
@@ -299,6 +307,15 @@ struct Slot {
     phase: Phase,
     inflight: Option<u64>,
     backoff_exp: u32,
+    /// After a failed kernel operation: no new one before then (see [`KERNEL_RETRY`]).
+    retry_at: Option<Instant>,
+    /// Consecutive failed kernel operations of this group.
+    kernel_failures: u32,
+}
+
+/// Delay before the next try after `failures` consecutive kernel failures.
+fn kernel_retry_delay(failures: u32) -> Duration {
+    (KERNEL_RETRY * (1u32 << failures.saturating_sub(1).min(5))).min(MAX_KERNEL_RETRY)
 }
 
 /// One group as [`Engine::status`] reports it.
@@ -486,6 +503,8 @@ impl Engine {
                 phase: Phase::Free,
                 inflight: None,
                 backoff_exp: 0,
+                retry_at: None,
+                kernel_failures: 0,
             };
             cluster.groups.len()
         ];
@@ -628,6 +647,11 @@ impl Engine {
     }
 
     // ---- outputs -------------------------------------------------------------------
+
+    /// Whether effects are waiting to be polled.
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
 
     /// The next effect to carry out.
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -780,6 +804,15 @@ impl Engine {
                 let g = usize::from(group);
                 if self.slots[g].inflight == Some(id) {
                     self.slots[g].inflight = None;
+                }
+                let s = &mut self.slots[g];
+                if matches!(outcome, KernelOutcome::Failed(_)) {
+                    s.kernel_failures = s.kernel_failures.saturating_add(1);
+                    s.retry_at = Some(now + kernel_retry_delay(s.kernel_failures));
+                    self.stats.kernel_failures += 1;
+                } else {
+                    s.kernel_failures = 0;
+                    s.retry_at = None;
                 }
                 if matches!(op, KernelOp::Refresh { .. }) && outcome != KernelOutcome::Ok {
                     self.stats.refresh_failures += 1;
@@ -1219,7 +1252,8 @@ impl Engine {
                 refresh_period
             },
             address_period: self.cfg.timing.address_refresh,
-            inflight: s.inflight.is_some(),
+            // A failed operation's retry waits for its timer: the queue counts as busy.
+            inflight: s.inflight.is_some() || s.retry_at.is_some_and(|t| now < t),
             break_release_order: self.breaks.release_order,
         }
     }
@@ -1442,6 +1476,12 @@ impl Engine {
     }
 
     fn on_answer(&mut self, a: Answer, now: Instant) {
+        // Every index from the wire is checked before anything uses it (a voter's
+        // answer is authenticated, not trusted to be well-formed).
+        if let Err(why) = a.validate(self.slots.len(), self.cfg.voters.len()) {
+            bump(&mut self.stats.drops, why);
+            return;
+        }
         let v = usize::from(a.voter);
         let Some(c) = &mut self.claimer else {
             bump(&mut self.stats.drops, "answer_not_claiming");
@@ -1671,9 +1711,11 @@ impl Engine {
                 let r = refreshed + period;
                 Some(calm_end.map_or(r, |c| c.min(r)))
             }
-            Phase::Fencing { .. } | Phase::Releasing { .. } => {
-                s.inflight.is_none().then_some(now + KERNEL_RETRY)
-            }
+            Phase::Fencing { .. } | Phase::Releasing { .. } => s.inflight.is_none().then(|| {
+                s.retry_at
+                    .filter(|&t| t > now)
+                    .unwrap_or(now + KERNEL_RETRY)
+            }),
             Phase::Backoff { until } => Some(until),
         }
     }
@@ -2005,5 +2047,57 @@ mod tests {
             "{seen:?}"
         );
         assert!(e.is_finished());
+    }
+
+    /// Issue 10 case 4: an authenticated answer to a live claim naming a group out
+    /// of range (or a group twice) is dropped and counted, never indexed.
+    #[test]
+    fn answers_naming_unknown_or_repeated_groups_are_dropped_not_fatal() {
+        let (mut e, t0) = one_node();
+        let now = t0 + Duration::from_secs(3);
+        drive(&mut e, t0, now);
+        assert!(matches!(e.phase(0), Phase::Held { .. }));
+        let from: SocketAddr = "10.0.0.9:7946".parse().unwrap();
+        type Body2 = (Vec<GroupId>, Vec<(GroupId, String)>);
+        let bad: Vec<Body2> = vec![
+            (vec![5], vec![]),
+            (vec![], vec![(4095, "b".into())]),
+            (vec![0], vec![(0, "b".into())]),
+            (vec![], vec![(0, "b".into()), (0, "c".into())]),
+        ];
+        for (granted, denied) in bad {
+            // Every seq the claimer may have sent: the live one is among them.
+            for seq in 1..200 {
+                let a = Answer {
+                    voter: 0,
+                    nonce: 7,
+                    seq,
+                    granted: granted.clone(),
+                    denied: denied.clone(),
+                };
+                let bytes = wire::encode(e.cluster_id(), &Body::Answer(a)).unwrap();
+                e.handle_datagram(from, &bytes, now);
+            }
+        }
+        let d = &e.stats().drops;
+        assert!(d.get("unknown_group").is_some_and(|&n| n > 0), "{d:?}");
+        assert!(d.get("duplicate_group").is_some_and(|&n| n > 0), "{d:?}");
+        // An answer from a voter index beyond the voter list is dropped too.
+        let a = Answer {
+            voter: 3,
+            nonce: 7,
+            seq: 1,
+            granted: vec![0],
+            denied: vec![],
+        };
+        e.handle_datagram(
+            from,
+            &wire::encode(e.cluster_id(), &Body::Answer(a)).unwrap(),
+            now,
+        );
+        assert_eq!(e.stats().drops.get("bad_voter_index"), Some(&1));
+        // The engine goes on holding its group.
+        drive(&mut e, now, now + Duration::from_secs(1));
+        assert!(matches!(e.phase(0), Phase::Held { .. }));
     }
 }

@@ -68,6 +68,32 @@ pub struct Answer {
     pub denied: Vec<(GroupId, String)>,
 }
 
+impl Answer {
+    /// Checks every index that came from the wire, as claims are checked: the voter
+    /// index is below `n_voters`, every group (granted or denied) below `n_groups`,
+    /// and no group appears twice (granted and denied at once included). `Err` names
+    /// the first problem; the answer must then be dropped whole.
+    pub fn validate(&self, n_groups: usize, n_voters: usize) -> Result<(), &'static str> {
+        if usize::from(self.voter) >= n_voters {
+            return Err("bad_voter_index");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for g in self
+            .granted
+            .iter()
+            .chain(self.denied.iter().map(|(g, _)| g))
+        {
+            if usize::from(*g) >= n_groups {
+                return Err("unknown_group");
+            }
+            if !seen.insert(*g) {
+                return Err("duplicate_group");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Who a promise was given to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LeaseId {

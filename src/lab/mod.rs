@@ -150,34 +150,15 @@ impl Lab {
             let host_octet = if client { 250 } else { i as u8 + 1 };
             let addr = Ipv4Addr::new(10, subnet[0], subnet[1], host_octet);
             sh(&["ip", "netns", "add", &ns])?;
-            // Create the pair in the bridge namespace, then move one end.
-            br(&[
-                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-            ])?;
-            br(&["ip", "link", "set", "eth0", "netns", &ns])?;
-            br(&["ip", "link", "set", &port, "master", "br0"])?;
-            br(&["ip", "link", "set", &port, "up"])?;
             let h = Host {
                 ns: ns.clone(),
                 ifname: "eth0".into(),
                 addr,
                 port,
             };
-            h.run(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
-            h.run(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{}/64", lab.addr6(host_octet)),
-                "dev",
-                "eth0",
-                "nodad",
-            ])?;
-            h.run(&["ip", "link", "set", "eth0", "up"])?;
-            h.run(&["ip", "link", "set", "lo", "up"])?;
+            lab.wire(&h, host_octet)?;
             // Keep secondaries when a primary goes (F14), answer ARP only for own addresses.
             let _ = h.run(&["sysctl", "-qw", "net.ipv4.conf.all.promote_secondaries=1"]);
-            let _ = h.run(&["sysctl", "-qw", "net.ipv4.conf.eth0.arp_announce=2"]);
             // A per-node TTL tells a pinging client which node answered.
             let _ = h.run(&[
                 "sysctl",
@@ -191,6 +172,55 @@ impl Lab {
             }
         }
         Ok(lab)
+    }
+
+    /// Connects host `h` to the bridge: a veth pair created in the bridge namespace,
+    /// one end moved into `h`'s namespace as its interface, with its addresses.
+    fn wire(&self, h: &Host, host_octet: u8) -> io::Result<()> {
+        self.bridge(&[
+            "ip", "link", "add", &h.port, "type", "veth", "peer", "name", &h.ifname,
+        ])?;
+        self.bridge(&["ip", "link", "set", &h.ifname, "netns", &h.ns])?;
+        self.bridge(&["ip", "link", "set", &h.port, "master", "br0"])?;
+        self.bridge(&["ip", "link", "set", &h.port, "up"])?;
+        h.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", h.addr),
+            "dev",
+            &h.ifname,
+        ])?;
+        h.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/64", self.addr6(host_octet)),
+            "dev",
+            &h.ifname,
+            "nodad",
+        ])?;
+        h.run(&["ip", "link", "set", &h.ifname, "up"])?;
+        h.run(&["ip", "link", "set", "lo", "up"])?;
+        let _ = h.run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{}.arp_announce=2", h.ifname),
+        ]);
+        Ok(())
+    }
+
+    /// Deletes node `i`'s interface (both ends of its veth pair go), as
+    /// `ip link del eth0` on a real host.
+    pub fn unplug(&self, i: usize) -> io::Result<()> {
+        let h = &self.nodes[i];
+        h.run(&["ip", "link", "del", &h.ifname]).map(|_| ())
+    }
+
+    /// Re-creates node `i`'s interface after [`Lab::unplug`]: same name and
+    /// addresses, a new interface index.
+    pub fn replug(&self, i: usize) -> io::Result<()> {
+        self.wire(&self.nodes[i], i as u8 + 1)
     }
 
     /// The IP TTL node `i` sends with (so a client can tell who answered).

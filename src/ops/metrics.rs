@@ -27,6 +27,10 @@
 //! | `wackamole_ready` / `wackamole_healthy` / `wackamole_draining` | gauge | state of this node |
 //! | `wackamole_health_checks_total{check,result}` | counter | health-check runs |
 //! | `wackamole_hook_runs_total{hook,result}` | counter | hook runs (`ok`, `failed`, `timeout`) |
+//! | `wackamole_kernel_failures_total` | counter | kernel operations that failed (each retried on a timer) |
+//! | `wackamole_gate_reinstalls_total` | counter | times the gate's tables were found gone (a firewall reload) and re-created |
+//! | `wackamole_link_changes_total` | counter | times the interface was found gone or with a new index |
+//! | `wackamole_link_up` | gauge | 1 while the interface exists and is up |
 
 use std::collections::BTreeMap;
 
@@ -77,6 +81,10 @@ pub const NAMES: &[&str] = &[
     "wackamole_draining",
     "wackamole_health_checks_total",
     "wackamole_hook_runs_total",
+    "wackamole_kernel_failures_total",
+    "wackamole_gate_reinstalls_total",
+    "wackamole_link_changes_total",
+    "wackamole_link_up",
 ];
 
 /// Counters the shell keeps (the engine keeps the rest).
@@ -94,6 +102,12 @@ pub struct ShellCounters {
     pub hooks: BTreeMap<(&'static str, &'static str), u64>,
     /// Health as the checks see it.
     pub healthy: bool,
+    /// The interface exists and is up.
+    pub link_up: bool,
+    /// Times the gate's tables were found gone (a firewall reload) and re-created.
+    pub gate_reinstalls: u64,
+    /// Times the interface was found gone or with a new index.
+    pub link_changes: u64,
     /// Datagrams received but dropped before the engine (envelope).
     pub datagrams_in: u64,
     /// Bytes received before the envelope.
@@ -240,6 +254,22 @@ impl Metrics {
                 "Health-check runs by check and result"
             );
             describe_counter!("wackamole_hook_runs_total", "Hook runs by hook and result");
+            describe_counter!(
+                "wackamole_kernel_failures_total",
+                "Kernel operations that failed (each retried on a timer)"
+            );
+            describe_counter!(
+                "wackamole_gate_reinstalls_total",
+                "Times the gate's nftables tables were found gone and re-created"
+            );
+            describe_counter!(
+                "wackamole_link_changes_total",
+                "Times the interface was found gone or with a new index"
+            );
+            describe_gauge!(
+                "wackamole_link_up",
+                "1 while the VIP interface exists and is up"
+            );
         });
     }
 
@@ -367,6 +397,10 @@ impl Metrics {
             gauge!("wackamole_ready").set(if ready { 1.0 } else { 0.0 });
             gauge!("wackamole_healthy").set(if shell.healthy { 1.0 } else { 0.0 });
             gauge!("wackamole_draining").set(if status.meta.draining { 1.0 } else { 0.0 });
+            counter!("wackamole_kernel_failures_total").absolute(st.kernel_failures);
+            counter!("wackamole_gate_reinstalls_total").absolute(shell.gate_reinstalls);
+            counter!("wackamole_link_changes_total").absolute(shell.link_changes);
+            gauge!("wackamole_link_up").set(if shell.link_up { 1.0 } else { 0.0 });
             for ((check, result), v) in &shell.checks {
                 counter!("wackamole_health_checks_total", "check" => check.clone(), "result" => *result).absolute(*v);
             }
