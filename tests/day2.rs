@@ -236,3 +236,168 @@ fn interface_deleted_and_recreated() {
     assert_no_duals(&c, &r, "interface churn");
     healthy_then_stops(&mut c, h, "interface churn");
 }
+
+/// A client that opens a connection and sends its request headers one byte at a
+/// time, 300 ms apart, from inside namespace `ns`; returns when the server closed
+/// the connection (or after `limit`), with how long it stayed open.
+fn slow_client(
+    ns: String,
+    to: String,
+    limit: Duration,
+) -> std::thread::JoinHandle<Option<Duration>> {
+    std::thread::spawn(move || {
+        enter(&ns).ok()?;
+        let mut s = TcpStream::connect(&to).ok()?;
+        let t = Instant::now();
+        let head =
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+        for b in head.iter().cycle() {
+            if t.elapsed() > limit || s.write_all(&[*b]).is_err() {
+                break;
+            }
+            let mut buf = [0u8; 256];
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+        Some(t.elapsed())
+    })
+}
+
+/// Case 5: 64 slow clients from another host on the metrics port (reachable there,
+/// as with the DaemonSet's node address) cannot make `wackamole health` fail: one
+/// address gets at most a few slots, this host keeps a reserve, and the server cuts
+/// a client whose headers do not arrive within its header timeout.
+#[test]
+fn slow_http_clients_do_not_starve_the_health_check() {
+    let Some(mut c) = setup("wd05", [83, 5], |s| {
+        s.extra = vec!["--metrics-addr".into(), "0.0.0.0:9947".into()];
+    }) else {
+        return;
+    };
+    let h = 0;
+    let node = &c.lab.nodes[h];
+    let remote = format!("{}:9947", node.addr);
+    let limit = Duration::from_secs(8);
+    let mut slow = Vec::new();
+    for _ in 0..64 {
+        slow.push(slow_client(c.lab.client.ns.clone(), remote.clone(), limit));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let mut checks = 0;
+    while t.elapsed() < Duration::from_secs(4) {
+        let (code, out, err) = cli(&c, h, &["health"]);
+        assert_eq!(code, 0, "health failed under slow clients: {out}{err}");
+        checks += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let held: Vec<Duration> = slow
+        .into_iter()
+        .filter_map(|j| j.join().ok().flatten())
+        .collect();
+    let longest = held.iter().max().copied().unwrap_or_default();
+    assert!(
+        longest < Duration::from_secs(4),
+        "a slow client kept its connection for {longest:?}"
+    );
+    eprintln!(
+        "slow clients: {checks} health checks passed; {} slow connections, the longest lasted {longest:?}",
+        held.len()
+    );
+    healthy_then_stops(&mut c, h, "slow clients");
+}
+
+/// Case 6: a browser on the node (or a page reaching it through a tunnel or a
+/// DNS-rebinding name) cannot drain it; `wackamole drain` still can.
+#[test]
+fn cross_site_drain_is_refused() {
+    let Some(mut c) = setup("wd06", [83, 6], |_| {}) else {
+        return;
+    };
+    let draining = |c: &Cluster| {
+        let (code, out, err) = cli(c, 0, &["status", "--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+        v["node"]["draining"].as_bool().or(v["draining"].as_bool())
+    };
+    assert_eq!(draining(&c), Some(false));
+    let forged = [
+        // A page on another site: a "simple" POST needs no preflight.
+        "POST /drain HTTP/1.1\r\nHost: 127.0.0.1:9947\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "POST /drain HTTP/1.1\r\nHost: 127.0.0.1:9947\r\nSec-Fetch-Site: cross-site\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        // DNS rebinding: same origin to the browser, but named, not addressed.
+        "POST /drain HTTP/1.1\r\nHost: evil.example:9947\r\nOrigin: http://evil.example:9947\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "POST /drain HTTP/1.1\r\nHost: evil.example:9947\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ];
+    for req in forged {
+        let answer = raw_http(&c, 0, req.to_string());
+        assert!(
+            answer.starts_with("HTTP/1.1 403"),
+            "forged drain not refused: {req:?} → {answer}"
+        );
+    }
+    assert_eq!(
+        draining(&c),
+        Some(false),
+        "a forged request drained the node"
+    );
+    let (code, out, err) = cli(&c, 0, &["drain"]);
+    assert_eq!(code, 0, "the CLI's drain must still work: {out}{err}");
+    assert_eq!(draining(&c), Some(true));
+    let (code, out, err) = cli(&c, 0, &["undrain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    healthy_then_stops(&mut c, 0, "cross-site drain");
+}
+
+/// Case 8: a hook that outlives `--hook-timeout` is killed with its whole process
+/// group (`sleep 31 | cat` left `sleep` running when only `sh` was killed).
+#[test]
+fn hook_timeout_kills_the_whole_pipeline() {
+    let marker = format!("31.{}", std::process::id());
+    let hook = format!("sleep {marker} | cat");
+    let Some(mut c) = setup("wd08", [83, 8], |s| {
+        s.extra = vec![
+            "--on-acquire".into(),
+            hook.clone(),
+            "--hook-timeout".into(),
+            "1s".into(),
+        ];
+    }) else {
+        return;
+    };
+    let running = || {
+        Command::new("pgrep")
+            .args(["-f", &format!("^sleep {marker}$")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    // The acquire hooks ran (one per VIP).
+    let t = Instant::now();
+    while !running() && t.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // One hook per group at a time, at most two groups per node here: all timed out
+    // and killed within 2 × the timeout, plus margin.
+    let t = Instant::now();
+    while running() {
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "`sleep` of a timed-out hook still runs\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(c.logs().contains("hook timed out"), "{}", c.logs());
+    eprintln!(
+        "hook timeout: no process of a timed-out hook left after {:?}",
+        t.elapsed()
+    );
+    healthy_then_stops(&mut c, 0, "hook timeout");
+}

@@ -94,13 +94,11 @@ pub enum Report {
 async fn run_once(check: &Check, timeout: Duration) -> &'static str {
     let fut = async {
         match check {
+            // Its own process group, killed whole on the timeout (the run is
+            // dropped by the timeout below, and the group with it).
             Check::Exec(cmd) => {
-                let st = tokio::process::Command::new("sh")
-                    .args(["-c", cmd])
-                    .kill_on_drop(true)
-                    .status()
-                    .await;
-                matches!(st, Ok(s) if s.success())
+                crate::ops::proc::run(cmd, &[], timeout + Duration::from_secs(1)).await
+                    == crate::ops::proc::Exit::Ok
             }
             Check::Tcp(a) => TcpStream::connect(a).await.is_ok(),
             Check::Http { addr, host, path } => {

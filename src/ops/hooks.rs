@@ -5,7 +5,8 @@
 //! `WACKAMOLE_GROUP` (all its addresses, comma-separated), `WACKAMOLE_REASON`,
 //! `WACKAMOLE_INTERFACE` and `WACKAMOLE_NODE`. Hooks run asynchronously — a slow hook
 //! never delays the agent — and serialized per VIP group, in event order; each is
-//! killed after the timeout. Exit codes are logged and counted.
+//! killed after the timeout — the whole process group ([`crate::ops::proc`]). Exit
+//! codes are logged and counted.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::core::config::GroupId;
+use crate::ops::proc::{self, Exit};
 
 /// Which hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -143,43 +145,31 @@ async fn run(cfg: &HookConfig, ev: &HookEvent) -> &'static str {
         HookKind::Conflict => cfg.conflict.as_ref(),
     };
     let Some(cmd) = cmd else { return "skipped" };
-    let child = tokio::process::Command::new("sh")
-        .args(["-c", cmd])
-        .env("WACKAMOLE_EVENT", ev.kind.label())
-        .env(
-            "WACKAMOLE_VIP",
-            ev.vips.first().cloned().unwrap_or_default(),
-        )
-        .env("WACKAMOLE_GROUP", ev.vips.join(","))
-        .env("WACKAMOLE_REASON", &ev.reason)
-        .env("WACKAMOLE_INTERFACE", &cfg.interface)
-        .env("WACKAMOLE_NODE", &cfg.node)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(hook = ev.kind.label(), error = %e, "hook could not start");
-            return "failed";
-        }
-    };
-    match tokio::time::timeout(cfg.timeout, child.wait()).await {
-        Ok(Ok(st)) if st.success() => {
+    let vip = ev.vips.first().cloned().unwrap_or_default();
+    let group = ev.vips.join(",");
+    let env = [
+        ("WACKAMOLE_EVENT", ev.kind.label()),
+        ("WACKAMOLE_VIP", vip.as_str()),
+        ("WACKAMOLE_GROUP", group.as_str()),
+        ("WACKAMOLE_REASON", ev.reason.as_str()),
+        ("WACKAMOLE_INTERFACE", cfg.interface.as_str()),
+        ("WACKAMOLE_NODE", cfg.node.as_str()),
+    ];
+    match proc::run(cmd, &env, cfg.timeout).await {
+        Exit::Ok => {
             info!(hook = ev.kind.label(), vip = ?ev.vips, "hook ran");
             "ok"
         }
-        Ok(Ok(st)) => {
-            warn!(hook = ev.kind.label(), vip = ?ev.vips, code = ?st.code(), "hook failed");
+        Exit::Failed(code) => {
+            warn!(hook = ev.kind.label(), vip = ?ev.vips, code = ?code, "hook failed");
             "failed"
         }
-        Ok(Err(e)) => {
-            warn!(hook = ev.kind.label(), error = %e, "hook failed");
+        Exit::NotStarted => {
+            warn!(hook = ev.kind.label(), "hook could not start");
             "failed"
         }
-        Err(_) => {
-            let _ = child.kill().await;
-            warn!(hook = ev.kind.label(), vip = ?ev.vips, timeout_ms = cfg.timeout.as_millis() as u64, "hook timed out");
+        Exit::TimedOut => {
+            warn!(hook = ev.kind.label(), vip = ?ev.vips, timeout_ms = cfg.timeout.as_millis() as u64, "hook timed out; its process group was killed");
             "timeout"
         }
     }

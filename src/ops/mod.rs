@@ -5,4 +5,5 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod metrics;
+pub mod proc;
 pub mod status;
