@@ -200,7 +200,8 @@ pub struct OpsOptions {
     pub hooks: crate::ops::hooks::HookConfig,
 }
 
-/// Reads a bearer token file: one non-empty line, at least 16 characters.
+/// Reads a bearer token file: one word of at least 128 bits (see
+/// [`crate::net::secret`]), in a file group and others may not write.
 pub fn read_token(path: &std::path::Path, flag: &'static str) -> Result<String, UsageError> {
     let raw = std::fs::read_to_string(path)
         .map_err(|e| usage(flag, format!("{}: {e}", path.display())))?;
@@ -214,6 +215,9 @@ pub fn read_token(path: &std::path::Path, flag: &'static str) -> Result<String, 
             ),
         ));
     }
+    crate::net::secret::check_strength(token.as_bytes())
+        .map_err(|why| usage(flag, format!("{}: {why}", path.display())))?;
+    crate::net::secret::check_mode(path).map_err(|why| usage(flag, why))?;
     Ok(token)
 }
 

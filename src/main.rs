@@ -35,7 +35,13 @@ fn validate(r: &RunFlags) -> Result<(Settings, ShellOptions), String> {
             r.log_format
         ));
     }
-    let settings = Settings::from_flags(&r.flags).map_err(|e| e.to_string())?;
+    let mut settings = Settings::from_flags(&r.flags).map_err(|e| e.to_string())?;
+    // Secret files that others may read: accepted, said out loud.
+    for p in r.flags.key_file.iter().chain(r.admin_token_file.iter()) {
+        if let Ok(Some(w)) = wackamole::net::secret::check_mode(p) {
+            settings.warnings.push(w);
+        }
+    }
     let notify = parse_notify(&r.notify).map_err(|e| e.to_string())?;
     let secrets = match &r.flags.key_file {
         Some(path) => Envelope::load_secrets(path).map_err(|e| format!("--key-file: {e}"))?,

@@ -21,6 +21,7 @@ fn key() -> PathBuf {
     let p = std::env::temp_dir().join(format!("wackamole-bad-input-{}.key", std::process::id()));
     if !p.exists() {
         std::fs::write(&p, "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=\n").unwrap();
+        set_mode(&p, 0o600);
     }
     p
 }
@@ -162,6 +163,14 @@ flag_rows! {
     key_file_is_a_directory: |a| with(with(a, "--vip", "10.9.9.9"), "--key-file", "/"), env [], 64, "--key-file";
     key_file_empty: |a| with(with(a, "--vip", "10.9.9.9"), "--key-file", write_temp("empty", "").to_str().unwrap()), env [], 64, "holds no secret";
     key_file_short: |a| with(with(a, "--vip", "10.9.9.9"), "--key-file", write_temp("short", "abc\n").to_str().unwrap()), env [], 64, "3 bytes long";
+    key_file_16_characters: |a| with(with(a, "--vip", "10.9.9.9"), "--key-file", write_temp("k16", "abcdefghijklmnop\n").to_str().unwrap()), env [], 64, "96 bits as base64; at least 128 are needed";
+    key_file_short_passphrase: |a| with(with(a, "--vip", "10.9.9.9"), "--key-file", write_temp("kpass", "my secret phrase!\n").to_str().unwrap()), env [], 64, "17-character passphrase";
+    key_file_world_writable: |a| {
+        let k = write_temp("k666", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=\n");
+        set_mode(&k, 0o666);
+        with(with(a, "--vip", "10.9.9.9"), "--key-file", k.to_str().unwrap())
+    }, env [], 64, "lets group or others write it";
+    admin_token_weak: |a| with(with(a, "--vip", "10.9.9.9"), "--admin-token-file", write_temp("tok64", "0123456789abcdef\n").to_str().unwrap()), env [], 64, "64 bits as hex";
     no_key_without_insecure: |a| {
         let mut a = with(a, "--vip", "10.9.9.9");
         let i = a.iter().position(|x| x == "--key-file").unwrap();
@@ -378,12 +387,13 @@ fn missing_capabilities_exit_77_and_touch_nothing() {
     if Command::new("setpriv").arg("--version").output().is_err() {
         panic!("setpriv (util-linux) is missing");
     }
-    // The key must be readable by the unprivileged user.
+    // The key must be readable by the unprivileged user: its own, mode 600.
     let k = write_temp(
         "nobody.key",
         "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=\n",
     );
-    set_mode(&k, 0o644);
+    std::os::unix::fs::chown(&k, Some(65534), Some(65534)).unwrap();
+    set_mode(&k, 0o600);
     let vip = l.addr4(100).to_string();
     let args = with(node_args(&l, &vip), "--key-file", k.to_str().unwrap());
     kernel_row(

@@ -82,9 +82,10 @@ pub enum KeyError {
         /// The cause.
         err: std::io::Error,
     },
-    /// Empty, or a secret shorter than 16 bytes.
+    /// Empty, a weak secret (under 128 bits, see [`super::secret`]), or a file
+    /// others may write.
     #[error(
-        "key file {path}: {why}; put one secret of 16 or more random bytes per line (e.g. `head -c 32 /dev/urandom | base64`)"
+        "key file {path}: {why}; put one secret of 128 or more random bits per line (e.g. `head -c 32 /dev/urandom | base64`)"
     )]
     Bad {
         /// The path.
@@ -230,6 +231,16 @@ impl Envelope {
                 why: format!("a secret is {} bytes long", s.len()),
             });
         }
+        for s in &secrets {
+            super::secret::check_strength(s).map_err(|why| KeyError::Bad {
+                path: p.clone(),
+                why,
+            })?;
+        }
+        super::secret::check_mode(path).map_err(|why| KeyError::Bad {
+            path: p.clone(),
+            why,
+        })?;
         if secrets.len() > MAX_KEYS {
             return Err(KeyError::Bad {
                 path: p,
@@ -403,6 +414,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("k");
         std::fs::write(&f, "# comment\nabcdefghijklmnopqrstuvwxyz\n\n").unwrap();
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         assert_eq!(Envelope::load_secrets(&f).unwrap().len(), 1);
         std::fs::write(&f, "").unwrap();
         assert!(Envelope::load_secrets(&f).is_err());
