@@ -401,3 +401,159 @@ fn hook_timeout_kills_the_whole_pipeline() {
     );
     healthy_then_stops(&mut c, 0, "hook timeout");
 }
+
+fn status_of(c: &Cluster, i: usize) -> serde_json::Value {
+    let (code, out, err) = cli(c, i, &["status", "--json"]);
+    assert_eq!(code, 0, "n{i} status: {out}{err}");
+    serde_json::from_str(&out).expect("status JSON")
+}
+
+fn ready(c: &Cluster, i: usize) -> bool {
+    cli(c, i, &["health", "--ready"]).0 == 0
+}
+
+/// Case 9: a second agent with an existing node name, on another host. Both say so
+/// loudly (log, metric, `/readyz` false), neither holds a VIP while both run, and
+/// once the intruder is gone the original takes its share again.
+#[test]
+fn two_agents_with_one_name_are_refused() {
+    let Some(mut c) = setup("wd09", [83, 9], |_| {}) else {
+        return;
+    };
+    let w = watch(&c);
+    std::thread::sleep(Duration::from_millis(300));
+    // The intruder: n1's flags on the client's host (its own address and interface).
+    let client = c.lab.client.clone();
+    let mut args = c.args(1);
+    let at = args.iter().position(|a| a == "--bind").unwrap() + 1;
+    args[at] = format!("{}:7946", client.addr);
+    let log = c.dir.join("intruder.log");
+    let mut intruder = Command::new("ip")
+        .args(["netns", "exec", &client.ns])
+        .arg(bin())
+        .args(&args)
+        .env("WACKAMOLE_LOG", "info")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .expect("start the intruder");
+    let intruder_ready = || {
+        Command::new("ip")
+            .args(["netns", "exec", &client.ns])
+            .arg(bin())
+            .args(["health", "--ready"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let t = Instant::now();
+    loop {
+        let both = c.log(1).contains("another agent runs with the node name")
+            && std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("another agent runs with the node name");
+        if both && !ready(&c, 1) && !intruder_ready() {
+            break;
+        }
+        assert!(
+            t.elapsed() < RECOVERY,
+            "the collision was not detected on both within {RECOVERY:?}\n{}\n--- intruder:\n{}",
+            c.logs(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("name collision: detected on both after {:?}", t.elapsed());
+    let st = status_of(&c, 1);
+    assert_eq!(st["node"]["name_collision"].as_bool(), Some(true), "{st}");
+    // The other two serve every VIP; neither process named n1 holds one.
+    let took = recovered(&c, &[0, 2], "name collision");
+    eprintln!("name collision: n0 and n2 answer every VIP after {took:?}");
+    let vips: Vec<String> = c.vips.iter().map(|v| v.to_string()).collect();
+    let held_by_intruder = client
+        .run(&["ip", "-o", "addr", "show"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    assert!(
+        !vips
+            .iter()
+            .any(|v| held_by_intruder.contains(&format!(" {v}/"))),
+        "the intruder bound a VIP: {held_by_intruder}"
+    );
+    // The intruder goes; n1 is ready and holds VIPs again.
+    let _ = intruder.kill();
+    let _ = intruder.wait();
+    let t = Instant::now();
+    while !(ready(&c, 1) && c.holders().values().any(|w| w == &vec![1])) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "n1 never recovered after the intruder left\n{}",
+            c.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "name collision: n1 ready and holding again {:?} after the intruder left",
+        t.elapsed()
+    );
+    let r = w.finish();
+    assert_no_duals(&c, &r, "name collision");
+    healthy_then_stops(&mut c, 1, "name collision");
+}
+
+/// Case 7: a node restarted with its wall clock a day behind (after a drain) must
+/// rejoin at once, with its new state: peers must not keep its predecessor's
+/// identity and "draining" metadata because those carry a later timestamp.
+#[test]
+fn restart_with_the_wall_clock_a_day_behind() {
+    if !wackamole::lab::installed("faketime") {
+        wackamole::lab::skip(
+            "clock test",
+            "faketime is not installed (.ci/run installs it with apt-get)",
+        );
+        return;
+    }
+    let Some(mut c) = setup("wd07", [83, 7], |_| {}) else {
+        return;
+    };
+    let (code, out, err) = cli(&c, 1, &["drain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    c.signal(1, Signal::SIGTERM).unwrap();
+    assert!(c.wait_exit(1, STOP).unwrap().is_some(), "n1 did not stop");
+    std::thread::sleep(Duration::from_millis(500));
+    c.start_wrapped(
+        1,
+        &[
+            "env",
+            "FAKETIME_DONT_FAKE_MONOTONIC=1",
+            "faketime",
+            "-f",
+            "-1d",
+        ],
+        &[],
+    )
+    .expect("restart n1 a day in the past");
+    let t = Instant::now();
+    loop {
+        let st = status_of(&c, 0);
+        let n1 = st["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|x| x["name"] == "n1").cloned())
+            .unwrap_or_default();
+        let seen_fresh = n1["state"] == "alive" && n1["draining"] == false;
+        if seen_fresh && c.holders().values().any(|w| w == &vec![1]) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(12),
+            "n1 (clock a day behind) not back: n0 sees {n1}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "clock a day behind: n1 alive, not draining and holding after {:?}",
+        t.elapsed()
+    );
+    healthy_then_stops(&mut c, 1, "clock behind");
+}

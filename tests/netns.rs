@@ -475,8 +475,8 @@ fn wrong_key_does_not_join() {
 
 #[test]
 fn demo_runs_and_cleans_up() {
-    if let Err(why) = lab::available() {
-        eprintln!("SKIPPED: {why}");
+    if let Some(why) = lab::missing(&["ip"]) {
+        lab::skip("demo", &why);
         return;
     }
     let out = std::process::Command::new(bin())

@@ -528,7 +528,9 @@ impl World {
                     }
                     Agent::Running => {
                         let len = payload.len();
-                        let cid = self.cluster_id;
+                        // Decoded as the receiver would: its configuration may differ
+                        // from the initial one after a voter change.
+                        let cid = self.configs[self.nodes[to].config].cluster_id();
                         self.log(1 << 32 | to as u64, || {
                             format!(
                                 "deliver {} -> {} ({len} B) {}",
@@ -614,6 +616,14 @@ impl World {
                         | FaultKind::Reconfigure
                 );
                 if command && self.nodes[f.node].agent == Agent::Frozen {
+                    // A new configuration is a file on disk: whatever starts the
+                    // agent next (this deferred restart, or a crash and a restart
+                    // first) starts it with the new one (seed 55501978: a crash of
+                    // the frozen node dropped the deferred command, and it came back
+                    // on the old configuration for good).
+                    if f.kind == FaultKind::Reconfigure {
+                        self.nodes[f.node].config = f.other.unwrap_or(0);
+                    }
                     self.nodes[f.node].frozen_events.push(Ev::Fault(i));
                     return;
                 }

@@ -56,6 +56,9 @@ const GC_PERIOD: Duration = Duration::from_secs(1);
 const KERNEL_RETRY: Duration = Duration::from_millis(50);
 /// Longest delay between retries of a failing kernel operation.
 pub const MAX_KERNEL_RETRY: Duration = Duration::from_secs(1);
+/// A name collision (another process with this node's name) is assumed to last this
+/// long after its last sign.
+pub const COLLISION_HOLD: Duration = Duration::from_secs(5);
 /// Most rounds of [`Engine::drive_alone`].
 pub const DRIVE_ALONE_STEPS: usize = 100_000;
 /// Most actions queued before the shell drains them (a bound, not a target).
@@ -272,8 +275,27 @@ pub struct Stats {
     pub refresh_failures: u64,
     /// Kernel operations the shell reported failed (each retried on a timer).
     pub kernel_failures: u64,
+    /// Times another process with this node's name was found running.
+    pub name_collisions: u64,
     /// Assignment recomputations.
     pub view_changes: u64,
+}
+
+/// Names carried by two or more active members of `view` at once.
+fn colliding_names(view: &[MemberView]) -> Vec<&str> {
+    let mut names: Vec<&str> = view
+        .iter()
+        .filter(|m| m.state.is_active())
+        .map(|m| m.id.name.as_str())
+        .collect();
+    names.sort_unstable();
+    let mut out: Vec<&str> = names
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    out.dedup();
+    out
 }
 
 fn bump(m: &mut BTreeMap<&'static str, u64>, k: &'static str) {
@@ -395,8 +417,12 @@ pub struct Engine {
     /// After a stall of our own, no sign of the peer's absence is trusted until then.
     stall_until: Option<Instant>,
     leave_claim_sent: bool,
-    /// When metadata was last requested from each address.
+    /// When metadata was last requested from each address (and when each was last
+    /// told it is superseded, under the address with port 0).
     meta_asked: BTreeMap<SocketAddr, Instant>,
+    /// Until then another process with this node's name is taken to be running:
+    /// this node neither holds, claims nor votes (DESIGN §2.3 rule 1).
+    collision_until: Option<Instant>,
     /// Every group must be re-evaluated at the next drive (view, command, life).
     dirty_all: bool,
     /// A refresh round is under way at this tick (see `tick_groups`).
@@ -441,6 +467,11 @@ impl Engine {
             h.finish()
         };
         let witness = cluster.is_witness(&node.name);
+        let nonce = if breaks.nonce {
+            hash_str(&node.name)
+        } else {
+            init.nonce
+        };
         let meta = NodeMeta {
             name: node.name.clone(),
             generation: init.epoch,
@@ -455,6 +486,7 @@ impl Engine {
                 node.prefers.clone()
             },
             held: Vec::new(),
+            lease_nonce: nonce,
         };
         let id = NodeId {
             addr: bind,
@@ -470,11 +502,6 @@ impl Engine {
             seeds,
             now,
         );
-        let nonce = if breaks.nonce {
-            hash_str(&node.name)
-        } else {
-            init.nonce
-        };
         let claimer = cluster.may_hold(&node.name).then(|| {
             Claimer::new(
                 &node.name,
@@ -541,6 +568,7 @@ impl Engine {
             stall_until: None,
             leave_claim_sent: false,
             meta_asked: BTreeMap::new(),
+            collision_until: None,
             dirty_all: true,
             refresh_round: false,
             pending_hints: Vec::new(),
@@ -678,6 +706,7 @@ impl Engine {
             consider(Some(self.next_claim_at));
         }
         consider(Some(self.next_meta_request));
+        consider(self.collision_until);
         if !self.eligible {
             consider(Some(self.eligible_at()));
         }
@@ -708,6 +737,7 @@ impl Engine {
                     bump(&mut self.stats.drops, "swim");
                 }
                 self.check_meta_version(from, version, now);
+                self.check_superseded(from, version.0, now);
                 // Two-node mode: any traffic from the peer means it is present, so a
                 // node that held alone must now get its grants (or fence).
                 if let Some(peer) = &self.peer
@@ -756,6 +786,16 @@ impl Engine {
             }
             Body::Meta(m) => {
                 self.membership.offer_meta(m);
+            }
+            Body::Superseded { generation } => {
+                if generation > self.membership.own_meta().generation {
+                    let epoch = self.membership.supersede(generation, now);
+                    self.emit(Action::Event(Event::Warning(format!(
+                        "a predecessor of {} had a newer generation ({generation}): is the wall clock behind? Identity renewed at {epoch}",
+                        self.node.name
+                    ))));
+                    self.dirty_all = true;
+                }
             }
         }
         self.drive(now);
@@ -1019,6 +1059,60 @@ impl Engine {
         self.send(from, &Body::MetaRequest);
     }
 
+    /// A member whose packets carry an older generation than the metadata we hold for
+    /// its name restarted with its clock behind: tell it (at most once per
+    /// [`META_REQUEST_PERIOD`] per address) so it renews above.
+    fn check_superseded(&mut self, from: SocketAddr, generation: u64, now: Instant) {
+        let Some(known) = self
+            .view
+            .iter()
+            .find(|m| m.id.addr == from)
+            .and_then(|m| m.meta.as_ref().filter(|x| x.name == m.id.name))
+            .map(|x| x.generation)
+        else {
+            return;
+        };
+        if generation >= known {
+            return;
+        }
+        let key = SocketAddr::new(from.ip(), 0);
+        if self
+            .meta_asked
+            .get(&key)
+            .is_some_and(|&t| now < t + META_REQUEST_PERIOD)
+        {
+            return;
+        }
+        self.meta_asked.insert(key, now);
+        self.send(from, &Body::Superseded { generation: known });
+    }
+
+    /// Whether another process with this node's name is taken to be running.
+    pub fn name_collision(&self, now: Instant) -> bool {
+        self.collision_until.is_some_and(|t| now < t)
+    }
+
+    /// Names carried by two or more active members at once (two processes with one
+    /// name): their claims and votes do not count, and they are given no group.
+    fn colliding_names(&self) -> Vec<&str> {
+        colliding_names(&self.view)
+    }
+
+    /// A sign that another process runs under this node's name.
+    fn note_collision(&mut self, why: &str, now: Instant) {
+        if !self.name_collision(now) {
+            self.stats.name_collisions += 1;
+            self.emit(Action::Event(Event::Warning(format!(
+                "another agent runs with the node name {:?} ({why}): this one holds nothing, claims nothing and votes for nobody until it is gone; give every node its own name",
+                self.node.name
+            ))));
+            self.dirty_all = true;
+            self.collision_until = Some(now + COLLISION_HOLD);
+            self.refresh_meta();
+        }
+        self.collision_until = Some(now + COLLISION_HOLD);
+    }
+
     fn send(&mut self, to: SocketAddr, body: &Body) {
         let encoded = wire::encode(self.cluster_id, body);
         self.send_encoded(to, encoded);
@@ -1106,6 +1200,7 @@ impl Engine {
     fn refresh_meta(&mut self) {
         let eligible = self.eligible
             && self.healthy
+            && self.collision_until.is_none()
             && self.node.eligible
             && !self.draining
             && self.life == Life::Running
@@ -1416,6 +1511,10 @@ impl Engine {
     }
 
     fn on_claim(&mut self, from: SocketAddr, c: Claim, now: Instant) {
+        // Two-node mode: any claim of the peer's name shows it present, whatever its
+        // nonce: a restarted peer's first claims precede its metadata, and under a
+        // one-way cut they are the only sign that keeps us from holding alone
+        // (docs/safety.md §4.7; a stricter rule here broke S1 in the simulator).
         if self.peer.as_deref() == Some(c.name.as_str()) && self.peer_left_nonce != Some(c.nonce) {
             self.peer_heard = Some(now);
             self.peer_left_nonce = None;
@@ -1426,13 +1525,42 @@ impl Engine {
             return;
         }
         if c.name == self.node.name {
+            if self
+                .claimer
+                .as_ref()
+                .is_some_and(|me| me.nonce() != c.nonce)
+            {
+                self.note_collision(&format!("a claim from {from}"), now);
+            }
             bump(&mut self.stats.claims_ignored, "own_name");
             return;
         }
-        let Some(v) = &mut self.voter else {
+        if self.name_collision(now) || self.colliding_names().contains(&c.name.as_str()) {
+            bump(&mut self.stats.claims_ignored, "name_collision");
+            return;
+        }
+        if self.voter.is_none() {
             bump(&mut self.stats.claims_ignored, "not_a_voter");
             return;
-        };
+        }
+        if !self.lease_identity_live(&c.name, c.nonce) {
+            // Not a process any active member is: a replay of a dead process's
+            // claims (or a new process whose metadata has not arrived yet). Promise
+            // nothing; an empty answer keeps a genuine newcomer claiming.
+            bump(&mut self.stats.claims_ignored, "stale_identity");
+            if let Some(v) = &self.voter {
+                let answer = Answer {
+                    voter: v.index(),
+                    nonce: c.nonce,
+                    seq: c.seq,
+                    granted: vec![],
+                    denied: vec![],
+                };
+                self.send(from, &Body::Answer(answer));
+            }
+            return;
+        }
+        let Some(v) = &mut self.voter else { return };
         match v.handle_claim(&c, now) {
             Ok(answer) => {
                 // Denies are advice (they steer contention backoff); grants are what
@@ -1483,6 +1611,15 @@ impl Engine {
             return;
         }
         let v = usize::from(a.voter);
+        if self
+            .cfg
+            .voters
+            .get(v)
+            .is_some_and(|n| self.colliding_names().contains(&n.as_str()))
+        {
+            bump(&mut self.stats.drops, "name_collision");
+            return;
+        }
         let Some(c) = &mut self.claimer else {
             bump(&mut self.stats.drops, "answer_not_claiming");
             return;
@@ -1501,6 +1638,18 @@ impl Engine {
         } else {
             bump(&mut self.stats.drops, "stale_answer");
         }
+    }
+
+    /// Whether `(name, nonce)` is the lease identity of a live process: an active
+    /// member of that name gossips that nonce.
+    fn lease_identity_live(&self, name: &str, nonce: u64) -> bool {
+        self.view.iter().any(|m| {
+            m.id.name == name
+                && m.state.is_active()
+                && m.meta
+                    .as_ref()
+                    .is_some_and(|x| x.name == name && x.lease_nonce == nonce)
+        })
     }
 
     fn voter_addrs(&self) -> Vec<(usize, SocketAddr)> {
@@ -1552,9 +1701,12 @@ impl Engine {
         let members = std::mem::take(&mut self.view);
         let own = self.membership.own_meta().clone();
         let mut cands: Vec<Candidate> = Vec::new();
+        // Two processes under one name hold nothing (see `colliding_names`).
+        let colliding = colliding_names(&members);
         let mut consider = |meta: &NodeMeta, cfg: &ClusterConfig| {
             if meta.eligible
                 && !meta.draining
+                && !colliding.contains(&meta.name.as_str())
                 && cfg.may_hold(&meta.name)
                 && !cands.iter().any(|c| c.name == meta.name)
             {
@@ -1731,6 +1883,25 @@ impl Engine {
             self.view = self.membership.members();
             self.recompute_assignment(now, view_changed);
             self.dirty_all = true;
+        }
+        // Another process under our name, as a member at another address.
+        let me = self.node.name.as_str();
+        if let Some(other) = self
+            .view
+            .iter()
+            .find(|m| m.state.is_active() && m.id.name == me)
+            .map(|m| m.id.addr)
+        {
+            self.note_collision(&format!("a member at {other}"), now);
+        } else if self.collision_until.is_some_and(|t| now >= t) {
+            self.collision_until = None;
+            self.dirty_all = true;
+            self.refresh_meta();
+            self.emit(Action::Event(Event::Warning(format!(
+                "no other agent named {:?} seen for {} s: holding and voting again",
+                self.node.name,
+                COLLISION_HOLD.as_secs()
+            ))));
         }
         // Groups change only with time (their own deadlines), the view, commands,
         // answers and kernel results; a SWIM ping that changes nothing costs nothing.

@@ -39,6 +39,12 @@ use super::wire::{HEADER_LEN, MAX_DATAGRAM, NodeMeta};
 pub const MAX_META_BYTES: usize = 1200;
 /// How often a node with no members re-announces itself to its seeds.
 pub const IDLE_ANNOUNCE_PERIOD: Duration = Duration::from_millis(500);
+/// How often a node with members announces itself to the seeds that are not among
+/// them. SWIM heals a partition by announcing to members it saw go *down*; two
+/// groups that never knew each other (a rolling restart during a partition: each
+/// restarted node only found the nodes reachable then) would otherwise stay two
+/// clusters for good, each without a quorum (simulator, seed 55501221).
+pub const SEED_ANNOUNCE_PERIOD: Duration = Duration::from_secs(2);
 
 /// A SWIM identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -202,6 +208,7 @@ pub struct Membership {
     view_changed: bool,
     own_changed: bool,
     next_idle_announce: Instant,
+    next_seed_announce: Instant,
     /// Counters.
     pub stats: MembershipStats,
 }
@@ -288,6 +295,7 @@ impl Membership {
             view_changed: true,
             own_changed: false,
             next_idle_announce: now,
+            next_seed_announce: now + SEED_ANNOUNCE_PERIOD,
             stats: MembershipStats::default(),
         }
     }
@@ -382,7 +390,20 @@ impl Membership {
     }
 
     fn announce_to_seeds(&mut self, now: Instant) {
-        for s in self.seeds.clone() {
+        self.announce_to(self.seeds.clone(), now);
+    }
+
+    /// Seeds that are not active members (our own address is never a seed here).
+    fn missing_seeds(&self) -> Vec<SocketAddr> {
+        self.seeds
+            .iter()
+            .copied()
+            .filter(|s| !self.foca.iter_members().any(|m| m.id().addr == *s))
+            .collect()
+    }
+
+    fn announce_to(&mut self, seeds: Vec<SocketAddr>, now: Instant) {
+        for s in seeds {
             let placeholder = NodeId {
                 addr: s,
                 name: String::new(),
@@ -394,6 +415,28 @@ impl Membership {
         }
         self.next_idle_announce = now + IDLE_ANNOUNCE_PERIOD;
         self.absorb(now);
+    }
+
+    /// Renews this node's identity with an epoch above `above` (and its metadata's
+    /// generation with it): a predecessor of the same name is known with a newer
+    /// generation than ours (our wall clock was behind when we started). Returns the
+    /// new epoch.
+    pub fn supersede(&mut self, above: u64, now: Instant) -> u64 {
+        let epoch = above.max(self.foca.identity().epoch).saturating_add(1);
+        let id = NodeId {
+            epoch,
+            ..self.foca.identity().clone()
+        };
+        if self.foca.change_identity(id, &mut self.rt).is_err() {
+            self.stats.swim_errors += 1;
+        }
+        self.stats.rejoins += 1;
+        self.own.generation = epoch;
+        self.own.version = 0;
+        self.own_changed = true;
+        self.rebroadcast_meta();
+        self.absorb(now);
+        epoch
     }
 
     /// Feeds a foca packet received at `now`.
@@ -438,14 +481,27 @@ impl Membership {
         if self.foca.num_members() == 0 && now >= self.next_idle_announce && !self.seeds.is_empty()
         {
             self.announce_to_seeds(now);
+        } else if self.foca.num_members() > 0 && now >= self.next_seed_announce {
+            self.next_seed_announce = now + SEED_ANNOUNCE_PERIOD;
+            let missing = self.missing_seeds();
+            if !missing.is_empty() {
+                self.announce_to(missing, now);
+            }
         }
     }
 
     /// The next instant `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timers.first_key_value().map(|(k, _)| k.0);
-        let idle = (self.foca.num_members() == 0 && !self.seeds.is_empty())
-            .then_some(self.next_idle_announce);
+        let idle = if self.foca.num_members() == 0 {
+            (!self.seeds.is_empty()).then_some(self.next_idle_announce)
+        } else {
+            let missing = self
+                .seeds
+                .iter()
+                .any(|s| !self.foca.iter_members().any(|m| m.id().addr == *s));
+            missing.then_some(self.next_seed_announce)
+        };
         match (t, idle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -538,6 +594,7 @@ mod tests {
             fingerprint: 0,
             prefers: vec![],
             held: vec![],
+            lease_nonce: 0,
         }
     }
 

@@ -43,6 +43,10 @@ pub struct NodeMeta {
     /// holders ([`super::assign`]), and status displays show them.
     #[serde(with = "group_set")]
     pub held: Vec<GroupId>,
+    /// The lease nonce of this process (DESIGN §2.3 rule 2). Voters grant only
+    /// claims whose (name, nonce) an active member gossips: a recorded claim of a
+    /// process that is gone cannot be replayed into a promise.
+    pub lease_nonce: u64,
 }
 
 impl NodeMeta {
@@ -83,6 +87,14 @@ pub enum Body {
     MetaRequest,
     /// A member's metadata, sent directly.
     Meta(NodeMeta),
+    /// "A process of your name with this newer generation is known here": a node
+    /// restarted with its wall clock behind has a lower generation than its
+    /// predecessor, so peers would keep the predecessor's identity and metadata;
+    /// told this, it renews its identity above the generation given.
+    Superseded {
+        /// The generation known for the sender's name.
+        generation: u64,
+    },
 }
 
 /// Why a datagram was dropped.
@@ -350,6 +362,7 @@ mod tests {
             fingerprint: u64::MAX,
             prefers: (0..MAX_GROUPS as u16).step_by(2).collect(),
             held: (1..MAX_GROUPS as u16).step_by(2).collect(),
+            lease_nonce: u64::MAX,
         }
     }
 

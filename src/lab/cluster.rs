@@ -116,7 +116,7 @@ impl Cluster {
         tweak: impl FnOnce(&mut Spec),
     ) -> Option<Cluster> {
         if let Err(why) = super::available() {
-            eprintln!("SKIPPED (network-namespace test): {why}");
+            super::skip("network-namespace test", &why);
             return None;
         }
         if Command::new("nft")
@@ -125,7 +125,10 @@ impl Cluster {
             .map(|o| !o.status.success())
             .unwrap_or(true)
         {
-            eprintln!("SKIPPED (network-namespace test): nftables is not installed");
+            super::skip(
+                "network-namespace test",
+                "nftables is not installed (apt-get install nftables)",
+            );
             return None;
         }
         let mut spec = Spec::new(prefix, subnet);
@@ -194,6 +197,11 @@ impl Cluster {
 
     /// Starts node `i`'s agent (logs to `dir/n{i}.log`), with extra flags.
     pub fn start_with(&mut self, i: usize, extra: &[&str]) -> io::Result<()> {
+        self.start_wrapped(i, &[], extra)
+    }
+
+    /// Starts node `i`'s agent under a wrapper command (e.g. `faketime -f -1d`).
+    pub fn start_wrapped(&mut self, i: usize, wrapper: &[&str], extra: &[&str]) -> io::Result<()> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -202,6 +210,7 @@ impl Cluster {
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new("ip")
             .args(["netns", "exec", &self.lab.nodes[i].ns])
+            .args(wrapper)
             .arg(&self.bin)
             .args(&args)
             .env("WACKAMOLE_LOG", "info")

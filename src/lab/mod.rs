@@ -28,6 +28,47 @@ pub fn sh(args: &[&str]) -> io::Result<Output> {
     Ok(out)
 }
 
+/// The environment variable that makes every [`skip`] fatal (`.ci/run` sets it:
+/// there, a missing tool is an install step that failed, not a reason to pass).
+pub const REQUIRE_ALL: &str = "WACKAMOLE_REQUIRE_ALL";
+
+/// Skips a test that needs something this machine lacks: a loud `SKIPPED` line
+/// on the terminal (written past the test harness's output capture, so a plain
+/// `cargo test` shows it), or — with `WACKAMOLE_REQUIRE_ALL=1` — a failure.
+pub fn skip(what: &str, why: &str) {
+    use std::io::Write as _;
+    let line = format!("SKIPPED ({what}): {why}");
+    if std::env::var(REQUIRE_ALL).is_ok_and(|v| v == "1") {
+        panic!("{line} — and {REQUIRE_ALL}=1 makes every skip a failure");
+    }
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Whether `program` is an executable file on `PATH`.
+pub fn installed(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// What keeps a test that needs root and `tools` from running here, if anything.
+pub fn missing(tools: &[&str]) -> Option<String> {
+    if let Err(why) = available() {
+        return Some(why);
+    }
+    let absent: Vec<&str> = tools.iter().copied().filter(|t| !installed(t)).collect();
+    (!absent.is_empty()).then(|| {
+        format!(
+            "not installed: {} (.ci/run installs them with apt-get)",
+            absent.join(", ")
+        )
+    })
+}
+
 /// Whether this process can build labs (root, iproute2 present).
 pub fn available() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {

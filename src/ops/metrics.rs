@@ -31,6 +31,8 @@
 //! | `wackamole_gate_reinstalls_total` | counter | times the gate's tables were found gone (a firewall reload) and re-created |
 //! | `wackamole_link_changes_total` | counter | times the interface was found gone or with a new index |
 //! | `wackamole_link_up` | gauge | 1 while the interface exists and is up |
+//! | `wackamole_name_collision` | gauge | 1 while another agent runs with this node's name (this one then holds, claims and votes nothing) |
+//! | `wackamole_name_collisions_total` | counter | times another agent with this node's name was found |
 
 use std::collections::BTreeMap;
 
@@ -85,6 +87,8 @@ pub const NAMES: &[&str] = &[
     "wackamole_gate_reinstalls_total",
     "wackamole_link_changes_total",
     "wackamole_link_up",
+    "wackamole_name_collision",
+    "wackamole_name_collisions_total",
 ];
 
 /// Counters the shell keeps (the engine keeps the rest).
@@ -270,6 +274,14 @@ impl Metrics {
                 "wackamole_link_up",
                 "1 while the VIP interface exists and is up"
             );
+            describe_gauge!(
+                "wackamole_name_collision",
+                "1 while another agent runs with this node's name"
+            );
+            describe_counter!(
+                "wackamole_name_collisions_total",
+                "Times another agent with this node's name was found"
+            );
         });
     }
 
@@ -401,6 +413,12 @@ impl Metrics {
             counter!("wackamole_gate_reinstalls_total").absolute(shell.gate_reinstalls);
             counter!("wackamole_link_changes_total").absolute(shell.link_changes);
             gauge!("wackamole_link_up").set(if shell.link_up { 1.0 } else { 0.0 });
+            gauge!("wackamole_name_collision").set(if engine.name_collision(now) {
+                1.0
+            } else {
+                0.0
+            });
+            counter!("wackamole_name_collisions_total").absolute(st.name_collisions);
             for ((check, result), v) in &shell.checks {
                 counter!("wackamole_health_checks_total", "check" => check.clone(), "result" => *result).absolute(*v);
             }

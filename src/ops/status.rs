@@ -59,15 +59,19 @@ fn state_str(s: Liveness) -> &'static str {
     }
 }
 
-/// Whether this node is ready: running, healthy, not draining, and able to reach a
-/// quorum of voters.
+/// Whether this node is ready: running, healthy, not draining, alone with its name
+/// (no other agent runs under it), and able to reach a quorum of voters.
 pub fn ready(engine: &Engine, healthy: bool, now: Instant) -> bool {
     let st = engine.status(now);
     let q = match engine.config().quorum {
         QuorumMode::Majority => engine.config().quorum_size(),
         QuorumMode::Off => 1,
     };
-    st.life == Life::Running && healthy && !st.meta.draining && st.voters_heard >= q
+    st.life == Life::Running
+        && healthy
+        && !st.meta.draining
+        && !engine.name_collision(now)
+        && st.voters_heard >= q
 }
 
 /// Builds the document.
@@ -136,6 +140,7 @@ pub fn document(engine: &Engine, journal: &Journal, healthy: bool, now: Instant)
             "eligible": st.meta.eligible,
             "draining": st.meta.draining,
             "healthy": healthy,
+            "name_collision": engine.name_collision(now),
             "ready": ready(engine, healthy, now),
             "cluster_id": format!("{:016x}", cfg.cluster_id()),
         },
