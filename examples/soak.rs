@@ -4,12 +4,15 @@
 //!
 //! ```text
 //! cargo run --release --example soak -- --minutes 30 [--nodes 5] [--vips 32] [--seed S]
-//!     [--faults restart,agent-kill,freeze,isolate,partition,loss,machine-death]
+//!     [--faults restart,agent-kill,freeze,isolate,partition,loss,machine-death,
+//!               firewall-reload,interface-churn]
 //! ```
 //!
 //! Faults, drawn from a seeded RNG one after another: graceful restart, agent
 //! SIGKILL and restart, SIGSTOP/SIGCONT, isolating a node, a 2|3 partition, 20 %
-//! loss on every port, machine death (link down + SIGKILL, back later). Node n0 is
+//! loss on every port, machine death (link down + SIGKILL, back later), firewall
+//! reloads (`nft flush ruleset` on a node, three times), interface churn (the node's
+//! interface deleted, re-created 2 s later with a new index). Node n0 is
 //! never restarted, so its RSS over the run is a clean growth signal. Prints
 //! dual-answering samples (must be 0), VIP takeovers, recovery times, n0's RSS over
 //! time and datagram drops; exits 1 if there was dual answering, a recovery failed,
@@ -26,7 +29,7 @@ use wackamole::lab::watch::Watch;
 use wackamole::lab::{self, percentile};
 use wackamole::ops::client;
 
-const FAULTS: [&str; 7] = [
+const FAULTS: [&str; 9] = [
     "restart",
     "agent-kill",
     "freeze",
@@ -34,6 +37,8 @@ const FAULTS: [&str; 7] = [
     "partition",
     "loss",
     "machine-death",
+    "firewall-reload",
+    "interface-churn",
 ];
 
 fn rss_mb(pid: i32) -> f64 {
@@ -242,6 +247,18 @@ fn main() {
                 std::thread::sleep(Duration::from_secs(3));
                 let _ = c.lab.nodes[k].link(true);
                 c.start(k).expect("restart");
+            }
+            "firewall-reload" => {
+                // What `systemctl restart nftables` does on Debian, three times.
+                for _ in 0..3 {
+                    let _ = c.lab.nodes[k].run(&["nft", "flush", "ruleset"]);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+            "interface-churn" => {
+                let _ = c.lab.unplug(k);
+                std::thread::sleep(Duration::from_secs(2));
+                c.lab.replug(k).expect("re-create the interface");
             }
             _ => unreachable!(),
         }

@@ -48,14 +48,15 @@ pub fn main(d: DemoFlags) -> ExitCode {
         eprintln!("wackamole demo: {why} (try: sudo wackamole demo)");
         return ExitCode::from(77);
     }
-    if std::process::Command::new("nft")
-        .arg("--version")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        eprintln!("wackamole demo: nftables (`nft`) is not installed: apt-get install nftables");
-        return ExitCode::from(69);
+    // Without nftables the demo still runs, on the address-lifetime fence: slower
+    // failover (about 2.6 s), said out loud, instead of refusing a newcomer.
+    let gate = lab::installed("nft");
+    if !gate {
+        println!(
+            "wackamole demo: NOTE nftables is not installed, so this demo runs with \
+             --fence address: failover takes about 2.6 s instead of 0.5 s. Install it \
+             with `apt-get install nftables` and run the demo again to see the gate."
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
@@ -81,6 +82,7 @@ pub fn main(d: DemoFlags) -> ExitCode {
     let mut spec = Spec::new(&format!("wmd{id}"), [200, id as u8 + 1]);
     spec.vips4 = 4;
     spec.extra = vec!["--profile".into(), d.profile.clone()];
+    spec.gate = gate;
     println!(
         "wackamole demo: building a bridge, 3 node namespaces and a client namespace ({}-*) …",
         spec.prefix
