@@ -794,9 +794,11 @@ fn control_endpoints_need_loopback_or_the_token() {
     }) else {
         return;
     };
-    let token = "0123456789abcdef0123";
+    // 128 bits: a token file's secret must be at least that (src/net/secret.rs).
+    let token = "0123456789abcdef0123456789abcdef";
     let tf = c.dir.join("token");
     std::fs::write(&tf, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&tf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let listen: SocketAddr = format!("{}:9947", c.lab.nodes[0].addr).parse().unwrap();
     c.start_with(
         0,

@@ -267,7 +267,6 @@ pub struct World {
     cluster: ClusterConfig,
     /// Configurations in use: the initial one, then one per voter change.
     configs: Vec<ClusterConfig>,
-    cluster_id: u64,
     rng: StdRng,
     now: Tau,
     seq: u64,
@@ -400,7 +399,6 @@ impl World {
                 ..RunResult::default()
             },
             cfg,
-            cluster_id: cluster.cluster_id(),
             configs: vec![cluster.clone()],
             cluster,
             rng,

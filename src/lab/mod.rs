@@ -30,11 +30,11 @@ pub fn sh(args: &[&str]) -> io::Result<Output> {
 
 /// The environment variable that makes every [`skip`] fatal (`.ci/run` sets it:
 /// there, a missing tool is an install step that failed, not a reason to pass).
-pub const REQUIRE_ALL: &str = "WACKAMOLE_REQUIRE_ALL";
+pub const REQUIRE_ALL: &str = "WM_REQUIRE_ALL";
 
 /// Skips a test that needs something this machine lacks: a loud `SKIPPED` line
 /// on the terminal (written past the test harness's output capture, so a plain
-/// `cargo test` shows it), or — with `WACKAMOLE_REQUIRE_ALL=1` — a failure.
+/// `cargo test` shows it), or — with `WM_REQUIRE_ALL=1` — a failure.
 pub fn skip(what: &str, why: &str) {
     use std::io::Write as _;
     let line = format!("SKIPPED ({what}): {why}");
