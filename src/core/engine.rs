@@ -1535,8 +1535,14 @@ impl Engine {
             bump(&mut self.stats.claims_ignored, "own_name");
             return;
         }
-        if self.name_collision(now) || self.colliding_names().contains(&c.name.as_str()) {
+        if self.colliding_names().contains(&c.name.as_str()) {
             bump(&mut self.stats.claims_ignored, "name_collision");
+            return;
+        }
+        if self.name_collision(now) {
+            // Another process votes under our name: we vote for nobody.
+            bump(&mut self.stats.claims_ignored, "name_collision");
+            self.answer_empty(from, &c);
             return;
         }
         if self.voter.is_none() {
@@ -1548,16 +1554,7 @@ impl Engine {
             // claims (or a new process whose metadata has not arrived yet). Promise
             // nothing; an empty answer keeps a genuine newcomer claiming.
             bump(&mut self.stats.claims_ignored, "stale_identity");
-            if let Some(v) = &self.voter {
-                let answer = Answer {
-                    voter: v.index(),
-                    nonce: c.nonce,
-                    seq: c.seq,
-                    granted: vec![],
-                    denied: vec![],
-                };
-                self.send(from, &Body::Answer(answer));
-            }
+            self.answer_empty(from, &c);
             return;
         }
         let Some(v) = &mut self.voter else { return };
@@ -1579,17 +1576,9 @@ impl Engine {
                 }
             }
             Err(Ignored::StartupWait) => {
-                // An empty answer: "alive, but granting nothing yet". The claimer then
-                // keeps claiming instead of withdrawing as if it were unheard.
+                // "Alive, but granting nothing yet".
                 bump(&mut self.stats.claims_ignored, "startup_wait");
-                let answer = Answer {
-                    voter: v.index(),
-                    nonce: c.nonce,
-                    seq: c.seq,
-                    granted: vec![],
-                    denied: vec![],
-                };
-                self.send(from, &Body::Answer(answer));
+                self.answer_empty(from, &c);
             }
             Err(why) => bump(
                 &mut self.stats.claims_ignored,
@@ -1637,6 +1626,14 @@ impl Engine {
             }
         } else {
             bump(&mut self.stats.drops, "stale_answer");
+        }
+    }
+
+    /// Answers `claim` with [`Answer::empty`] (if this node is a voter).
+    fn answer_empty(&mut self, to: SocketAddr, claim: &Claim) {
+        if let Some(v) = &self.voter {
+            let answer = Answer::empty(v.index(), claim);
+            self.send(to, &Body::Answer(answer));
         }
     }
 
@@ -2268,6 +2265,40 @@ mod tests {
         );
         assert_eq!(e.stats().drops.get("bad_voter_index"), Some(&1));
         // The engine goes on holding its group.
+        drive(&mut e, now, now + Duration::from_secs(1));
+        assert!(matches!(e.phase(0), Phase::Held { .. }));
+    }
+
+    /// Issue 10 case 3: a claim recorded from a process that is gone, replayed to a
+    /// voter that restarted since (its replay window was in memory), is promised
+    /// nothing: no active member gossips that lease identity.
+    #[test]
+    fn a_claim_from_a_lease_identity_nobody_gossips_is_promised_nothing() {
+        let (mut e, t0) = one_node();
+        let now = t0 + Duration::from_secs(3);
+        drive(&mut e, t0, now);
+        let from: SocketAddr = "10.0.0.9:7946".parse().unwrap();
+        let replayed = Claim {
+            name: "ghost".into(),
+            nonce: 0xdead,
+            seq: 41,
+            groups: vec![0],
+        };
+        let bytes = wire::encode(e.cluster_id(), &Body::Claim(replayed)).unwrap();
+        e.handle_datagram(from, &bytes, now);
+        assert_eq!(e.stats().claims_ignored.get("stale_identity"), Some(&1));
+        let mut answered = Vec::new();
+        while let Some(a) = e.poll_action() {
+            if let Action::Send { to, payload } = a
+                && to == from
+                && let Ok(Body::Answer(ans)) = wire::decode(e.cluster_id(), &payload)
+            {
+                answered.push(ans);
+            }
+        }
+        assert_eq!(answered.len(), 1, "one empty answer");
+        assert!(answered[0].granted.is_empty() && answered[0].denied.is_empty());
+        // Its own group stays its own: the voter promised the ghost nothing.
         drive(&mut e, now, now + Duration::from_secs(1));
         assert!(matches!(e.phase(0), Phase::Held { .. }));
     }

@@ -69,6 +69,19 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer that grants and denies nothing: "alive, but promising nothing to
+    /// this claim" (start-up wait, an unknown lease identity, a name collision). The
+    /// claimer then keeps claiming instead of withdrawing as if it were unheard.
+    pub fn empty(voter: u16, claim: &Claim) -> Answer {
+        Answer {
+            voter,
+            nonce: claim.nonce,
+            seq: claim.seq,
+            granted: vec![],
+            denied: vec![],
+        }
+    }
+
     /// Checks every index that came from the wire, as claims are checked: the voter
     /// index is below `n_voters`, every group (granted or denied) below `n_groups`,
     /// and no group appears twice (granted and denied at once included). `Err` names
@@ -495,6 +508,44 @@ mod tests {
 
     fn voter(i: u16, name: &str) -> Voter {
         Voter::new(i, name, 4, MS * 400, MS * 400, false, t(0))
+    }
+
+    #[test]
+    fn answers_are_checked_like_claims() {
+        let a = |voter, granted: Vec<GroupId>, denied: Vec<(GroupId, String)>| Answer {
+            voter,
+            nonce: 1,
+            seq: 1,
+            granted,
+            denied,
+        };
+        assert_eq!(
+            a(0, vec![0, 3], vec![(1, "b".into())]).validate(4, 3),
+            Ok(())
+        );
+        assert_eq!(a(3, vec![], vec![]).validate(4, 3), Err("bad_voter_index"));
+        assert_eq!(a(0, vec![4], vec![]).validate(4, 3), Err("unknown_group"));
+        assert_eq!(
+            a(0, vec![], vec![(9, "b".into())]).validate(4, 3),
+            Err("unknown_group")
+        );
+        assert_eq!(
+            a(0, vec![1], vec![(1, "b".into())]).validate(4, 3),
+            Err("duplicate_group")
+        );
+        assert_eq!(
+            a(0, vec![], vec![(2, "b".into()), (2, "c".into())]).validate(4, 3),
+            Err("duplicate_group")
+        );
+        let claim = Claim {
+            name: "a".into(),
+            nonce: 7,
+            seq: 9,
+            groups: vec![1],
+        };
+        let e = Answer::empty(2, &claim);
+        assert_eq!((e.voter, e.nonce, e.seq), (2, 7, 9));
+        assert!(e.granted.is_empty() && e.denied.is_empty());
     }
 
     fn claim(name: &str, nonce: u64, seq: u64, groups: &[GroupId]) -> Claim {
