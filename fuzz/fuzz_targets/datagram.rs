@@ -3,6 +3,11 @@
 //! input spliced in, go to `Engine::handle_datagram`; the engine then runs its
 //! timers and answers its kernel operations. Nothing may panic, and the engine must
 //! keep producing sane actions.
+//!
+//! A third mode reaches what an authenticated peer can send only to a live claimer:
+//! an answer carrying the engine's current lease nonce and the seq of a claim it
+//! really sent, with voter index, granted and denied groups taken from the input
+//! (issue 10: an out-of-range group there panicked the engine).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -12,7 +17,9 @@ use wackamole::core::config::{
     ClusterConfig, FenceKind, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup,
 };
 use wackamole::core::engine::{Action, Breaks, Engine, EngineConfig, EngineInit};
+use wackamole::core::lease::Answer;
 use wackamole::core::time::Instant;
+use wackamole::core::wire::{self, Body};
 
 fn engine(name: &str, port: u16) -> Engine {
     let cluster = ClusterConfig::new(
@@ -21,7 +28,11 @@ fn engine(name: &str, port: u16) -> Engine {
         vec!["a".into(), "b".into(), "c".into()],
         vec![],
         (0..4)
-            .map(|i| VipGroup::new(vec![Vip::host(format!("10.0.0.{}", 100 + i).parse().unwrap())]))
+            .map(|i| {
+                VipGroup::new(vec![Vip::host(
+                    format!("10.0.0.{}", 100 + i).parse().unwrap(),
+                )])
+            })
             .collect(),
         Timing::profile(Profile::Default),
     );
@@ -29,7 +40,10 @@ fn engine(name: &str, port: u16) -> Engine {
         cluster,
         node: NodeConfig::new(name),
         bind: format!("10.0.0.1:{port}").parse().unwrap(),
-        seeds: vec!["10.0.0.1:7001".parse().unwrap(), "10.0.0.1:7002".parse().unwrap()],
+        seeds: vec![
+            "10.0.0.1:7001".parse().unwrap(),
+            "10.0.0.1:7002".parse().unwrap(),
+        ],
         cluster_size_hint: 3,
         breaks: Breaks::default(),
     };
@@ -89,6 +103,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let g = genuine();
+    if mode >= 224 {
+        live_answer(rest);
+        return;
+    }
     let payload = if mode < 64 || g.is_empty() {
         rest.to_vec()
     } else {
@@ -109,3 +127,65 @@ fuzz_target!(|data: &[u8]| {
     a.handle_datagram("10.0.0.1:7003".parse().unwrap(), &payload, now);
     drive(&mut a, now, Instant::from_nanos(2_000_000_000));
 });
+
+/// An answer to one of the engine's own live claims, its body from `input`.
+fn live_answer(input: &[u8]) {
+    // "a" claims only towards voters it knows: run it with "b" until it does.
+    let mut a = engine("a", 7001);
+    let mut b = engine("b", 7002);
+    let mut now = Instant::from_nanos(1_000_000_000);
+    let mut sent = Vec::new();
+    for _ in 0..40 {
+        let next = Instant::from_nanos(now.as_nanos() + 50_000_000);
+        let from_a = drive(&mut a, now, next);
+        let from_b = drive(&mut b, now, next);
+        for d in &from_b {
+            a.handle_datagram("10.0.0.1:7002".parse().unwrap(), d, next);
+        }
+        for d in &from_a {
+            b.handle_datagram("10.0.0.1:7001".parse().unwrap(), d, next);
+        }
+        sent.extend(from_a);
+        now = next;
+    }
+    let cid = a.cluster_id();
+    let seqs: Vec<(u64, u64)> = sent
+        .iter()
+        .filter_map(|d| match wire::decode(cid, d) {
+            Ok(Body::Claim(c)) => Some((c.nonce, c.seq)),
+            _ => None,
+        })
+        .collect();
+    let Some(&(nonce, last)) = seqs.last() else {
+        return;
+    };
+    let mut it = input.iter().copied();
+    let mut next = || it.next().unwrap_or(0);
+    let voter = u16::from(next() % 5);
+    let seq = last.saturating_sub(u64::from(next() % 4));
+    let n_granted = usize::from(next() % 8);
+    let granted: Vec<u16> = (0..n_granted)
+        .map(|_| u16::from_le_bytes([next(), next() % 17]))
+        .collect();
+    let n_denied = usize::from(next() % 8);
+    let denied: Vec<(u16, String)> = (0..n_denied)
+        .map(|_| {
+            let g = u16::from_le_bytes([next(), next() % 17]);
+            let name = ["a", "b", "c", "zz"][usize::from(next() % 4)].to_string();
+            (g, name)
+        })
+        .collect();
+    let mut granted = granted;
+    granted.sort_unstable();
+    let answer = Answer {
+        voter,
+        nonce,
+        seq,
+        granted,
+        denied,
+    };
+    if let Ok(bytes) = wire::encode(cid, &Body::Answer(answer)) {
+        a.handle_datagram("10.0.0.1:7002".parse().unwrap(), &bytes, now);
+        drive(&mut a, now, Instant::from_nanos(4_000_000_000));
+    }
+}
