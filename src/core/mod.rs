@@ -4,7 +4,11 @@
 //! global RNG (`tests/core_purity.rs` fails the build if one appears). Time comes in
 //! as `now`, randomness as a seed, and every effect goes out as an
 //! [`engine::Action`].
+//!
+//! One module per mechanism of DESIGN §2; the [`engine`] dispatches over them (its
+//! module docs map each rule to its module).
 
+pub mod anti_entropy;
 pub mod assign;
 pub mod config;
 pub mod engine;
@@ -12,5 +16,8 @@ pub mod hash;
 pub mod lease;
 pub mod membership;
 pub mod ownership;
+pub mod presence;
+pub mod quiescence;
 pub mod time;
+pub mod view;
 pub mod wire;

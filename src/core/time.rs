@@ -34,6 +34,11 @@ impl Instant {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
+    /// `self - d`, or `None` before the origin.
+    pub fn checked_sub(self, d: Duration) -> Option<Instant> {
+        self.0.checked_sub(duration_nanos(d)).map(Instant)
+    }
+
     /// `self - d`, clamped at the origin.
     pub fn saturating_sub(self, d: Duration) -> Instant {
         Instant(self.0.saturating_sub(duration_nanos(d)))

@@ -1,0 +1,196 @@
+//! The lease glue: claims out (to every voter, the self-vote first), claims in (as a
+//! voter, after the identity checks), answers in (as a claimer).
+
+use std::net::SocketAddr;
+
+use super::outbox::bump;
+use super::timers::Timer;
+use super::{Engine, Life};
+use crate::core::config::QuorumMode;
+use crate::core::lease::{Answer, Claim, Ignored};
+use crate::core::time::Instant;
+use crate::core::wire::{self, Body, WireError};
+
+impl Engine {
+    /// Whether claims go out (the claimer wants something, or lingers after a release
+    /// so voters free the group at once; always in two-node mode).
+    pub(super) fn claims_flowing(&self) -> bool {
+        let Some(c) = &self.lease.claimer else {
+            return false;
+        };
+        let next = self.timers.get(Timer::Claim);
+        matches!(self.local.life, Life::Running | Life::Leaving)
+            && (next.is_some_and(|t| c.active(t, self.rules.promise_hold))
+                || self.cfg.quorum == QuorumMode::Off)
+    }
+
+    /// The grants that make a lease at `now`.
+    pub(super) fn q_eff(&self, now: Instant) -> usize {
+        self.rules
+            .lease_quorum
+            .unwrap_or_else(|| self.presence.quorum(self.local.running_since, now))
+    }
+
+    pub(super) fn on_claim(&mut self, from: SocketAddr, c: Claim, now: Instant) {
+        if self.presence.on_claim(&c.name, c.nonce, now) {
+            self.groups.dirty_all = true;
+        }
+        if !self.cfg.may_hold(&c.name) {
+            bump(&mut self.out.stats.claims_ignored, "not_allowed_to_hold");
+            return;
+        }
+        if c.name == self.node.name {
+            if self
+                .lease
+                .claimer
+                .as_ref()
+                .is_some_and(|me| me.nonce() != c.nonce)
+            {
+                self.note_collision(&format!("a claim from {from}"), now);
+            }
+            bump(&mut self.out.stats.claims_ignored, "own_name");
+            return;
+        }
+        if self.view.is_colliding(&c.name) {
+            bump(&mut self.out.stats.claims_ignored, "name_collision");
+            return;
+        }
+        if self.name_collision(now) {
+            // Another process votes under our name: we vote for nobody.
+            bump(&mut self.out.stats.claims_ignored, "name_collision");
+            self.answer_empty(from, &c);
+            return;
+        }
+        if self.lease.voter.is_none() {
+            bump(&mut self.out.stats.claims_ignored, "not_a_voter");
+            return;
+        }
+        if !self.view.lease_identity_live(&c.name, c.nonce) {
+            // Not a process any active member is: a replay of a dead process's
+            // claims (or a new process whose metadata has not arrived yet). Promise
+            // nothing; an empty answer keeps a genuine newcomer claiming.
+            bump(&mut self.out.stats.claims_ignored, "stale_identity");
+            self.answer_empty(from, &c);
+            return;
+        }
+        let Some(v) = &mut self.lease.voter else {
+            return;
+        };
+        match v.handle_claim(&c, now) {
+            Ok(answer) => self.send_answer(from, answer),
+            Err(Ignored::StartupWait) => {
+                // "Alive, but granting nothing yet".
+                bump(&mut self.out.stats.claims_ignored, "startup_wait");
+                self.answer_empty(from, &c);
+            }
+            Err(why) => bump(
+                &mut self.out.stats.claims_ignored,
+                match why {
+                    Ignored::StartupWait => "startup_wait",
+                    Ignored::StaleSeq => "stale_seq",
+                    Ignored::UnknownGroup => "unknown_group",
+                    Ignored::TooManyClaimers => "too_many_claimers",
+                },
+            ),
+        }
+    }
+
+    /// Denies are advice (they steer contention backoff); grants are what counts.
+    /// Should naming every holder not fit one datagram, name fewer.
+    fn send_answer(&mut self, to: SocketAddr, answer: Answer) {
+        let mut body = Body::Answer(answer);
+        loop {
+            let encoded = wire::encode(self.rules.cluster_id, &body);
+            match (encoded, &mut body) {
+                (Err(WireError::Oversize), Body::Answer(a)) if !a.denied.is_empty() => {
+                    let keep = a.denied.len() / 2;
+                    a.denied.truncate(keep);
+                    self.out.drop("denies_trimmed");
+                }
+                (r, _) => break self.out.send_encoded(to, r),
+            }
+        }
+    }
+
+    pub(super) fn on_answer(&mut self, a: Answer, now: Instant) {
+        // Every index from the wire is checked before anything uses it (a voter's
+        // answer is authenticated, not trusted to be well-formed).
+        if let Err(why) = a.validate(self.groups.len(), self.cfg.voters.len()) {
+            self.out.drop(why);
+            return;
+        }
+        let v = usize::from(a.voter);
+        let voter_name = self.cfg.voters.get(v);
+        if voter_name.is_some_and(|n| self.view.is_colliding(n)) {
+            self.out.drop("name_collision");
+            return;
+        }
+        let Some(c) = &mut self.lease.claimer else {
+            self.out.drop("answer_not_claiming");
+            return;
+        };
+        if !c.handle_answer(&a) {
+            self.out.drop("stale_answer");
+            return;
+        }
+        self.groups.dirty.extend(a.granted.iter().copied());
+        self.groups.dirty.extend(a.denied.iter().map(|(g, _)| *g));
+        if let Some(h) = self.lease.heard.get_mut(v) {
+            *h = Some(now);
+        }
+        if voter_name.is_some_and(|n| self.presence.is_peer(n)) {
+            self.presence.heard(now);
+        }
+    }
+
+    /// Answers `claim` with [`Answer::empty`] (if this node is a voter).
+    pub(super) fn answer_empty(&mut self, to: SocketAddr, claim: &Claim) {
+        if let Some(v) = &self.lease.voter {
+            let answer = Answer::empty(v.index(), claim);
+            self.out.send(to, &Body::Answer(answer));
+        }
+    }
+
+    /// Where each other voter is: the freshest identity carrying its name. In two-node
+    /// mode, with the peer not in the view yet, every seed: so a peer that holds alone
+    /// hears us even if our SWIM announce was lost.
+    pub(super) fn voter_addrs(&self) -> Vec<(usize, SocketAddr)> {
+        let mut out = Vec::new();
+        for (i, v) in self.cfg.voters.iter().enumerate() {
+            if *v == self.node.name {
+                continue;
+            }
+            if let Some(a) = self.view.freshest_addr(v) {
+                out.push((i, a));
+            } else if self.presence.is_peer(v) {
+                out.extend(self.membership.seeds().iter().map(|&a| (i, a)));
+            }
+        }
+        out
+    }
+
+    /// One claim round: the self-vote through the voter's own path (rule 4), then the
+    /// claim to every other voter.
+    pub(super) fn send_claim(&mut self, now: Instant) {
+        let Some(c) = &mut self.lease.claimer else {
+            return;
+        };
+        let claim = c.next_claim(now);
+        self.out.stats.claims_sent += 1;
+        if let Some(v) = &mut self.lease.voter {
+            let vi = usize::from(v.index());
+            if let Ok(ans) = v.handle_claim(&claim, now)
+                && let Some(c) = &mut self.lease.claimer
+            {
+                c.handle_answer(&ans);
+            }
+            self.lease.heard[vi] = Some(now);
+        }
+        let body = Body::Claim(claim);
+        for (_, addr) in self.voter_addrs() {
+            self.out.send(addr, &body);
+        }
+        self.timers
+            .set(Timer::Claim, now + self.cfg.timing.claim_period);
+    }
+}

@@ -1,0 +1,83 @@
+//! The engine's effective rules, computed once at construction.
+
+use std::time::Duration;
+
+use super::Breaks;
+use crate::core::assign;
+use crate::core::config::{ClusterConfig, FenceKind, QuorumMode};
+use crate::core::hash::hash_str;
+use crate::core::lease::deadline::FenceMargins;
+
+/// The engine's effective rules: the configuration's derived quantities, computed
+/// once, with the simulator's [`Breaks`] folded in at construction (no rule tests a
+/// break at run time).
+#[derive(Clone, Debug)]
+pub(super) struct Rules {
+    pub cluster_id: u64,
+    pub name_hash: u64,
+    /// Rendezvous hash of each group's key.
+    pub group_hash: Vec<u64>,
+    /// Q (zero under `--break quiescence`).
+    pub quiescence: Duration,
+    /// Whether Q restarts on the previous holder's incarnation (`--break incarnation`).
+    pub incarnation_aware: bool,
+    /// W (zero under `--break restart-wait`).
+    pub restart_wait: Duration,
+    /// The grants that make a lease: q in majority mode, 1 under `--break
+    /// quorum-lease`, `None` in two-node mode (then [`Presence::quorum`] decides).
+    pub lease_quorum: Option<usize>,
+    /// `--break release-order`: drop a group from claims before its unbind is verified.
+    pub release_before_verified: bool,
+    /// W_c = 3R.
+    pub contention_window: Duration,
+    /// P.
+    pub promise_hold: Duration,
+    /// The fence's refresh period F (gate) or address refresh.
+    pub refresh_period: Duration,
+    pub fence: FenceMargins,
+}
+
+impl Rules {
+    pub fn new(cfg: &ClusterConfig, name: &str, breaks: Breaks) -> Rules {
+        Rules {
+            cluster_id: cfg.cluster_id(),
+            name_hash: hash_str(name),
+            group_hash: cfg
+                .groups
+                .iter()
+                .map(|g| assign::group_hash(&g.key()))
+                .collect(),
+            quiescence: if breaks.quiescence {
+                Duration::ZERO
+            } else {
+                cfg.timing.quiescence
+            },
+            incarnation_aware: !breaks.incarnation,
+            restart_wait: if breaks.restart_wait {
+                Duration::ZERO
+            } else {
+                cfg.restart_wait()
+            },
+            lease_quorum: if breaks.quorum_lease {
+                Some(1)
+            } else {
+                match cfg.quorum {
+                    QuorumMode::Majority => Some(cfg.quorum_size()),
+                    QuorumMode::Off => None,
+                }
+            },
+            release_before_verified: breaks.release_order,
+            contention_window: cfg.contention_window(),
+            promise_hold: cfg.promise_hold(),
+            refresh_period: match cfg.fence {
+                FenceKind::Gate => cfg.timing.gate_refresh,
+                FenceKind::Address => cfg.timing.address_refresh,
+            },
+            fence: FenceMargins {
+                fence: cfg.fence,
+                gate_margin: cfg.gate_margin(),
+                gate_arm: cfg.timing.gate_arm,
+            },
+        }
+    }
+}

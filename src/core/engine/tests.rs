@@ -1,0 +1,286 @@
+//! Single-engine unit tests (multi-engine stories are in `harness`).
+
+use super::*;
+use crate::core::config::{FenceKind, Profile, Timing, Vip, VipGroup};
+use crate::core::lease::{Answer, Claim};
+
+fn one_node() -> (Engine, Instant) {
+    let cluster = ClusterConfig::new(
+        QuorumMode::Majority,
+        FenceKind::Gate,
+        vec!["a".into()],
+        vec![],
+        vec![VipGroup::new(vec![Vip::host(
+            "10.0.0.100".parse().unwrap(),
+        )])],
+        Timing::profile(Profile::Default),
+    );
+    let cfg = EngineConfig {
+        cluster,
+        node: NodeConfig::new("a"),
+        bind: "10.0.0.1:7946".parse().unwrap(),
+        seeds: vec!["10.0.0.1:7946".parse().unwrap()],
+        cluster_size_hint: 1,
+        breaks: Breaks::default(),
+    };
+    let t0 = Instant::from_nanos(1_000_000_000);
+    (
+        Engine::new(
+            cfg,
+            EngineInit {
+                nonce: 7,
+                rng_seed: 1,
+                epoch: 1,
+            },
+            t0,
+        ),
+        t0,
+    )
+}
+
+fn drive(e: &mut Engine, now: Instant, until: Instant) -> Vec<Action> {
+    e.drive_alone(now, until)
+}
+
+#[test]
+fn flush_comes_first_and_nothing_is_sent_before_it_is_confirmed() {
+    let (mut e, t0) = one_node();
+    assert_eq!(
+        e.poll_action(),
+        Some(Action::Kernel {
+            id: 1,
+            op: KernelOp::Flush
+        })
+    );
+    assert_eq!(e.poll_action(), None);
+    e.handle_timeout(t0 + Duration::from_secs(5));
+    assert_eq!(
+        e.poll_action(),
+        None,
+        "no action while the flush is unconfirmed"
+    );
+    assert_eq!(e.poll_timeout(), None);
+}
+
+/// Runs the engine's own timers until it emits a gate refresh; completes the
+/// refresh and returns when it was emitted.
+fn next_refresh(e: &mut Engine) -> Instant {
+    for _ in 0..DRIVE_ALONE_STEPS {
+        let t = e.poll_timeout().expect("a held group keeps a timer");
+        e.handle_timeout(t);
+        if refreshes_in(e, t) > 0 {
+            return t;
+        }
+    }
+    panic!("no refresh within {DRIVE_ALONE_STEPS} timer steps");
+}
+
+fn refreshes_in(e: &mut Engine, now: Instant) -> usize {
+    let mut n = 0;
+    while let Some(a) = e.poll_action() {
+        if let Action::Kernel { id, op } = a {
+            n += usize::from(matches!(op, KernelOp::Refresh { .. }));
+            e.handle_kernel(id, KernelOutcome::Ok, now);
+        }
+    }
+    n
+}
+
+#[test]
+fn a_wake_up_past_half_the_refresh_period_carries_the_refresh() {
+    let (mut e, t0) = one_node();
+    drive(&mut e, t0, t0 + Duration::from_secs(3));
+    assert!(matches!(e.phase(0), Phase::Held { .. }), "{:?}", e.phase(0));
+    let f = e.config().timing.gate_refresh;
+    let r = next_refresh(&mut e);
+    // Before half the period: a wake-up for another reason refreshes nothing.
+    e.handle_timeout(r + f * 3 / 10);
+    assert_eq!(refreshes_in(&mut e, r + f * 3 / 10), 0);
+    // Past half of it, the same wake-up carries the refresh, although the
+    // engine's own timer would only have fired at r + F.
+    let w = r + f * 6 / 10;
+    assert!(e.poll_timeout().is_some_and(|t| t > w));
+    e.handle_timeout(w);
+    assert_eq!(refreshes_in(&mut e, w), 1);
+    // And the next one is counted from there.
+    e.handle_timeout(w + f * 3 / 10);
+    assert_eq!(refreshes_in(&mut e, w + f * 3 / 10), 0);
+}
+
+#[test]
+fn a_lone_voter_binds_after_its_start_up_wait_and_unbinds_on_a_clock_jump() {
+    let (mut e, t0) = one_node();
+    let seen = drive(&mut e, t0, t0 + Duration::from_secs(3));
+    let bind_at = seen.iter().position(|a| {
+        matches!(
+            a,
+            Action::Kernel {
+                op: KernelOp::Bind { .. },
+                ..
+            }
+        )
+    });
+    assert!(bind_at.is_some(), "never bound: {seen:?}");
+    assert!(matches!(e.phase(0), Phase::Held { .. }), "{:?}", e.phase(0));
+    // The bind's write deadline respects the start-up wait: the lease came from a
+    // self-grant, given no earlier than W after start.
+    if let Some(Action::Kernel {
+        op: KernelOp::Bind { deadline, .. },
+        ..
+    }) = bind_at.map(|i| &seen[i])
+    {
+        assert!(*deadline > t0 + e.config().restart_wait());
+    }
+    let now = t0 + Duration::from_secs(4);
+    e.handle_clock_jump(now);
+    let mut unbound = false;
+    while let Some(a) = e.poll_action() {
+        if matches!(
+            a,
+            Action::Kernel {
+                op: KernelOp::Unbind { .. },
+                ..
+            }
+        ) {
+            unbound = true;
+        }
+    }
+    assert!(unbound, "a clock jump must unbind first");
+    assert!(e.stats().fences.contains_key("clock_jump"));
+}
+
+#[test]
+fn malformed_and_foreign_datagrams_are_counted_not_fatal() {
+    let (mut e, t0) = one_node();
+    drive(&mut e, t0, t0 + Duration::from_millis(10));
+    let from: SocketAddr = "10.0.0.9:7946".parse().unwrap();
+    e.handle_datagram(from, &[1, 2, 3], t0);
+    e.handle_datagram(
+        from,
+        &wire::encode(e.cluster_id() ^ 1, &Body::MetaRequest).unwrap(),
+        t0,
+    );
+    let mut bad = wire::encode(e.cluster_id(), &Body::MetaRequest).unwrap();
+    bad.push(0xff);
+    e.handle_datagram(from, &bad, t0);
+    let d = &e.stats().drops;
+    assert_eq!(
+        (
+            d.get("truncated"),
+            d.get("cluster_mismatch"),
+            d.get("malformed")
+        ),
+        (Some(&1), Some(&1), Some(&1))
+    );
+}
+
+#[test]
+fn graceful_leave_releases_then_leaves() {
+    let (mut e, t0) = one_node();
+    drive(&mut e, t0, t0 + Duration::from_secs(3));
+    assert!(matches!(e.phase(0), Phase::Held { .. }));
+    let now = t0 + Duration::from_secs(3);
+    e.leave(now);
+    let seen = drive(&mut e, now, now + Duration::from_secs(1));
+    let unbind = seen.iter().position(|a| {
+        matches!(
+            a,
+            Action::Kernel {
+                op: KernelOp::Unbind { .. },
+                ..
+            }
+        )
+    });
+    let left = seen.iter().position(|a| *a == Action::Event(Event::Left));
+    assert!(
+        unbind.is_some() && left.is_some() && unbind < left,
+        "{seen:?}"
+    );
+    assert!(e.is_finished());
+}
+
+/// Issue 10 case 4: an authenticated answer to a live claim naming a group out
+/// of range (or a group twice) is dropped and counted, never indexed.
+#[test]
+fn answers_naming_unknown_or_repeated_groups_are_dropped_not_fatal() {
+    let (mut e, t0) = one_node();
+    let now = t0 + Duration::from_secs(3);
+    drive(&mut e, t0, now);
+    assert!(matches!(e.phase(0), Phase::Held { .. }));
+    let from: SocketAddr = "10.0.0.9:7946".parse().unwrap();
+    type Body2 = (Vec<GroupId>, Vec<(GroupId, String)>);
+    let bad: Vec<Body2> = vec![
+        (vec![5], vec![]),
+        (vec![], vec![(4095, "b".into())]),
+        (vec![0], vec![(0, "b".into())]),
+        (vec![], vec![(0, "b".into()), (0, "c".into())]),
+    ];
+    for (granted, denied) in bad {
+        // Every seq the claimer may have sent: the live one is among them.
+        for seq in 1..200 {
+            let a = Answer {
+                voter: 0,
+                nonce: 7,
+                seq,
+                granted: granted.clone(),
+                denied: denied.clone(),
+            };
+            let bytes = wire::encode(e.cluster_id(), &Body::Answer(a)).unwrap();
+            e.handle_datagram(from, &bytes, now);
+        }
+    }
+    let d = &e.stats().drops;
+    assert!(d.get("unknown_group").is_some_and(|&n| n > 0), "{d:?}");
+    assert!(d.get("duplicate_group").is_some_and(|&n| n > 0), "{d:?}");
+    // An answer from a voter index beyond the voter list is dropped too.
+    let a = Answer {
+        voter: 3,
+        nonce: 7,
+        seq: 1,
+        granted: vec![0],
+        denied: vec![],
+    };
+    e.handle_datagram(
+        from,
+        &wire::encode(e.cluster_id(), &Body::Answer(a)).unwrap(),
+        now,
+    );
+    assert_eq!(e.stats().drops.get("bad_voter_index"), Some(&1));
+    // The engine goes on holding its group.
+    drive(&mut e, now, now + Duration::from_secs(1));
+    assert!(matches!(e.phase(0), Phase::Held { .. }));
+}
+
+/// Issue 10 case 3: a claim recorded from a process that is gone, replayed to a
+/// voter that restarted since (its replay window was in memory), is promised
+/// nothing: no active member gossips that lease identity.
+#[test]
+fn a_claim_from_a_lease_identity_nobody_gossips_is_promised_nothing() {
+    let (mut e, t0) = one_node();
+    let now = t0 + Duration::from_secs(3);
+    drive(&mut e, t0, now);
+    let from: SocketAddr = "10.0.0.9:7946".parse().unwrap();
+    let replayed = Claim {
+        name: "ghost".into(),
+        nonce: 0xdead,
+        seq: 41,
+        groups: vec![0],
+    };
+    let bytes = wire::encode(e.cluster_id(), &Body::Claim(replayed)).unwrap();
+    e.handle_datagram(from, &bytes, now);
+    assert_eq!(e.stats().claims_ignored.get("stale_identity"), Some(&1));
+    let mut answered = Vec::new();
+    while let Some(a) = e.poll_action() {
+        if let Action::Send { to, payload } = a
+            && to == from
+            && let Ok(Body::Answer(ans)) = wire::decode(e.cluster_id(), &payload)
+        {
+            answered.push(ans);
+        }
+    }
+    assert_eq!(answered.len(), 1, "one empty answer");
+    assert!(answered[0].granted.is_empty() && answered[0].denied.is_empty());
+    // Its own group stays its own: the voter promised the ghost nothing.
+    drive(&mut e, now, now + Duration::from_secs(1));
+    assert!(matches!(e.phase(0), Phase::Held { .. }));
+}
