@@ -52,6 +52,8 @@ mod kernel;
 mod life;
 mod outbox;
 mod rules;
+#[cfg(test)]
+mod stories;
 mod timers;
 mod types;
 
