@@ -395,6 +395,66 @@ impl Schedule {
         s
     }
 
+    /// An empty scripted schedule, to which a test adds exactly the faults of its
+    /// scenario (times and durations in seconds of simulated time). A scripted run
+    /// draws no schedule from its seed; the seed still drives clocks and the network.
+    pub fn scripted() -> Schedule {
+        Schedule::default()
+    }
+
+    /// Adds a fault of `kind` on `node` at `at_s` for `dur_s` (0: for good, where that
+    /// makes sense).
+    pub fn with(self, at_s: f64, kind: FaultKind, node: usize, dur_s: f64) -> Schedule {
+        self.with_fault(at_s, kind, node, None, dur_s)
+    }
+
+    /// Adds a fault with its `other` operand (a node, group or configuration index,
+    /// depending on the kind).
+    pub fn with_fault(
+        mut self,
+        at_s: f64,
+        kind: FaultKind,
+        node: usize,
+        other: Option<usize>,
+        dur_s: f64,
+    ) -> Schedule {
+        self.faults.push(Fault {
+            at: (at_s * SEC as f64) as u64,
+            kind,
+            node,
+            other,
+            dur: (dur_s * SEC as f64) as u64,
+        });
+        self
+    }
+
+    /// Adds a partition at `at_s` for `dur_s` between the nodes in `side` and the
+    /// other nodes of `n` (with `one_way`, only `side`'s datagrams to the others are
+    /// cut).
+    pub fn with_partition(
+        mut self,
+        at_s: f64,
+        side: &[usize],
+        n: usize,
+        dur_s: f64,
+        one_way: bool,
+    ) -> Schedule {
+        let kind = if one_way {
+            FaultKind::Asymmetric
+        } else {
+            FaultKind::Partition
+        };
+        self.sides.push((0..n).map(|i| side.contains(&i)).collect());
+        let other = Some(self.sides.len() - 1);
+        self.with_fault(at_s, kind, side.first().copied().unwrap_or(0), other, dur_s)
+    }
+
+    /// `node` starts only at `at_s` (a late join).
+    pub fn with_late_join(mut self, at_s: f64, node: usize) -> Schedule {
+        self.late_joiners.push(node);
+        self.with(at_s, FaultKind::Join, node, 0.0)
+    }
+
     /// The schedule in words.
     pub fn describe(&self) -> Vec<String> {
         self.faults

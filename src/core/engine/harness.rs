@@ -117,14 +117,6 @@ impl Cluster {
         }
     }
 
-    /// The node index of `name`.
-    pub fn index(&self, name: &str) -> usize {
-        self.nodes
-            .iter()
-            .position(|n| n.engine.name() == name)
-            .expect("a node of the story")
-    }
-
     /// The live nodes that have `g` bound.
     pub fn holders(&self, g: GroupId) -> Vec<usize> {
         (0..self.nodes.len())

@@ -1,0 +1,295 @@
+//! Fault injection: what each scheduled fault does to the world (machines, agents,
+//! links, clocks, configurations), and the fault ends it schedules.
+
+use rand::RngExt;
+use wackamole::core::config::{ClusterConfig, FenceKind, GroupId};
+
+use crate::clock::Tau;
+use crate::faults::{Fault, FaultKind};
+use crate::kernel::Kernel;
+use crate::queue::Ev;
+use crate::trace::Tag;
+use crate::world::{Agent, MS, World};
+
+impl World {
+    pub(crate) fn apply_fault(&mut self, f: Fault) {
+        let i = f.node;
+        if f.kind != FaultKind::Join || f.at > 0 {
+            let d = f.describe(&self.nodes[i].name);
+            self.log(
+                Tag::Fault {
+                    node: f.node,
+                    kind: f.kind as u64,
+                },
+                || format!("FAULT {d}"),
+            );
+        }
+        match f.kind {
+            FaultKind::Join => {
+                if self.nodes[i].agent == Agent::Off && self.nodes[i].machine_up {
+                    self.start_agent(i);
+                }
+            }
+            FaultKind::Crash => {
+                for g in self.holdings(i) {
+                    self.pending_failover.push((g, i, self.now, true));
+                }
+                let n = &mut self.nodes[i];
+                n.machine_up = false;
+                n.kernel = Kernel::new(
+                    self.cluster.fence == FenceKind::Gate,
+                    self.cfg.kernel_breaks,
+                );
+                n.boot += 1;
+                self.stop_agent(i, Agent::Off);
+                for a in self.vips.iter().map(|v| v.0).collect::<Vec<_>>() {
+                    self.check.touched.push(a);
+                }
+                if f.dur > 0 {
+                    self.fault_after(f.dur, FaultKind::Boot, i);
+                }
+            }
+            FaultKind::Boot => {
+                let n = &mut self.nodes[i];
+                if !n.machine_up {
+                    n.machine_up = true;
+                    self.start_agent(i);
+                }
+            }
+            FaultKind::AgentCrash => {
+                if self.nodes[i].agent == Agent::Running || self.nodes[i].agent == Agent::Frozen {
+                    for g in self.holdings(i) {
+                        self.pending_failover.push((g, i, self.now, false));
+                    }
+                    self.stop_agent(i, Agent::Crashed);
+                    let d = f.dur.max(50 * MS);
+                    self.fault_after(d, FaultKind::Restart, i);
+                }
+            }
+            FaultKind::Restart => {
+                if self.nodes[i].agent == Agent::Crashed || self.nodes[i].agent == Agent::Off {
+                    self.start_agent(i);
+                }
+            }
+            FaultKind::Freeze => {
+                if self.nodes[i].agent == Agent::Running {
+                    for g in self.holdings(i) {
+                        self.pending_failover.push((g, i, self.now, false));
+                    }
+                    self.nodes[i].agent = Agent::Frozen;
+                    self.fault_after(f.dur, FaultKind::Resume, i);
+                }
+            }
+            FaultKind::Resume => {
+                if self.nodes[i].agent == Agent::Frozen {
+                    self.nodes[i].agent = Agent::Running;
+                    let evs = std::mem::take(&mut self.nodes[i].frozen_events);
+                    for (k, ev) in evs.into_iter().enumerate() {
+                        self.queue.push(self.now + k as u64 * 1000, ev);
+                    }
+                    // The timer fires at once: the executor was stalled.
+                    let tgen = self.nodes[i].timer_gen;
+                    let life = self.nodes[i].life;
+                    self.queue.push(
+                        self.now,
+                        Ev::Timer {
+                            node: i,
+                            life,
+                            tgen,
+                        },
+                    );
+                }
+            }
+            FaultKind::Leave => {
+                if self.nodes[i].agent == Agent::Running {
+                    for g in self.holdings(i) {
+                        self.pending_handover.push((g, i, self.now));
+                    }
+                    self.with_engine(i, |e, now| e.leave(now));
+                    if f.dur > 0 {
+                        self.fault_after(f.dur, FaultKind::Restart, i);
+                    }
+                }
+            }
+            FaultKind::Drain => {
+                if self.nodes[i].agent == Agent::Running {
+                    for g in self.holdings(i) {
+                        self.pending_handover.push((g, i, self.now));
+                    }
+                    self.nodes[i].draining = true;
+                    self.with_engine(i, |e, now| e.set_draining(true, now));
+                    self.fault_after(f.dur, FaultKind::Undrain, i);
+                }
+            }
+            FaultKind::Undrain => {
+                self.nodes[i].draining = false;
+                self.with_engine(i, |e, now| e.set_draining(false, now));
+            }
+            FaultKind::Health => {
+                self.nodes[i].healthy = false;
+                self.with_engine(i, |e, now| e.set_healthy(false, now));
+                self.fault_after(f.dur, FaultKind::Healthy, i);
+            }
+            FaultKind::Healthy => {
+                self.nodes[i].healthy = true;
+                self.with_engine(i, |e, now| e.set_healthy(true, now));
+            }
+            FaultKind::Prefer => {
+                let g = f.other.unwrap_or(0) % self.cluster.groups.len();
+                self.with_engine(i, |e, now| e.set_prefers(vec![g as GroupId], now));
+            }
+            FaultKind::Partition
+            | FaultKind::Isolate
+            | FaultKind::NonTransitive
+            | FaultKind::Asymmetric => {
+                let cuts = self.schedule.cuts_for(&f, self.nodes.len());
+                for c in &cuts {
+                    self.net.blocked.insert(*c);
+                }
+                let end = self.schedule.push_heal(cuts);
+                self.queue.push(self.now + f.dur, Ev::Fault(end));
+            }
+            FaultKind::VoterChange => {
+                // One step: the first node that is not a voter becomes one. Nodes are
+                // restarted with the new configuration one at a time, P + 200 ms
+                // apart (a rolling restart); meanwhile old and new configurations
+                // refuse each other's datagrams (different cluster ids).
+                let cur = self.configs.last().expect("initial config").clone();
+                let Some(add) = self
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.clone())
+                    .find(|n| cur.voter_index(n).is_none())
+                else {
+                    return;
+                };
+                let mut voters = cur.voters.clone();
+                voters.push(add);
+                let next = ClusterConfig::new(
+                    cur.quorum,
+                    cur.fence,
+                    voters,
+                    cur.witnesses.clone(),
+                    cur.groups.clone(),
+                    cur.timing.clone(),
+                );
+                self.configs.push(next);
+                let idx = self.configs.len() - 1;
+                let step = self.cluster.promise_hold().as_nanos() as u64 + 200 * MS;
+                for k in 0..self.nodes.len() {
+                    let e = self.schedule.push_end(FaultKind::Reconfigure, k);
+                    self.schedule.faults[e].other = Some(idx);
+                    self.queue.push(self.now + k as u64 * step, Ev::Fault(e));
+                }
+            }
+            FaultKind::Reconfigure => {
+                self.nodes[i].config = f.other.unwrap_or(0);
+                if self.nodes[i].agent == Agent::Running {
+                    self.nodes[i].restart_after_leave = true;
+                    self.with_engine(i, |e, now| e.leave(now));
+                }
+            }
+            FaultKind::Delay => {
+                self.net.slow_to.insert(i, (100 * MS, 500 * MS));
+                self.fault_after(f.dur, FaultKind::EndDelay, i);
+            }
+            FaultKind::EndDelay => {
+                self.net.slow_to.remove(&i);
+            }
+            FaultKind::RestartStorm => {
+                self.net.slow_to.insert(i, (400 * MS, 1500 * MS));
+                let mut t = 0;
+                for _ in 0..3 {
+                    t += self.rng.random_range(200 * MS..900 * MS);
+                    let idx = self.schedule.push_end(FaultKind::AgentCrash, i);
+                    self.schedule.faults[idx].dur = self.rng.random_range(50 * MS..800 * MS);
+                    self.queue.push(self.now + t, Ev::Fault(idx));
+                }
+                self.fault_after(f.dur.max(t + 500 * MS), FaultKind::EndDelay, i);
+            }
+            FaultKind::SplitRestart => {
+                let cuts = self.schedule.cuts_for(&f, self.nodes.len());
+                for c in &cuts {
+                    self.net.blocked.insert(*c);
+                }
+                let end = self.schedule.push_heal(cuts);
+                self.queue.push(self.now + f.dur, Ev::Fault(end));
+                // The third node: the first that is neither side of the cut.
+                let j = f.other.unwrap_or(0);
+                if let Some(v) = (0..self.nodes.len()).find(|&v| v != i && v != j) {
+                    let at = self.rng.random_range(400 * MS..1500 * MS);
+                    let idx = self.schedule.push_end(FaultKind::AgentCrash, v);
+                    self.schedule.faults[idx].dur = self.rng.random_range(5 * MS..60 * MS);
+                    self.queue.push(self.now + at, Ev::Fault(idx));
+                }
+            }
+            FaultKind::Flap => {
+                // Toggle one node's links every 100–500 ms for the duration.
+                let cuts = self.schedule.cuts_for(
+                    &Fault {
+                        kind: FaultKind::Isolate,
+                        ..f.clone()
+                    },
+                    self.nodes.len(),
+                );
+                let mut t = self.now;
+                let end = self.now + f.dur;
+                let mut on = true;
+                while t < end {
+                    let idx = if on {
+                        self.schedule.push_cut(cuts.clone())
+                    } else {
+                        self.schedule.push_heal(cuts.clone())
+                    };
+                    self.queue.push(t, Ev::Fault(idx));
+                    on = !on;
+                    t += self.rng.random_range(100 * MS..500 * MS);
+                }
+                let idx = self.schedule.push_heal(cuts);
+                self.queue.push(end, Ev::Fault(idx));
+            }
+            FaultKind::Cut => {
+                for c in self.schedule.cuts[f.other.unwrap_or(0)].clone() {
+                    self.net.blocked.insert(c);
+                }
+            }
+            FaultKind::Heal => {
+                for c in self.schedule.cuts[f.other.unwrap_or(0)].clone() {
+                    self.net.blocked.remove(&c);
+                }
+            }
+            FaultKind::OneWayLoss => {
+                let j = f.other.unwrap_or(0) % self.nodes.len();
+                self.net.link_loss.insert((i, j), 0.5);
+                let idx = self.schedule.push_end(FaultKind::EndLinkLoss, i);
+                self.schedule.faults[idx].other = Some(j);
+                self.queue.push(self.now + f.dur, Ev::Fault(idx));
+            }
+            FaultKind::EndLinkLoss => {
+                let j = f.other.unwrap_or(0) % self.nodes.len();
+                self.net.link_loss.remove(&(i, j));
+            }
+            FaultKind::LossBurst => {
+                self.net.loss = self.net.loss.max(0.3);
+                let idx = self.schedule.push_end(FaultKind::EndLossBurst, i);
+                self.queue.push(self.now + f.dur, Ev::Fault(idx));
+            }
+            FaultKind::EndLossBurst => self.net.loss = self.cfg.loss,
+            FaultKind::ClockBeyondRho => {
+                let rate = self.nodes[i].clock.rate();
+                self.nodes[i].clock.set_rate(self.now, rate * 0.5);
+                let idx = self.schedule.push_end(FaultKind::EndClock, i);
+                self.queue.push(self.now + f.dur, Ev::Fault(idx));
+            }
+            FaultKind::EndClock => {
+                let rate = self.nodes[i].clock.rate();
+                self.nodes[i].clock.set_rate(self.now, rate / 0.5);
+            }
+        }
+    }
+
+    pub(crate) fn fault_after(&mut self, d: Tau, kind: FaultKind, node: usize) {
+        let idx = self.schedule.push_end(kind, node);
+        self.queue.push(self.now + d, Ev::Fault(idx));
+    }
+}
