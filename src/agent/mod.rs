@@ -1,0 +1,60 @@
+//! The agent: a thin tokio shell around the engine.
+//!
+//! * [`setup`](self::prepare) checks everything that can fail before any kernel state
+//!   is touched (flags, key, interface, capabilities, the host lock, the UDP port).
+//! * The shell (`shell.rs`) owns the [`Engine`](crate::core::engine::Engine) and
+//!   everything it talks to. One task waits on the UDP socket, the engine's timer (a
+//!   timerfd), the ARP thread's probe results, HTTP commands, health reports, hook
+//!   results, link notifications and the shutdown signal; feeds each to the engine
+//!   with `now` read after it arrived; and carries out the engine's actions:
+//!   * `Send` → sealed with the [`Envelope`](crate::net::envelope::Envelope) and sent
+//!     on the one UDP socket;
+//!   * `Kernel` → performed in order right there by netlink (addresses, gate), at
+//!     most 16 rounds per wake-up, each result handed straight back;
+//!   * `Probe`/`Announce` → the ARP thread (`arp.rs`);
+//!   * `Event` → logs, the `/status` journal, metrics and hooks (`ops.rs`).
+//!
+//! Start-up: the engine's first action is the flush of stale VIPs and gate entries.
+//! Shutdown: release every VIP, then leave the cluster, then remove the addresses
+//! and the gate and exit — within about a second (0.8 s of grace for the release).
+
+mod arp;
+mod ops;
+mod setup;
+mod shell;
+mod timer;
+
+use std::future::Future;
+
+pub use self::setup::{Prepared, ShellOptions, StartError, prepare};
+use self::shell::Shell;
+use crate::addr::gate;
+use crate::addr::rtnl::Rtnl;
+use crate::core::config::{ClusterConfig, FenceKind};
+
+/// Runs the agent until `shutdown` resolves (then releases everything and leaves).
+pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let mut shell = Shell::start(p)?;
+    shell.serve(shutdown).await;
+    shell.stop().await;
+    Ok(())
+}
+
+/// Removes this agent's VIPs and gate after a panic or a fatal error.
+pub fn emergency_flush(cfg: &ClusterConfig, ifname: &str) {
+    let mut all_gone = false;
+    if let Ok(mut r) = Rtnl::new()
+        && let Ok(Some(link)) = r.link(ifname)
+    {
+        all_gone = true;
+        for g in &cfg.groups {
+            for v in &g.vips {
+                all_gone &= r.addr_del(link.index, v).is_ok();
+            }
+        }
+    }
+    // The gate stays (closed) unless every address is known to be gone.
+    if cfg.fence == FenceKind::Gate && all_gone {
+        gate::uninstall();
+    }
+}

@@ -1,0 +1,222 @@
+//! Start-up: everything that can fail is checked before any kernel state is touched
+//! (flags, interface, the VIPs' fit on it, privileges, the host lock, the UDP and
+//! HTTP ports), and each failure maps to an exit code.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use crate::addr::arp;
+use crate::addr::rtnl::Rtnl;
+use crate::cli::{OpsOptions, Settings};
+use crate::core::config::FenceKind;
+
+/// How start-up failed; each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A flag names something that does not exist (exit 64).
+    #[error("{0}")]
+    Usage(String),
+    /// Missing privilege (exit 77).
+    #[error("{0}")]
+    Permission(String),
+    /// A needed facility is missing or busy (exit 69).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl StartError {
+    /// The process exit code (sysexits.h).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Usage(_) => 64,
+            StartError::Permission(_) => 77,
+            StartError::Unavailable(_) => 69,
+        }
+    }
+}
+
+/// Options of the shell that the core does not see.
+#[derive(Clone, Debug)]
+pub struct ShellOptions {
+    /// Gratuitous ARP / NA packets per announcement.
+    pub garp_count: u32,
+    /// Spacing of those packets.
+    pub garp_interval: Duration,
+    /// Re-announce held VIPs this often (zero: never).
+    pub garp_refresh: Duration,
+    /// Addresses that get directed ARP replies after each announcement.
+    pub notify: Vec<std::net::Ipv4Addr>,
+    /// Secrets for the envelope (empty with `--insecure`).
+    pub secrets: Vec<Vec<u8>>,
+    /// Metrics, status API, health checks and hooks.
+    pub ops: OpsOptions,
+}
+
+pub(super) fn map_io(what: &str, e: io::Error) -> StartError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => StartError::Permission(format!(
+            "{what}: permission denied; run as root or grant CAP_NET_ADMIN and CAP_NET_RAW"
+        )),
+        io::ErrorKind::AddrInUse => StartError::Unavailable(format!("{what}: address in use")),
+        _ if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => {
+            StartError::Permission(format!(
+                "{what}: operation not permitted; run as root or grant CAP_NET_ADMIN and CAP_NET_RAW"
+            ))
+        }
+        _ => StartError::Unavailable(format!("{what}: {e}")),
+    }
+}
+
+/// Everything acquired at start-up, before the engine runs.
+pub struct Prepared {
+    pub(super) settings: Settings,
+    pub(super) opts: ShellOptions,
+    pub(super) socket: std::net::UdpSocket,
+    pub(super) lock: UnixListener,
+    pub(super) http: Option<std::net::TcpListener>,
+    pub(super) ifname: String,
+    pub(super) index: u32,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("ifname", &self.ifname)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `x` and `y` are in the same `/p` subnet (same family).
+fn same_subnet(x: IpAddr, y: IpAddr, p: u8) -> bool {
+    match (x, y) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(p.min(32))).unwrap_or(0);
+            u32::from(x) & mask == u32::from(y) & mask
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(p.min(128)))
+                .unwrap_or(0);
+            u128::from(x) & mask == u128::from(y) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Whether `vip` fits the interface whose permanent addresses are `own`.
+fn check_vip_on_link(vip: IpAddr, ifname: &str, own: &[(IpAddr, u8)]) -> Result<(), String> {
+    if own.iter().any(|(a, _)| *a == vip) {
+        return Err(format!(
+            "--vip: {vip} is a permanent address of {ifname}; a VIP must not be a node address"
+        ));
+    }
+    for (a, p) in own {
+        if a.is_ipv4() != vip.is_ipv4() {
+            continue;
+        }
+        if same_subnet(vip, *a, *p)
+            && let Some(what) = crate::core::config::subnet_edge(vip, *p)
+        {
+            return Err(format!(
+                "--vip: {vip} is the {what} address of {ifname}'s subnet {a}/{p}; pick a host address"
+            ));
+        }
+    }
+    let family = |v4: bool| own.iter().any(|(a, _)| a.is_ipv4() == v4);
+    if !family(vip.is_ipv4()) {
+        return Err(if vip.is_ipv4() {
+            format!(
+                "--vip: {vip} is IPv4 but {ifname} has no IPv4 address; give {ifname} one or use an IPv6 VIP"
+            )
+        } else {
+            format!(
+                "--vip: {vip} is IPv6 but {ifname} has no IPv6 address (is IPv6 disabled on it?); enable IPv6 on {ifname} or use an IPv4 VIP"
+            )
+        });
+    }
+    Ok(())
+}
+
+/// Checks everything that can fail before any kernel state is touched: the
+/// interface, the address family of each VIP, privileges, the host lock (one agent
+/// per node name per network namespace), and the UDP port.
+pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, StartError> {
+    let ifname = settings.interface.clone().ok_or_else(|| {
+        StartError::Usage("--interface: required to run (the interface the VIPs live on)".into())
+    })?;
+    let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
+    let link = rtnl
+        .link(&ifname)
+        .map_err(|e| StartError::Unavailable(e.to_string()))?
+        .ok_or_else(|| {
+            StartError::Usage(format!(
+                "--interface: no interface named {ifname:?} in this network namespace"
+            ))
+        })?;
+    // A VIP must not be one of the interface's own addresses, nor the network or
+    // broadcast address of one of its subnets, and the interface must speak the
+    // VIP's family.
+    let own: Vec<(IpAddr, u8)> = rtnl
+        .addrs(link.index)
+        .map_err(|e| StartError::Unavailable(e.to_string()))?
+        .into_iter()
+        .filter(|a| a.valid_lft == u32::MAX)
+        .map(|a| (a.addr, a.prefix_len))
+        .collect();
+    for g in &settings.cluster.groups {
+        for v in &g.vips {
+            check_vip_on_link(v.addr, &ifname, &own).map_err(StartError::Usage)?;
+        }
+    }
+    // Privileges: raw sockets (ARP) need CAP_NET_RAW; address changes CAP_NET_ADMIN.
+    arp::Link::open(&ifname).map_err(|e| map_io(&format!("raw socket on {ifname}"), e))?;
+    if settings.cluster.fence == FenceKind::Gate {
+        match std::process::Command::new("nft").arg("--version").output() {
+            Ok(o) if o.status.success() => {}
+            _ => return Err(StartError::Unavailable("`nft` (nftables) is not installed: install it, or run with --fence address (slower failover)".into())),
+        }
+    }
+    let lock_name = format!(
+        "wackamole-{:016x}-{}",
+        settings.cluster.cluster_id(),
+        settings.node.name
+    );
+    let lock = std::os::unix::net::SocketAddr::from_abstract_name(lock_name.as_bytes())
+        .and_then(|a| UnixListener::bind_addr(&a))
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                StartError::Unavailable(format!(
+                    "another agent named {} already runs here (host lock @{lock_name})",
+                    settings.node.name
+                ))
+            } else {
+                map_io("host lock", e)
+            }
+        })?;
+    let socket = std::net::UdpSocket::bind(settings.bind)
+        .map_err(|e| map_io(&format!("--bind {}", settings.bind), e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| map_io("socket", e))?;
+    let http = match opts.ops.listen {
+        Some(a) => {
+            let l = std::net::TcpListener::bind(a)
+                .map_err(|e| map_io(&format!("--metrics-addr {a}"), e))?;
+            l.set_nonblocking(true).map_err(|e| map_io("listener", e))?;
+            Some(l)
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        settings,
+        opts,
+        socket,
+        lock,
+        http,
+        ifname,
+        index: link.index,
+    })
+}

@@ -1,0 +1,593 @@
+//! The shell: one task that owns the engine and everything it talks to, waits on
+//! its inputs, feeds each to the engine with `now` read after it arrived, and carries
+//! out the engine's actions.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::unix::net::UnixListener;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::arp::{Announceable, ArpJob, ProbeDone, spawn_arp};
+use super::ops::OpsState;
+use super::setup::{Prepared, ShellOptions, StartError, map_io};
+use super::timer::EngineTimer;
+use crate::addr::gate;
+use crate::addr::kernel::KernelIo;
+use crate::addr::rtnl::LinkWatch;
+use crate::cli::Settings;
+use crate::clock;
+use crate::core::config::{ClusterConfig, FenceKind};
+use crate::core::engine::{Action, Engine, EngineConfig, EngineInit, KernelOp};
+use crate::core::ownership::KernelOutcome;
+use crate::core::time::Instant;
+use crate::net::envelope::Envelope;
+use crate::ops::health::{self, Report as HealthReport};
+use crate::ops::hooks::Hooks;
+use crate::ops::http::{self, Cmd};
+use crate::ops::metrics::{Metrics, ShellCounters};
+use crate::ops::status::Journal;
+
+/// Largest datagram read.
+const RECV_BUF: usize = 2048;
+/// Most datagrams taken from the socket per wake-up before other inputs are served.
+const MAX_BURST: usize = 64;
+/// Timers are coalesced on this grid: a deadline is never early, at most this late.
+const TIMER_GRID: Duration = Duration::from_millis(5);
+/// Most rounds of kernel work (operations, then the engine's reaction to their
+/// results) per wake-up, so that a kernel that keeps failing cannot starve signals,
+/// HTTP and gossip.
+const MAX_KERNEL_ROUNDS: usize = 16;
+/// How long SIGTERM's graceful release may take before the agent exits anyway (the
+/// gate, closed, then keeps anything left silent).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+/// A kernel error that repeats is logged once per this period.
+const KERNEL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Channels into the loop from the shell's helpers.
+struct Inputs {
+    probes: mpsc::UnboundedReceiver<ProbeDone>,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    health: mpsc::UnboundedReceiver<HealthReport>,
+    hooks: mpsc::UnboundedReceiver<(&'static str, &'static str)>,
+}
+
+/// The running agent.
+pub(super) struct Shell {
+    settings: Settings,
+    opts: ShellOptions,
+    cfg: ClusterConfig,
+    _lock: UnixListener,
+    engine: Engine,
+    socket: AsyncFd<UdpSocket>,
+    env: Option<Envelope>,
+    buf: Vec<u8>,
+    kernel: KernelIo,
+    link_watch: AsyncFd<LinkWatch>,
+    link_index: Option<u32>,
+    arp: std_mpsc::Sender<ArpJob>,
+    /// Groups that may be announced, with their latest write deadline.
+    allowed: Announceable,
+    /// Each group's addresses.
+    groups: Vec<Vec<IpAddr>>,
+    ops: OpsState,
+    inputs: Inputs,
+    /// Kept so the command channel stays open without an HTTP listener.
+    _cmd_tx: mpsc::UnboundedSender<Cmd>,
+    tasks: Vec<JoinHandle<()>>,
+    timer: AsyncFd<EngineTimer>,
+    armed: Option<u64>,
+    /// Kernel failures already logged (error text → when).
+    kernel_logged: BTreeMap<String, Instant>,
+    suspend: clock::SuspendDetector,
+    next_reannounce: tokio::time::Instant,
+    leave_deadline: Option<tokio::time::Instant>,
+}
+
+/// Registers `fd` with tokio for readability only. A UDP send never wakes the loop
+/// (tokio's UdpSocket also registers for writability, and every send then costs a
+/// wake-up). `with_interest` is deprecated because an arbitrary `AsRawFd` might close
+/// its fd while registered; here the AsyncFd owns it, so the fd lives exactly as long
+/// as the registration.
+fn readable<T: std::os::fd::AsRawFd>(fd: T, what: &str) -> Result<AsyncFd<T>, StartError> {
+    #[allow(deprecated)]
+    AsyncFd::with_interest(fd, Interest::READABLE).map_err(|e| map_io(what, e))
+}
+
+impl Shell {
+    /// Installs the gate, opens netlink, the link watch, the raw socket and the
+    /// timer, starts the engine, the HTTP listener and the health checks.
+    pub fn start(p: Prepared) -> Result<Shell, StartError> {
+        let Prepared {
+            settings,
+            opts,
+            socket,
+            lock,
+            http,
+            ifname,
+            index,
+        } = p;
+        let cfg = settings.cluster.clone();
+        install_gate(&cfg)?;
+        let kernel = KernelIo::open(&cfg, &ifname, index).map_err(|e| map_io("netlink", e))?;
+        // The interface may be deleted, re-created (new index) or set down under a
+        // running agent.
+        let link_watch = readable(
+            LinkWatch::open().map_err(|e| map_io("netlink link watch", e))?,
+            "netlink link watch",
+        )?;
+        let (probe_tx, probes) = mpsc::unbounded_channel();
+        let allowed = Announceable::default();
+        let announced = Default::default();
+        let arp = spawn_arp(
+            &ifname,
+            cfg.timing.probe_wait,
+            &opts,
+            probe_tx,
+            allowed.clone(),
+            std::sync::Arc::clone(&announced),
+        )
+        .map_err(|e| map_io("raw socket", e))?;
+        let socket = readable(socket, "socket")?;
+        let timer = readable(
+            EngineTimer::new().map_err(|e| map_io("engine timer", e))?,
+            "engine timer",
+        )?;
+        let mut salt = [0u8; 16];
+        rand::fill(&mut salt);
+        let env = (!opts.secrets.is_empty()).then(|| Envelope::new(&opts.secrets, salt));
+        let engine = new_engine(&settings);
+        let (ops, channels, cmd_tx, tasks) = start_ops(&settings, &opts, &ifname, announced, http)?;
+        let mut shell = Shell {
+            next_reannounce: tokio::time::Instant::now() + reannounce_period(&opts),
+            groups: cfg
+                .groups
+                .iter()
+                .map(|g| g.vips.iter().map(|v| v.addr).collect())
+                .collect(),
+            settings,
+            opts,
+            cfg,
+            _lock: lock,
+            engine,
+            socket,
+            env,
+            buf: vec![0u8; RECV_BUF],
+            kernel,
+            link_watch,
+            link_index: Some(index),
+            arp,
+            allowed,
+            ops,
+            inputs: Inputs {
+                probes,
+                cmds: channels.0,
+                health: channels.1,
+                hooks: channels.2,
+            },
+            _cmd_tx: cmd_tx,
+            tasks,
+            timer,
+            armed: None,
+            kernel_logged: BTreeMap::new(),
+            suspend: clock::SuspendDetector::new(),
+            leave_deadline: None,
+        };
+        shell.greet(&ifname);
+        Ok(shell)
+    }
+
+    /// The interface as it is now (it may be down already at start), and the start
+    /// line in the log.
+    fn greet(&mut self, ifname: &str) {
+        if let Some(l) = self.kernel.relink()
+            && !(l.up && l.running)
+        {
+            self.ops.link(&mut self.engine, false, "down");
+        }
+        let s = &self.settings;
+        info!(node = %s.node.name, interface = %ifname, bind = %s.bind, cluster = format!("{:016x}", self.cfg.cluster_id()), "starting");
+    }
+
+    /// The loop: carry out the engine's actions, arm its timer, wait for one input
+    /// and hand it over. Ends when the engine has left (after `shutdown`), or the
+    /// graceful release ran out of time.
+    pub async fn serve(&mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut leaving = false;
+        loop {
+            let backlog = self.perform_actions();
+            if self.engine.is_finished() {
+                break;
+            }
+            self.arm_timer();
+            let leave_at = self.leave_deadline;
+            tokio::select! {
+                _ = std::future::ready(()), if backlog => {}
+                r = self.socket.readable() => match r {
+                    Ok(g) => receive(g, &mut self.buf, &mut self.env, &mut self.engine, &mut self.ops.shell),
+                    Err(e) => warn!(error = %e, "socket poll failed"),
+                },
+                Some(p) = self.inputs.probes.recv() => {
+                    self.engine.handle_probe(p.group, p.conflict, clock::now());
+                }
+                Some(c) = self.inputs.cmds.recv() => self.ops.command(&mut self.engine, c),
+                Some(r) = self.inputs.health.recv() => self.ops.health(&mut self.engine, r),
+                Some((hook, result)) = self.inputs.hooks.recv() => {
+                    *self.ops.shell.hooks.entry((hook, result)).or_default() += 1;
+                }
+                r = self.timer.readable() => {
+                    if let Ok(mut g) = r {
+                        g.get_inner().clear();
+                        g.clear_ready();
+                    }
+                    self.armed = None;
+                    self.engine.handle_timeout(clock::now());
+                }
+                _ = tokio::time::sleep_until(self.next_reannounce) => self.reannounce(),
+                r = self.link_watch.readable_mut() => {
+                    if let Ok(mut g) = r {
+                        g.get_inner_mut().drain();
+                        g.clear_ready();
+                    }
+                    self.on_link_change();
+                }
+                _ = &mut shutdown, if !leaving => {
+                    leaving = true;
+                    self.begin_leave();
+                }
+                _ = sleep_until_some(leave_at), if leave_at.is_some() => {
+                    warn!(grace_ms = SHUTDOWN_GRACE.as_millis() as u64, "the graceful release did not finish in time; exiting anyway");
+                    break;
+                }
+            }
+            self.check_suspend();
+        }
+    }
+
+    /// Carries out the engine's actions, with at most [`MAX_KERNEL_ROUNDS`] rounds of
+    /// kernel work. Returns whether actions are left (the other inputs are served
+    /// first; the loop comes back at once).
+    fn perform_actions(&mut self) -> bool {
+        let ks = self.kernel.stats();
+        (self.ops.shell.gate_reinstalls, self.ops.shell.link_changes) =
+            (ks.gate_reinstalls, ks.link_changes);
+        for _ in 0..MAX_KERNEL_ROUNDS {
+            let kops = self.dispatch_actions();
+            if kops.is_empty() {
+                return false;
+            }
+            self.kernel_round(kops);
+        }
+        self.engine.has_actions()
+    }
+
+    /// Sends, probes, announces and logs what the engine asked for; returns its
+    /// kernel operations, in order.
+    fn dispatch_actions(&mut self) -> Vec<(u64, KernelOp)> {
+        let mut kops = Vec::new();
+        while let Some(a) = self.engine.poll_action() {
+            match a {
+                Action::Send { to, payload } => self.send(to, payload),
+                Action::Kernel { id, op } => {
+                    self.note_announceable(&op);
+                    kops.push((id, op));
+                }
+                Action::Probe { group } => {
+                    let addrs = self.groups[usize::from(group)].clone();
+                    let _ = self.arp.send(ArpJob::Probe { group, addrs });
+                }
+                Action::Announce { group } => {
+                    let addrs = self.groups[usize::from(group)].clone();
+                    let _ = self.arp.send(ArpJob::Announce { group, addrs });
+                }
+                Action::Event(e) => self.ops.on_event(&self.engine, &e),
+            }
+        }
+        kops
+    }
+
+    fn send(&mut self, to: SocketAddr, payload: Vec<u8>) {
+        let out = match &mut self.env {
+            Some(e) => e.seal(&payload),
+            None => payload,
+        };
+        if let Err(e) = self.socket.get_ref().send_to(&out, to) {
+            debug!(%to, error = %e, "send failed");
+        }
+    }
+
+    /// Keeps the ARP thread's map of announceable groups in step with the kernel
+    /// operations: no announcement may leave once an unbind is on its way.
+    fn note_announceable(&self, op: &KernelOp) {
+        let mut a = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
+        match op {
+            KernelOp::Bind { group, deadline }
+            | KernelOp::Refresh {
+                group, deadline, ..
+            } => {
+                a.insert(*group, *deadline);
+            }
+            KernelOp::Unbind { group } => {
+                a.remove(group);
+            }
+            KernelOp::Flush => a.clear(),
+        }
+    }
+
+    /// Performs kernel operations in order; their results go straight back. A
+    /// repeating error is logged once per [`KERNEL_LOG_EVERY`].
+    fn kernel_round(&mut self, kops: Vec<(u64, KernelOp)>) {
+        for d in self.kernel.perform(kops) {
+            if let KernelOutcome::Failed(why) = &d.outcome {
+                let now = clock::now();
+                if self
+                    .kernel_logged
+                    .get(why)
+                    .is_none_or(|t| now >= *t + KERNEL_LOG_EVERY)
+                {
+                    warn!(op = d.id, error = %why, "kernel operation failed; retrying");
+                    if self.kernel_logged.len() >= 64 {
+                        self.kernel_logged.clear();
+                    }
+                    self.kernel_logged.insert(why.clone(), now);
+                }
+            }
+            self.engine.handle_kernel(d.id, d.outcome, clock::now());
+        }
+    }
+
+    /// Arms the timerfd at the engine's next deadline, on a 5 ms grid, so the refresh
+    /// round, the claim and SWIM's timers share wake-ups.
+    fn arm_timer(&mut self) {
+        let deadline = match self.engine.poll_timeout() {
+            Some(t) => {
+                let grid = TIMER_GRID.as_nanos() as u64;
+                t.as_nanos().div_ceil(grid) * grid
+            }
+            None => (clock::now() + Duration::from_secs(1)).as_nanos(),
+        };
+        if self.armed != Some(deadline) {
+            match self.timer.get_ref().arm(deadline) {
+                Ok(()) => self.armed = Some(deadline),
+                Err(e) => warn!(error = %e, "cannot arm the engine timer"),
+            }
+        }
+    }
+
+    /// Re-announces every held group (`--garp-refresh`).
+    fn reannounce(&mut self) {
+        let refresh = self.opts.garp_refresh;
+        self.next_reannounce = tokio::time::Instant::now() + reannounce_period(&self.opts);
+        if !refresh.is_zero() {
+            for g in self.engine.bound_groups().collect::<Vec<_>>() {
+                let addrs = self.groups[usize::from(g)].clone();
+                let _ = self.arp.send(ArpJob::Announce { group: g, addrs });
+            }
+        }
+    }
+
+    /// The interface came, went, was re-created or changed state.
+    fn on_link_change(&mut self) {
+        let link = self.kernel.relink();
+        let index = link.as_ref().map(|l| l.index);
+        if index != self.link_index {
+            self.link_index = index;
+            let _ = self.arp.send(ArpJob::Reopen);
+        }
+        let up = link.as_ref().is_some_and(|l| l.up && l.running);
+        if up != self.ops.shell.link_up {
+            let what = match &link {
+                None => "gone",
+                Some(_) if up => "up",
+                Some(_) => "down",
+            };
+            self.ops.link(&mut self.engine, up, what);
+        }
+    }
+
+    fn begin_leave(&mut self) {
+        self.leave_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+        info!("shutting down: releasing VIPs, then leaving");
+        self.engine.leave(clock::now());
+    }
+
+    fn check_suspend(&mut self) {
+        if let Some(d) = self.suspend.check() {
+            warn!(
+                suspended_ms = d.as_millis() as u64,
+                "clock jump (suspend): unbinding everything first"
+            );
+            self.engine.handle_clock_jump(clock::now());
+        }
+    }
+
+    /// After the loop: remove the addresses, then the gate (if one address could not
+    /// be removed, the closed gate keeps it silent), stop the helpers and give the
+    /// shutdown's release hooks their chance to run.
+    pub async fn stop(mut self) {
+        let flushed = self.kernel.flush() == KernelOutcome::Ok;
+        if self.cfg.fence == FenceKind::Gate && flushed {
+            gate::uninstall();
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.ops.hooks.finish(self.opts.ops.hooks.timeout).await;
+        info!(drops = ?self.ops.shell.drops, "stopped");
+    }
+}
+
+/// With the gate: the nftables tables and sets, closed over every pool address.
+fn install_gate(cfg: &ClusterConfig) -> Result<(), StartError> {
+    if cfg.fence == FenceKind::Gate {
+        let vips: Vec<IpAddr> = cfg
+            .groups
+            .iter()
+            .flat_map(|g| g.vips.iter().map(|v| v.addr))
+            .collect();
+        gate::install(&vips, cfg.timing.gate_timeout, cfg.timing.gate_arm)
+            .map_err(|e| map_io("nftables gate", e))?;
+    }
+    Ok(())
+}
+
+/// The receiving ends of the command, health and hook channels.
+type OpsChannels = (
+    mpsc::UnboundedReceiver<Cmd>,
+    mpsc::UnboundedReceiver<HealthReport>,
+    mpsc::UnboundedReceiver<(&'static str, &'static str)>,
+);
+
+/// What [`start_ops`] started: the ops state, its channels, the command sender and
+/// the helper tasks.
+type StartedOps = (
+    OpsState,
+    OpsChannels,
+    mpsc::UnboundedSender<Cmd>,
+    Vec<JoinHandle<()>>,
+);
+
+/// Metrics, the journal, hooks, the health checks and the HTTP listener.
+fn start_ops(
+    settings: &Settings,
+    opts: &ShellOptions,
+    ifname: &str,
+    announced: super::arp::Announced,
+    http: Option<std::net::TcpListener>,
+) -> Result<StartedOps, StartError> {
+    let (hook_tx, hooks) = mpsc::unbounded_channel();
+    let mut hook_cfg = opts.ops.hooks.clone();
+    hook_cfg.interface = ifname.to_string();
+    hook_cfg.node = settings.node.name.clone();
+    let ops = OpsState {
+        metrics: Metrics::new(),
+        shell: ShellCounters {
+            healthy: true,
+            link_up: true,
+            ..Default::default()
+        },
+        journal: Journal::default(),
+        hooks: Hooks::new(hook_cfg, hook_tx),
+        announced,
+    };
+    let (cmd_tx, cmds) = mpsc::unbounded_channel();
+    let (health_tx, health) = mpsc::unbounded_channel();
+    let mut tasks = vec![tokio::spawn(health::run(
+        opts.ops.checks.clone(),
+        opts.ops.policy,
+        health_tx,
+    ))];
+    if let Some(l) = http {
+        tasks.push(serve_http(l, &ops, &cmd_tx, opts)?);
+    }
+    Ok((ops, (cmds, health, hooks), cmd_tx, tasks))
+}
+
+/// The engine, with a fresh nonce and RNG seed, and the wall clock as its SWIM epoch
+/// (it must grow across restarts).
+fn new_engine(settings: &Settings) -> Engine {
+    let cfg = &settings.cluster;
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1);
+    let init = EngineInit {
+        nonce: rand::random(),
+        rng_seed: rand::random(),
+        epoch,
+    };
+    let ecfg = EngineConfig {
+        cluster: cfg.clone(),
+        node: settings.node.clone(),
+        bind: settings.bind,
+        seeds: settings.join.clone(),
+        cluster_size_hint: cfg.voters.len().max(settings.join.len()).max(3),
+        breaks: Default::default(),
+    };
+    Engine::new(ecfg, init, clock::now())
+}
+
+/// Starts the metrics, status and dashboard listener.
+fn serve_http(
+    l: std::net::TcpListener,
+    ops: &OpsState,
+    cmds: &mpsc::UnboundedSender<Cmd>,
+    opts: &ShellOptions,
+) -> Result<JoinHandle<()>, StartError> {
+    let addr = l.local_addr().ok();
+    let l = tokio::net::TcpListener::from_std(l).map_err(|e| map_io("listener", e))?;
+    info!(addr = ?addr, "metrics, status and dashboard at http://{}/", addr.map(|a| a.to_string()).unwrap_or_default());
+    Ok(tokio::spawn(http::serve(
+        l,
+        http::Ops {
+            metrics: ops.metrics.handle(),
+            cmds: cmds.clone(),
+            token: opts.ops.token.clone(),
+        },
+    )))
+}
+
+fn reannounce_period(opts: &ShellOptions) -> Duration {
+    if opts.garp_refresh.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        opts.garp_refresh
+    }
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    if let Some(d) = at {
+        tokio::time::sleep_until(d).await
+    }
+}
+
+/// Takes every datagram already queued (up to [`MAX_BURST`]) before sleeping again,
+/// each opened and handed to the engine with `now` read after it arrived.
+fn receive(
+    mut guard: AsyncFdReadyGuard<'_, UdpSocket>,
+    buf: &mut [u8],
+    env: &mut Option<Envelope>,
+    engine: &mut Engine,
+    counters: &mut ShellCounters,
+) {
+    for _ in 0..MAX_BURST {
+        let now = clock::now();
+        match guard.get_inner().recv_from(buf) {
+            Ok((n, from)) => {
+                counters.datagrams_in += 1;
+                counters.bytes_in += n as u64;
+                let plain = match env {
+                    Some(e) => match e.open(&buf[..n]) {
+                        Ok(p) => Some(p),
+                        Err(d) => {
+                            *counters.drops.entry(d.label()).or_default() += 1;
+                            debug!(%from, reason = d.label(), "datagram dropped");
+                            None
+                        }
+                    },
+                    None => Some(buf[..n].to_vec()),
+                };
+                if let Some(p) = plain {
+                    engine.handle_datagram(from, &p, now);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                guard.clear_ready();
+                break;
+            }
+            Err(e) => {
+                debug!(error = %e, "recv failed");
+                break;
+            }
+        }
+    }
+}
