@@ -75,7 +75,7 @@ const TOP_K: usize = 8;
 
 /// Fixed-point −log2(x / 2^64) with 24 fractional bits, for x ≥ 1, by repeated
 /// squaring. Exact integer arithmetic so that every platform agrees. Slow; used to
-/// build [`LOG_TABLE`] and as the reference in tests.
+/// build `LOG_TABLE` and as the reference in tests.
 fn neg_log2_fixed_slow(x: u64) -> u64 {
     let x = x.max(1);
     let lz = u64::from(x.leading_zeros());

@@ -1,6 +1,5 @@
-//! The groups: each one's ownership phase (driven by the pure
-//! [`ownership`](crate::core::ownership) functions), its quiescence window, its kernel
-//! queue; the context each step is evaluated in, and the effects turned into actions.
+//! The groups: each one's ownership phase (driven by the pure functions of
+//! [`crate::core::ownership`]), its quiescence window, its kernel queue; the context each step is evaluated in, and the effects turned into actions.
 
 use std::net::SocketAddr;
 use std::time::Duration;

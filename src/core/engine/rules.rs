@@ -24,7 +24,7 @@ pub(super) struct Rules {
     /// W (zero under `--break restart-wait`).
     pub restart_wait: Duration,
     /// The grants that make a lease: q in majority mode, 1 under `--break
-    /// quorum-lease`, `None` in two-node mode (then [`Presence::quorum`] decides).
+    /// quorum-lease`, `None` in two-node mode (then [`Presence::quorum`](crate::core::presence::Presence::quorum) decides).
     pub lease_quorum: Option<usize>,
     /// `--break release-order`: drop a group from claims before its unbind is verified.
     pub release_before_verified: bool,

@@ -58,7 +58,7 @@ pub struct EngineInit {
 }
 
 /// A kernel operation for the shell. The shell performs one group's operations in
-/// order and reports each with [`Engine::handle_kernel`].
+/// order and reports each with [`Engine::handle_kernel`](super::Engine::handle_kernel).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelOp {
     /// Remove every pool VIP and gate entry, then verify they are gone.
@@ -241,7 +241,7 @@ pub enum Life {
     Left,
 }
 
-/// One group as [`Engine::status`] reports it.
+/// One group as [`Engine::status`](super::Engine::status) reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupStatus {
     /// Group id.
