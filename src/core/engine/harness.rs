@@ -18,7 +18,7 @@ use crate::core::config::{
     ClusterConfig, FenceKind, GroupId, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup,
 };
 use crate::core::lease::Answer;
-use crate::core::ownership::KernelOutcome;
+use crate::core::ownership::{KernelOutcome, ReleaseReason};
 use crate::core::time::Instant;
 use crate::core::wire::{self, Body};
 
@@ -280,6 +280,11 @@ impl Cluster {
             .find(|(t, a)| *t >= since && f(a))
             .map(|(t, _)| *t)
     }
+}
+
+/// Whether `a` is the release of group `g` for `reason`.
+pub(super) fn released(g: GroupId, reason: ReleaseReason) -> impl Fn(&Action) -> bool {
+    move |a| matches!(a, Action::Event(Event::Released { group, reason: r }) if *group == g && *r == reason)
 }
 
 /// Whether `a` is the acquisition of group `g`.

@@ -216,11 +216,7 @@ impl Engine {
             peer,
             rules.contention_window,
             cluster.absent_after(),
-            if breaks.quiescence {
-                Duration::ZERO
-            } else {
-                cluster.absent_after()
-            },
+            rules.absent_after,
             now,
         );
         let mut timers = Timers::default();

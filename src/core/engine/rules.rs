@@ -21,6 +21,8 @@ pub(super) struct Rules {
     pub quiescence: Duration,
     /// Whether Q restarts on the previous holder's incarnation (`--break incarnation`).
     pub incarnation_aware: bool,
+    /// Q₂, the two-node absence (zero under `--break quiescence`).
+    pub absent_after: Duration,
     /// W (zero under `--break restart-wait`).
     pub restart_wait: Duration,
     /// The grants that make a lease: q in majority mode, 1 under `--break
@@ -51,6 +53,11 @@ impl Rules {
                 Duration::ZERO
             } else {
                 cfg.timing.quiescence
+            },
+            absent_after: if breaks.quiescence {
+                Duration::ZERO
+            } else {
+                cfg.absent_after()
             },
             incarnation_aware: !breaks.incarnation,
             restart_wait: if breaks.restart_wait {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::harness::{Cluster, acquired};
+use super::harness::{Cluster, acquired, released};
 use super::{Action, Event};
 use crate::core::config::QuorumMode;
 use crate::core::ownership::ReleaseReason;
@@ -56,15 +56,7 @@ fn a_drained_holder_releases_then_hints_and_the_new_owner_skips_q_and_the_probe(
     let q = c.nodes[0].engine.config().timing.quiescence;
     // The release came first (verified gone), then the hint, so the new owner neither
     // waited Q nor probed.
-    let released = c.first_event(old, t0, |a| {
-        matches!(
-            a,
-            Action::Event(Event::Released {
-                group: 0,
-                reason: ReleaseReason::Drain
-            })
-        )
-    });
+    let released = c.first_event(old, t0, released(0, ReleaseReason::Drain));
     assert!(released.is_some_and(|r| r <= done));
     assert!(done - t0 < q, "took {:?} ≥ Q = {q:?}", done - t0);
     let probed = c.first_event(new, t0, |a| matches!(a, Action::Probe { group: 0 }));
@@ -93,15 +85,7 @@ fn a_claim_denied_in_favour_of_a_live_holder_waits_for_its_release() {
     );
     // It was bound only after the holder released it (the harness checks there was
     // never a second holder); and the holder said why.
-    let released = c.first_event(old, t0, |a| {
-        matches!(
-            a,
-            Action::Event(Event::Released {
-                group: 0,
-                reason: ReleaseReason::Moved
-            })
-        )
-    });
+    let released = c.first_event(old, t0, released(0, ReleaseReason::Moved));
     let bound = c.first_event(new, t0, acquired(0));
     assert!(
         released.is_some() && released <= bound,

@@ -64,13 +64,17 @@ mod tests {
         Instant::from_nanos(ms * 1_000_000)
     }
 
-    #[test]
-    fn the_gate_refreshes_e_before_the_lease_and_binds_an_arm_earlier() {
-        let m = FenceMargins {
-            fence: FenceKind::Gate,
+    fn margins(fence: FenceKind) -> FenceMargins {
+        FenceMargins {
+            fence,
             gate_margin: MS * 81,
             gate_arm: MS * 5,
-        };
+        }
+    }
+
+    #[test]
+    fn the_gate_refreshes_e_before_the_lease_and_binds_an_arm_earlier() {
+        let m = margins(FenceKind::Gate);
         let d = m.deadlines(Some(at(1000)));
         assert_eq!(d.refresh, Some(at(919)));
         assert_eq!(d.bind, Some(at(914)));
@@ -79,11 +83,7 @@ mod tests {
 
     #[test]
     fn a_lease_shorter_than_the_margins_allows_no_write() {
-        let m = FenceMargins {
-            fence: FenceKind::Gate,
-            gate_margin: MS * 81,
-            gate_arm: MS * 5,
-        };
+        let m = margins(FenceKind::Gate);
         let d = m.deadlines(Some(at(83)));
         assert_eq!((d.refresh, d.bind), (Some(at(2)), None));
         assert_eq!(m.deadlines(Some(at(80))), WriteDeadlines::default());
@@ -91,11 +91,7 @@ mod tests {
 
     #[test]
     fn the_address_fence_writes_until_the_lease_ends() {
-        let m = FenceMargins {
-            fence: FenceKind::Address,
-            gate_margin: MS * 81,
-            gate_arm: MS * 5,
-        };
+        let m = margins(FenceKind::Address);
         let d = m.deadlines(Some(at(700)));
         assert_eq!((d.bind, d.refresh), (Some(at(700)), Some(at(700))));
     }
