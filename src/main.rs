@@ -3,12 +3,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use wackamole::agent::{self, ShellOptions, StartError};
-use wackamole::cli::{
-    Cli, ClientFlags, Command, EX_USAGE, RunFlags, Settings, ops_options, parse_notify, read_token,
-};
-use wackamole::net::envelope::Envelope;
+use wackamole::agent::{self, Reloading, SetLogFilter, StartError};
+use wackamole::cli::load::{LoadError, Loaded, Source, validate};
+use wackamole::cli::{Cli, ClientFlags, Command, EX_USAGE, RunFlags, read_token};
 use wackamole::ops::client;
 
 /// Exit codes (sysexits.h, and 1 for a health check that answered "not ok").
@@ -20,6 +17,8 @@ mod exit {
     pub const UNAVAILABLE: u8 = 69;
     /// An internal error (a panic; the VIPs were released).
     pub const SOFTWARE: u8 = 70;
+    /// `wackamole reload`: the agent refused the new configuration.
+    pub const CONFIG: u8 = 78;
 }
 
 /// Everything that can end the binary unsuccessfully.
@@ -40,6 +39,9 @@ enum CliError {
     /// An internal error.
     #[error("{0}")]
     Internal(String),
+    /// `wackamole reload`: the agent refused the configuration (nothing changed).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl CliError {
@@ -50,21 +52,27 @@ impl CliError {
             CliError::Unreachable(_) => exit::UNAVAILABLE,
             CliError::NotHealthy(_) => exit::NOT_HEALTHY,
             CliError::Internal(_) => exit::SOFTWARE,
+            CliError::Refused(_) => exit::CONFIG,
         }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let source = Source::from_env();
+    let cli = match source.cli() {
         Ok(c) => c,
-        Err(e) => {
+        Err(LoadError::Clap(e)) => {
             // clap prints its own usage errors, and --help / --version to stdout.
             let code = if e.use_stderr() { EX_USAGE } else { 0 };
             let _ = e.print();
             return ExitCode::from(code);
         }
+        Err(e) => {
+            eprintln!("wackamole: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
     };
-    match run(cli) {
+    match run(cli, source) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wackamole: {e}");
@@ -73,12 +81,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, CliError> {
+fn run(cli: Cli, source: Source) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Run(r) => run_agent(*r),
+        Command::Run(r) => run_agent(*r, source),
         Command::CheckConfig(flags) => {
-            let (s, _) = validate(&flags)?;
-            print!("{}", s.describe());
+            let l = validate(&flags).map_err(CliError::Usage)?;
+            print!("{}", l.settings.describe());
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(c) => client_cmd(&c, |_| {
@@ -95,6 +103,22 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Undrain(c) => client_cmd(&c, |token| {
             client::drain(c.addr, false, token, c.wait).map(|l| l + "\n")
         }),
+        Command::Reload(c) => {
+            let token = match &c.token_file {
+                Some(p) => {
+                    Some(read_token(p, "token-file").map_err(|e| CliError::Usage(e.to_string()))?)
+                }
+                None => None,
+            };
+            match client::reload(c.addr, token.as_deref()) {
+                Ok(line) => {
+                    println!("{line}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(client::ReloadError::Refused(why)) => Err(CliError::Refused(why)),
+                Err(client::ReloadError::Unreachable(why)) => Err(CliError::Unreachable(why)),
+            }
+        }
         Command::Health(h) => {
             let path = if h.ready { "/readyz" } else { "/healthz" };
             match client::request(h.addr, "GET", path, None) {
@@ -110,69 +134,46 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-/// Everything `run` validates before touching a socket or netlink: the cluster
-/// flags, the notify list, the key file, the operations flags and the log format.
-/// `check-config` runs exactly this.
-fn validate(r: &RunFlags) -> Result<(Settings, ShellOptions), CliError> {
-    let usage = |e: &dyn std::fmt::Display| CliError::Usage(e.to_string());
-    if !matches!(r.log_format.as_str(), "text" | "json") {
-        return Err(CliError::Usage(format!(
-            "--log-format: {:?}: use `text` or `json`",
-            r.log_format
-        )));
-    }
-    let mut settings = Settings::from_flags(&r.flags).map_err(|e| usage(&e))?;
-    // Secret files that others may read: accepted, said out loud.
-    for p in r.flags.key_file.iter().chain(r.admin_token_file.iter()) {
-        if let Ok(Some(w)) = wackamole::net::secret::check_mode(p) {
-            settings.warnings.push(w);
-        }
-    }
-    let notify = parse_notify(&r.notify).map_err(|e| usage(&e))?;
-    let secrets = match &r.flags.key_file {
-        Some(path) => {
-            Envelope::load_secrets(path).map_err(|e| CliError::Usage(format!("--key-file: {e}")))?
-        }
-        None => Vec::new(),
-    };
-    let ops = ops_options(r).map_err(|e| usage(&e))?;
-    let opts = ShellOptions {
-        garp_count: r.garp_count,
-        garp_interval: r.garp_interval,
-        garp_refresh: r.garp_refresh,
-        notify,
-        secrets,
-        ops,
-    };
-    Ok((settings, opts))
-}
-
-/// Logs to stderr, as text or JSON (`format` is validated by [`validate`]).
-fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WACKAMOLE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr, as text or JSON (`format` and `filter` are validated by
+/// [`validate`]); returns the handle a reload uses to change the filter.
+fn init_logs(format: &str, filter: &str) -> SetLogFilter {
+    use tracing_subscriber::EnvFilter;
     let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let parse = |s: &str| EnvFilter::try_new(s).map_err(|e| e.to_string());
     if format == "json" {
-        b.json().init();
-    } else {
+        let b = b.json().with_filter_reloading();
+        let h = b.reload_handle();
         b.init();
+        Box::new(move |s| h.reload(parse(s)?).map_err(|e| e.to_string()))
+    } else {
+        let b = b.with_filter_reloading();
+        let h = b.reload_handle();
+        b.init();
+        Box::new(move |s| h.reload(parse(s)?).map_err(|e| e.to_string()))
     }
 }
 
-/// `wackamole run`: validate, prepare, run until SIGTERM or Ctrl-C. After a failure
-/// or a panic of the running agent, its VIPs are removed before the exit.
-fn run_agent(r: RunFlags) -> Result<ExitCode, CliError> {
-    let (settings, opts) = validate(&r)?;
-    init_logs(&r.log_format);
+/// `wackamole run`: validate, prepare, run until SIGTERM or Ctrl-C; SIGHUP reloads.
+/// After a failure or a panic of the running agent, its VIPs are removed before the
+/// exit.
+fn run_agent(r: RunFlags, source: Source) -> Result<ExitCode, CliError> {
+    let Loaded { settings, opts, .. } = validate(&r).map_err(CliError::Usage)?;
+    let set_log = init_logs(&r.log_format, &r.log);
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(p) = source.config_path() {
+        tracing::info!(file = %p.display(), "configuration read; SIGHUP re-reads it");
+    }
     let cluster = settings.cluster.clone();
     let ifname = settings.interface.clone().unwrap_or_default();
-    let prepared = agent::prepare(settings, opts)?;
+    let prepared = agent::prepare(settings, opts)?.with_reload(Reloading {
+        source,
+        set_log: Some(set_log),
+    });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

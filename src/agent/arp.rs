@@ -28,6 +28,13 @@ pub(super) enum ArpJob {
     },
     /// The interface changed (deleted, re-created): open the raw socket again.
     Reopen,
+    /// A reload changed the announcement settings (`--garp-count`,
+    /// `--garp-interval`, `--notify`).
+    Configure {
+        count: u32,
+        interval: Duration,
+        notify: Vec<std::net::Ipv4Addr>,
+    },
 }
 
 /// Groups that may be announced, with the lease-derived deadline of their latest
@@ -124,6 +131,15 @@ impl ArpThread {
             }
             match j {
                 ArpJob::Reopen => {}
+                ArpJob::Configure {
+                    count,
+                    interval,
+                    notify,
+                } => {
+                    self.count = count.max(1);
+                    self.interval = interval;
+                    self.notify = notify;
+                }
                 ArpJob::Probe { group, addrs } => probes.push((group, addrs)),
                 ArpJob::Announce { group, addrs } => self.announce(group, &addrs),
             }

@@ -13,6 +13,8 @@
 //!     most 16 rounds per wake-up, each result handed straight back;
 //!   * `Probe`/`Announce` → the ARP thread (`arp.rs`);
 //!   * `Event` → logs, the `/status` journal, metrics and hooks (`ops.rs`).
+//! * SIGHUP and `POST /reload` re-read the configuration; `reload.rs` decides what
+//!   changes (or refuses all of it), the shell applies it.
 //!
 //! Start-up: the engine's first action is the flush of stale VIPs and gate entries.
 //! Shutdown: release every VIP, then leave the cluster, then remove the addresses
@@ -20,13 +22,14 @@
 
 mod arp;
 mod ops;
+mod reload;
 mod setup;
 mod shell;
 mod timer;
 
 use std::future::Future;
 
-pub use self::setup::{Prepared, ShellOptions, StartError, prepare};
+pub use self::setup::{Prepared, Reloading, SetLogFilter, ShellOptions, StartError, prepare};
 use self::shell::Shell;
 use crate::addr::gate;
 use crate::addr::rtnl::Rtnl;

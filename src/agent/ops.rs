@@ -22,6 +22,8 @@ pub(super) struct OpsState {
     pub journal: Journal,
     pub hooks: Hooks,
     pub announced: Announced,
+    /// The `config` section of `/status`: the file and the last reload.
+    pub config: serde_json::Value,
 }
 
 impl OpsState {
@@ -177,7 +179,8 @@ impl OpsState {
         let now = clock::now();
         match cmd {
             Cmd::Status(tx) => {
-                let doc = status::document(engine, &self.journal, self.healthy(), now);
+                let mut doc = status::document(engine, &self.journal, self.healthy(), now);
+                doc["config"] = self.config.clone();
                 let ready = status::ready(engine, self.healthy(), now);
                 let _ = tx.send((doc.to_string(), ready));
             }
@@ -212,7 +215,72 @@ impl OpsState {
                         .to_string(),
                 );
             }
+            Cmd::Reload(tx) => Self::refuse_reload(tx),
         }
+    }
+
+    /// The shell answers reloads itself; this is only reached without a shell.
+    fn refuse_reload(tx: tokio::sync::oneshot::Sender<(bool, String)>) {
+        let _ = tx.send((
+            false,
+            r#"{"result":"refused","reason":"no reload here"}"#.into(),
+        ));
+    }
+
+    /// Records a reload's result (log, journal, metrics, `/status`) and returns
+    /// whether it was accepted, with the JSON answer for `POST /reload`.
+    pub fn reloaded(
+        &mut self,
+        engine: &Engine,
+        via: &str,
+        file: Option<std::path::PathBuf>,
+        result: Result<Vec<String>, String>,
+    ) -> (bool, String) {
+        let at = crate::ops::status::unix_now();
+        let file = file.map(|p| p.display().to_string());
+        let (i, answer) = match &result {
+            Ok(changes) if changes.is_empty() => {
+                info!(via, "reload: nothing changed");
+                (
+                    1,
+                    serde_json::json!({ "result": "unchanged", "changes": changes }),
+                )
+            }
+            Ok(changes) => {
+                info!(via, changes = %changes.join("; "), "reload applied");
+                self.journal
+                    .event("reload", None, format!("applied: {}", changes.join("; ")));
+                (
+                    0,
+                    serde_json::json!({ "result": "applied", "changes": changes }),
+                )
+            }
+            Err(why) => {
+                warn!(via, reason = %why, "reload refused");
+                self.journal
+                    .event("reload", None, format!("refused: {why}"));
+                (2, serde_json::json!({ "result": "refused", "reason": why }))
+            }
+        };
+        self.shell.reloads[i] += 1;
+        let mut answer = answer;
+        answer["node"] = engine.name().into();
+        self.config = serde_json::json!({
+            "file": file,
+            "reloads": {
+                "applied": self.shell.reloads[0],
+                "unchanged": self.shell.reloads[1],
+                "refused": self.shell.reloads[2],
+            },
+            "last_reload": {
+                "at": at,
+                "via": via,
+                "result": answer["result"],
+                "changes": answer.get("changes"),
+                "reason": answer.get("reason"),
+            },
+        });
+        (result.is_ok(), answer.to_string())
     }
 
     pub fn health(&mut self, engine: &mut Engine, r: HealthReport) {

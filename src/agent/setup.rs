@@ -53,6 +53,10 @@ pub struct ShellOptions {
     pub secrets: Vec<Vec<u8>>,
     /// Metrics, status API, health checks and hooks.
     pub ops: OpsOptions,
+    /// The log filter (`--log`).
+    pub log: String,
+    /// The log format (`--log-format`).
+    pub log_format: String,
 }
 
 pub(super) fn map_io(what: &str, e: io::Error) -> StartError {
@@ -70,8 +74,20 @@ pub(super) fn map_io(what: &str, e: io::Error) -> StartError {
     }
 }
 
+/// Changes the log filter of the running process (a reload's `--log`).
+pub type SetLogFilter = Box<dyn Fn(&str) -> Result<(), String> + Send>;
+
+/// What a reload needs: the command line to read again and the log filter's handle.
+pub struct Reloading {
+    /// The arguments (and so the config file) the agent was started with.
+    pub source: crate::cli::load::Source,
+    /// Sets the log filter, when the logger supports it.
+    pub set_log: Option<SetLogFilter>,
+}
+
 /// Everything acquired at start-up, before the engine runs.
 pub struct Prepared {
+    pub(super) reloading: Option<Reloading>,
     pub(super) settings: Settings,
     pub(super) opts: ShellOptions,
     pub(super) socket: std::net::UdpSocket,
@@ -79,6 +95,14 @@ pub struct Prepared {
     pub(super) http: Option<std::net::TcpListener>,
     pub(super) ifname: String,
     pub(super) index: u32,
+}
+
+impl Prepared {
+    /// Lets SIGHUP, `wackamole reload` and `POST /reload` re-read `source`.
+    pub fn with_reload(mut self, reloading: Reloading) -> Prepared {
+        self.reloading = Some(reloading);
+        self
+    }
 }
 
 impl std::fmt::Debug for Prepared {
@@ -211,6 +235,7 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
         None => None,
     };
     Ok(Prepared {
+        reloading: None,
         settings,
         opts,
         socket,

@@ -90,6 +90,16 @@ pub(super) struct Shell {
     suspend: clock::SuspendDetector,
     next_reannounce: tokio::time::Instant,
     leave_deadline: Option<tokio::time::Instant>,
+    /// What a reload reads again (`None`: reloads are refused).
+    reloading: Option<super::setup::Reloading>,
+    /// SIGHUP (a reload), when the handler could be installed.
+    hangup: Option<tokio::signal::unix::Signal>,
+    /// The admin token the HTTP listener checks.
+    token: http::TokenCell,
+    /// Where a restarted health checker reports.
+    health_tx: mpsc::UnboundedSender<HealthReport>,
+    /// The running health checker.
+    health_task: Option<JoinHandle<()>>,
 }
 
 /// Registers `fd` with tokio for readability only. A UDP send never wakes the loop
@@ -107,6 +117,7 @@ impl Shell {
     /// timer, starts the engine, the HTTP listener and the health checks.
     pub fn start(p: Prepared) -> Result<Shell, StartError> {
         let Prepared {
+            reloading,
             settings,
             opts,
             socket,
@@ -145,7 +156,10 @@ impl Shell {
         rand::fill(&mut salt);
         let env = (!opts.secrets.is_empty()).then(|| Envelope::new(&opts.secrets, salt));
         let engine = new_engine(&settings);
-        let (ops, channels, cmd_tx, tasks) = start_ops(&settings, &opts, &ifname, announced, http)?;
+        let started = start_ops(&settings, &opts, &ifname, announced, http)?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| warn!(error = %e, "no SIGHUP handler; reload with POST /reload"))
+            .ok();
         let mut shell = Shell {
             next_reannounce: tokio::time::Instant::now() + reannounce_period(&opts),
             groups: cfg
@@ -160,21 +174,26 @@ impl Shell {
             engine,
             socket,
             env,
+            reloading,
+            hangup,
+            token: started.token,
+            health_tx: started.health_tx,
+            health_task: started.health_task,
             buf: vec![0u8; RECV_BUF],
             kernel,
             link_watch,
             link_index: Some(index),
             arp,
             allowed,
-            ops,
+            ops: started.ops,
             inputs: Inputs {
                 probes,
-                cmds: channels.0,
-                health: channels.1,
-                hooks: channels.2,
+                cmds: started.cmds,
+                health: started.health,
+                hooks: started.hooks,
             },
-            _cmd_tx: cmd_tx,
-            tasks,
+            _cmd_tx: started.cmd_tx,
+            tasks: started.tasks,
             timer,
             armed: None,
             kernel_logged: BTreeMap::new(),
@@ -219,7 +238,16 @@ impl Shell {
                 Some(p) = self.inputs.probes.recv() => {
                     self.engine.handle_probe(p.group, p.conflict, clock::now());
                 }
-                Some(c) = self.inputs.cmds.recv() => self.ops.command(&mut self.engine, c),
+                Some(c) = self.inputs.cmds.recv() => match c {
+                    Cmd::Reload(tx) => {
+                        let r = self.reload("POST /reload");
+                        let _ = tx.send(r);
+                    }
+                    c => self.ops.command(&mut self.engine, c),
+                },
+                Some(()) = recv_signal(&mut self.hangup) => {
+                    self.reload("SIGHUP");
+                }
                 Some(r) = self.inputs.health.recv() => self.ops.health(&mut self.engine, r),
                 Some((hook, result)) = self.inputs.hooks.recv() => {
                     *self.ops.shell.hooks.entry((hook, result)).or_default() += 1;
@@ -394,6 +422,92 @@ impl Shell {
         }
     }
 
+    /// Re-reads the configuration and applies the difference, or nothing (see
+    /// `reload.rs`). Returns whether it was accepted, and the JSON answer.
+    fn reload(&mut self, via: &str) -> (bool, String) {
+        let loaded = match &self.reloading {
+            Some(r) => r.source.load_run().map_err(|e| e.to_string()),
+            None => Err("this agent cannot re-read its configuration".into()),
+        };
+        let planned = loaded.and_then(|new| {
+            super::reload::plan(&self.settings, &self.opts, &new).map(|p| (p, new))
+        });
+        let result = match planned {
+            Ok((plan, new)) => {
+                let changes = plan.changes.clone();
+                if !plan.is_empty() {
+                    self.apply_reload(&plan, new);
+                }
+                Ok(changes)
+            }
+            Err(why) => Err(why),
+        };
+        let file = self.reloading.as_ref().and_then(|r| r.source.config_path());
+        self.ops.reloaded(&self.engine, via, file, result)
+    }
+
+    /// Applies a reload's plan. Everything in `new` was validated; nothing here can
+    /// fail half-way.
+    fn apply_reload(&mut self, plan: &super::reload::Plan, new: crate::cli::load::Loaded) {
+        let now = clock::now();
+        let (s, o) = (new.settings, new.opts);
+        if plan.node {
+            let n = &s.node;
+            self.engine
+                .set_node(n.weight, n.eligible, n.prefers.clone(), now);
+        }
+        if plan.checks {
+            if let Some(t) = self.health_task.take() {
+                t.abort();
+            }
+            if o.ops.checks.is_empty() && !self.ops.shell.healthy {
+                self.ops
+                    .health(&mut self.engine, HealthReport::Healthy(true));
+            }
+            self.health_task = Some(tokio::spawn(health::run(
+                o.ops.checks.clone(),
+                o.ops.policy,
+                self.ops.shell.healthy,
+                self.health_tx.clone(),
+            )));
+        }
+        if plan.hooks {
+            let mut h = o.ops.hooks.clone();
+            h.interface = self.ops.hooks.config().interface.clone();
+            h.node = self.ops.hooks.config().node.clone();
+            self.ops.hooks.set_config(h);
+        }
+        if plan.arp {
+            let _ = self.arp.send(ArpJob::Configure {
+                count: o.garp_count,
+                interval: o.garp_interval,
+                notify: o.notify.clone(),
+            });
+        }
+        if plan.garp_refresh {
+            self.next_reannounce = tokio::time::Instant::now() + reannounce_period(&o);
+        }
+        if plan.token {
+            *self.token.write().unwrap_or_else(|e| e.into_inner()) = o.ops.token.clone();
+        }
+        if plan.keys
+            && let Some(env) = &mut self.env
+        {
+            env.set_secrets(&o.secrets);
+        }
+        if plan.log
+            && let Some(Err(e)) = self
+                .reloading
+                .as_ref()
+                .and_then(|r| r.set_log.as_ref())
+                .map(|f| f(&o.log))
+        {
+            warn!(error = %e, "cannot change the log filter");
+        }
+        self.settings = s;
+        self.opts = o;
+    }
+
     fn begin_leave(&mut self) {
         self.leave_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
         info!("shutting down: releasing VIPs, then leaving");
@@ -418,7 +532,7 @@ impl Shell {
         if self.cfg.fence == FenceKind::Gate && flushed {
             gate::uninstall();
         }
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.health_task) {
             t.abort();
         }
         self.ops.hooks.finish(self.opts.ops.hooks.timeout).await;
@@ -440,21 +554,19 @@ fn install_gate(cfg: &ClusterConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The receiving ends of the command, health and hook channels.
-type OpsChannels = (
-    mpsc::UnboundedReceiver<Cmd>,
-    mpsc::UnboundedReceiver<HealthReport>,
-    mpsc::UnboundedReceiver<(&'static str, &'static str)>,
-);
-
 /// What [`start_ops`] started: the ops state, its channels, the command sender and
 /// the helper tasks.
-type StartedOps = (
-    OpsState,
-    OpsChannels,
-    mpsc::UnboundedSender<Cmd>,
-    Vec<JoinHandle<()>>,
-);
+struct StartedOps {
+    ops: OpsState,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    health: mpsc::UnboundedReceiver<HealthReport>,
+    hooks: mpsc::UnboundedReceiver<(&'static str, &'static str)>,
+    cmd_tx: mpsc::UnboundedSender<Cmd>,
+    health_tx: mpsc::UnboundedSender<HealthReport>,
+    health_task: Option<JoinHandle<()>>,
+    token: http::TokenCell,
+    tasks: Vec<JoinHandle<()>>,
+}
 
 /// Metrics, the journal, hooks, the health checks and the HTTP listener.
 fn start_ops(
@@ -478,18 +590,33 @@ fn start_ops(
         journal: Journal::default(),
         hooks: Hooks::new(hook_cfg, hook_tx),
         announced,
+        config: serde_json::Value::Null,
     };
     let (cmd_tx, cmds) = mpsc::unbounded_channel();
     let (health_tx, health) = mpsc::unbounded_channel();
-    let mut tasks = vec![tokio::spawn(health::run(
+    let health_task = Some(tokio::spawn(health::run(
         opts.ops.checks.clone(),
         opts.ops.policy,
-        health_tx,
-    ))];
+        true,
+        health_tx.clone(),
+    )));
+    let token: http::TokenCell =
+        std::sync::Arc::new(std::sync::RwLock::new(opts.ops.token.clone()));
+    let mut tasks = Vec::new();
     if let Some(l) = http {
-        tasks.push(serve_http(l, &ops, &cmd_tx, opts)?);
+        tasks.push(serve_http(l, &ops, &cmd_tx, &token)?);
     }
-    Ok((ops, (cmds, health, hooks), cmd_tx, tasks))
+    Ok(StartedOps {
+        ops,
+        cmds,
+        health,
+        hooks,
+        cmd_tx,
+        health_tx,
+        health_task,
+        token,
+        tasks,
+    })
 }
 
 /// The engine, with a fresh nonce and RNG seed, and the wall clock as its SWIM epoch
@@ -521,7 +648,7 @@ fn serve_http(
     l: std::net::TcpListener,
     ops: &OpsState,
     cmds: &mpsc::UnboundedSender<Cmd>,
-    opts: &ShellOptions,
+    token: &http::TokenCell,
 ) -> Result<JoinHandle<()>, StartError> {
     let addr = l.local_addr().ok();
     let l = tokio::net::TcpListener::from_std(l).map_err(|e| map_io("listener", e))?;
@@ -531,7 +658,7 @@ fn serve_http(
         http::Ops {
             metrics: ops.metrics.handle(),
             cmds: cmds.clone(),
-            token: opts.ops.token.clone(),
+            token: std::sync::Arc::clone(token),
         },
     )))
 }
@@ -541,6 +668,14 @@ fn reannounce_period(opts: &ShellOptions) -> Duration {
         Duration::from_secs(3600)
     } else {
         opts.garp_refresh
+    }
+}
+
+/// The next delivery of a signal, or never without a handler.
+async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -202,6 +202,19 @@ impl Envelope {
         }
     }
 
+    /// Replaces the keyring (a reload): the first secret sends from now on, every one
+    /// of them opens. The counter, the salt and the replay windows stay, so nothing
+    /// already accepted can be replayed across the change.
+    pub fn set_secrets(&mut self, secrets: &[Vec<u8>]) {
+        let fresh = Envelope::new(secrets, self.salt);
+        self.keys = fresh.keys;
+    }
+
+    /// The ids of the keys in the ring, the sending one first.
+    pub fn key_ids(&self) -> Vec<u32> {
+        self.keys.iter().map(|k| k.id).collect()
+    }
+
     /// Reads secrets from a key file: one per non-empty line (lines starting with
     /// `#` are comments); a file that is not text is one secret.
     pub fn load_secrets(path: &Path) -> Result<Vec<Vec<u8>>, KeyError> {

@@ -1,4 +1,4 @@
-//! The client side of `wackamole status`, `drain` and `undrain`: plain HTTP/1.0 to
+//! The client side of `wackamole status`, `drain`, `undrain` and `reload`: plain HTTP/1.0 to
 //! the agent's listener, no runtime needed.
 
 use std::io::{Read, Write};
@@ -215,4 +215,46 @@ pub fn drain(
         "{node}: drained; {before} VIP group(s) moved away in {:.2}s",
         started.elapsed().as_secs_f64()
     ))
+}
+
+/// How `wackamole reload` ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadError {
+    /// The agent re-read its configuration and refused it; nothing changed.
+    Refused(String),
+    /// The agent could not be asked.
+    Unreachable(String),
+}
+
+/// `POST /reload`: waits for the agent's verdict. Ok: what changed (one line).
+pub fn reload(addr: SocketAddr, token: Option<&str>) -> Result<String, ReloadError> {
+    let (code, body) = request(addr, "POST", "/reload", token).map_err(ReloadError::Unreachable)?;
+    let v: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            return Err(ReloadError::Unreachable(format!(
+                "{addr}/reload: {code}: {}",
+                body.trim()
+            )));
+        }
+    };
+    let node = s(&v["node"]);
+    match (code, v["result"].as_str()) {
+        (200, Some("unchanged")) => Ok(format!("{node}: reloaded; nothing changed")),
+        (200, _) => {
+            let changes: Vec<&str> = v["changes"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            Ok(format!("{node}: reloaded; applied: {}", changes.join("; ")))
+        }
+        (409, _) => Err(ReloadError::Refused(format!(
+            "{node}: reload refused, nothing changed: {}",
+            s(&v["reason"])
+        ))),
+        _ => Err(ReloadError::Unreachable(format!(
+            "{addr}/reload: {code}: {}",
+            body.trim()
+        ))),
+    }
 }

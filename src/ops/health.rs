@@ -70,7 +70,7 @@ impl Check {
 }
 
 /// Check timing and hysteresis.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Time between runs.
     pub interval: Duration,
@@ -132,13 +132,20 @@ async fn run_once(check: &Check, timeout: Duration) -> &'static str {
     }
 }
 
-/// Runs the checks forever, reporting to the agent loop. Starts healthy (the node
-/// must still pass its fail-back delay before taking VIPs).
-pub async fn run(checks: Vec<Check>, policy: Policy, report: mpsc::UnboundedSender<Report>) {
+/// Runs the checks forever, reporting to the agent loop. Starts from `healthy`: true
+/// at start-up (the node must still pass its fail-back delay before taking VIPs), the
+/// current state after a reload replaced the checks (an unhealthy node then needs
+/// `rise` passes of the new checks).
+pub async fn run(
+    checks: Vec<Check>,
+    policy: Policy,
+    healthy: bool,
+    report: mpsc::UnboundedSender<Report>,
+) {
     if checks.is_empty() {
         return;
     }
-    let mut healthy = true;
+    let mut healthy = healthy;
     let mut ok_streak = 0u32;
     let mut fail_streak = 0u32;
     let mut tick = tokio::time::interval(policy.interval);
@@ -212,7 +219,7 @@ mod tests {
             fall: 2,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(vec![check], policy, tx));
+        let task = tokio::spawn(run(vec![check], policy, true, tx));
         // Healthy runs: no change reported.
         let mut runs = 0;
         while runs < 3 {

@@ -9,6 +9,7 @@
 //! codes are logged and counted.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -53,7 +54,7 @@ pub struct HookEvent {
 }
 
 /// The configured hooks.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HookConfig {
     /// `--on-acquire`.
     pub acquire: Option<String>,
@@ -72,8 +73,10 @@ pub struct HookConfig {
 /// Dispatches hook runs to one sequential queue per group.
 #[derive(Debug)]
 pub struct Hooks {
-    cfg: HookConfig,
-    queues: BTreeMap<GroupId, mpsc::UnboundedSender<HookEvent>>,
+    /// Shared with every queued run, so that a reload's new commands apply to the
+    /// runs queued after it without breaking a group's order.
+    cfg: Arc<HookConfig>,
+    queues: BTreeMap<GroupId, mpsc::UnboundedSender<(Arc<HookConfig>, HookEvent)>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     results: mpsc::UnboundedSender<(&'static str, &'static str)>,
 }
@@ -85,7 +88,7 @@ impl Hooks {
         results: mpsc::UnboundedSender<(&'static str, &'static str)>,
     ) -> Hooks {
         Hooks {
-            cfg,
+            cfg: Arc::new(cfg),
             queues: BTreeMap::new(),
             tasks: Vec::new(),
             results,
@@ -109,18 +112,28 @@ impl Hooks {
         let group = ev.group;
         let tasks = &mut self.tasks;
         let tx = self.queues.entry(group).or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<HookEvent>();
-            let cfg = self.cfg.clone();
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Arc<HookConfig>, HookEvent)>();
             let results = self.results.clone();
             tasks.push(tokio::spawn(async move {
-                while let Some(ev) = rx.recv().await {
+                while let Some((cfg, ev)) = rx.recv().await {
                     let r = run(&cfg, &ev).await;
                     let _ = results.send((ev.kind.label(), r));
                 }
             }));
             tx
         });
-        let _ = tx.send(ev);
+        let _ = tx.send((Arc::clone(&self.cfg), ev));
+    }
+
+    /// A reload's hook commands and timeout: for every run queued from now on (runs
+    /// already queued keep the configuration they were queued with).
+    pub fn set_config(&mut self, cfg: HookConfig) {
+        self.cfg = Arc::new(cfg);
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &HookConfig {
+        &self.cfg
     }
 }
 

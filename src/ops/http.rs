@@ -8,6 +8,7 @@
 //! | `/readyz` | GET | 200 when running, healthy, not draining and a quorum of voters is reachable |
 //! | `/` | GET | the dashboard (self-contained page, refreshes every second) |
 //! | `/drain`, `/undrain` | POST | move this node's VIPs away gracefully, and back |
+//! | `/reload` | POST | re-read the config file and apply the difference (409 when refused) |
 //!
 //! Control endpoints accept requests from loopback, or with
 //! `Authorization: Bearer <token>` when `--admin-token-file` is set. A browser must
@@ -66,7 +67,12 @@ pub enum Cmd {
     Sync(oneshot::Sender<()>),
     /// Drain on (true) or off.
     Drain(bool, oneshot::Sender<String>),
+    /// Re-read the configuration: (applied or unchanged, the JSON answer).
+    Reload(oneshot::Sender<(bool, String)>),
 }
+
+/// The bearer token, replaced by a reload.
+pub type TokenCell = Arc<std::sync::RwLock<Option<String>>>;
 
 /// What the listener needs.
 #[derive(Clone, Debug)]
@@ -76,7 +82,7 @@ pub struct Ops {
     /// To the agent loop.
     pub cmds: mpsc::UnboundedSender<Cmd>,
     /// Bearer token for control endpoints from other hosts.
-    pub token: Option<String>,
+    pub token: TokenCell,
 }
 
 fn reply(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -204,9 +210,10 @@ async fn handle(
         (Method::GET, "/") | (Method::GET, "/index.html") => {
             reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD)
         }
-        (Method::POST, "/drain") | (Method::POST, "/undrain") => {
+        (Method::POST, "/drain" | "/undrain" | "/reload") => {
+            let token = ops.token.read().unwrap_or_else(|e| e.into_inner()).clone();
             let verdict = control_allowed(
-                ops.token.as_deref(),
+                token.as_deref(),
                 peer.ip(),
                 header(&req, "host"),
                 header(&req, "origin"),
@@ -224,6 +231,16 @@ async fn handle(
                         }
                     },
                 )
+            } else if path == "/reload" {
+                match ask(&ops, Cmd::Reload).await {
+                    Some((true, msg)) => reply(StatusCode::OK, "application/json", msg),
+                    Some((false, msg)) => reply(StatusCode::CONFLICT, "application/json", msg),
+                    None => reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "agent loop not answering\n",
+                    ),
+                }
             } else {
                 let on = path == "/drain";
                 match ask(&ops, |tx| Cmd::Drain(on, tx)).await {
@@ -236,13 +253,15 @@ async fn handle(
                 }
             }
         }
-        (_, "/metrics" | "/status" | "/healthz" | "/readyz" | "/" | "/drain" | "/undrain") => {
-            reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "method not allowed\n",
-            )
-        }
+        (
+            _,
+            "/metrics" | "/status" | "/healthz" | "/readyz" | "/" | "/drain" | "/undrain"
+            | "/reload",
+        ) => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n",
+        ),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     };
     Ok(r)

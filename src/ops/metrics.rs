@@ -89,6 +89,7 @@ pub const NAMES: &[&str] = &[
     "wackamole_link_up",
     "wackamole_name_collision",
     "wackamole_name_collisions_total",
+    "wackamole_config_reloads_total",
 ];
 
 /// Counters the shell keeps (the engine keeps the rest).
@@ -116,7 +117,12 @@ pub struct ShellCounters {
     pub datagrams_in: u64,
     /// Bytes received before the envelope.
     pub bytes_in: u64,
+    /// Configuration reloads by result: applied, unchanged, refused.
+    pub reloads: [u64; 3],
 }
+
+/// The labels of [`ShellCounters::reloads`], in order.
+pub const RELOAD_RESULTS: [&str; 3] = ["applied", "unchanged", "refused"];
 
 /// What the metrics remember between syncs to count transitions in the view.
 #[derive(Debug, Default)]
@@ -258,6 +264,10 @@ impl Metrics {
                 "Health-check runs by check and result"
             );
             describe_counter!("wackamole_hook_runs_total", "Hook runs by hook and result");
+            describe_counter!(
+                "wackamole_config_reloads_total",
+                "Configuration reloads (SIGHUP, wackamole reload, POST /reload) by result"
+            );
             describe_counter!(
                 "wackamole_kernel_failures_total",
                 "Kernel operations that failed (each retried on a timer)"
@@ -425,6 +435,9 @@ impl Metrics {
             for ((hook, result), v) in &shell.hooks {
                 counter!("wackamole_hook_runs_total", "hook" => *hook, "result" => *result)
                     .absolute(*v);
+            }
+            for (result, v) in RELOAD_RESULTS.iter().zip(shell.reloads) {
+                counter!("wackamole_config_reloads_total", "result" => *result).absolute(v);
             }
             // Series that exist before their first event.
             let _ = histogram!("wackamole_failover_seconds", "kind" => "failover");

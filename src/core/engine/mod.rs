@@ -511,6 +511,25 @@ impl Engine {
         self.drive(now);
     }
 
+    /// A reload changed this node's own settings: its weight, whether the operator
+    /// lets it hold VIPs, and its preferences. Each is gossiped; the assignment is
+    /// recomputed. A node made ineligible releases by the usual path.
+    pub fn set_node(&mut self, weight: u16, eligible: bool, prefers: Vec<GroupId>, now: Instant) {
+        let weight = weight.clamp(1, 1000);
+        if self.node.weight != weight {
+            self.node.weight = weight;
+            self.membership.update_meta(|m| m.weight = weight);
+            self.groups.dirty_all = true;
+        }
+        if self.node.eligible != eligible {
+            self.node.eligible = eligible;
+            self.groups.dirty_all = true;
+            self.refresh_meta();
+        }
+        // Drives.
+        self.set_prefers(prefers, now);
+    }
+
     /// Drives a lone engine with no peers from `now` until `until`: every kernel
     /// operation succeeds and every probe finds nothing, at once, and timers fire in
     /// order. Returns every action seen (at most [`DRIVE_ALONE_STEPS`] rounds). The

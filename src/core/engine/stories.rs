@@ -131,3 +131,42 @@ fn a_one_way_cut_from_the_holder_to_the_voters_fences_it_before_anyone_binds() {
     });
     assert!(fenced.is_some(), "the holder fenced itself");
 }
+
+#[test]
+fn a_reload_that_makes_a_holder_ineligible_moves_its_groups_and_weight_is_gossiped() {
+    let mut c = settled(&["a", "b", "c"], 6, QuorumMode::Majority);
+    let t0 = c.now;
+    let held: Vec<u16> = c.nodes[1].bound.iter().copied().collect();
+    assert!(!held.is_empty());
+    c.nodes[1].engine.set_node(3, false, vec![], t0);
+    c.run_until_true(Duration::from_secs(3), |c| {
+        c.all_served() && c.nodes[1].bound.is_empty()
+    })
+    .expect("b's groups moved to a and c");
+    for g in held {
+        assert!(
+            c.first_event(1, t0, released(g, ReleaseReason::Ineligible))
+                .is_some(),
+            "group {g} released as ineligible"
+        );
+    }
+    let seen = c.nodes[0]
+        .engine
+        .status(c.now)
+        .members
+        .iter()
+        .find(|m| m.id.name == "b")
+        .and_then(|m| m.meta.as_ref().map(|x| (x.weight, x.eligible)));
+    assert_eq!(
+        seen,
+        Some((3, false)),
+        "a sees b's new weight and eligibility"
+    );
+    // Eligible again: it takes a share back.
+    let t1 = c.now;
+    c.nodes[1].engine.set_node(1, true, vec![], t1);
+    c.run_until_true(Duration::from_secs(5), |c| {
+        c.all_served() && c.nodes[1].bound.len() == 2
+    })
+    .expect("b holds its share again");
+}

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+pub mod file;
+pub mod load;
+
 use crate::core::config::{
     ClusterConfig, FenceKind, GroupId, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup,
     validate_name,
@@ -41,6 +44,9 @@ pub enum Command {
     Drain(ClientFlags),
     /// Let this node take VIPs again.
     Undrain(ClientFlags),
+    /// Make the local agent re-read its config file (as SIGHUP does) and wait for the
+    /// verdict: exit 0 when applied, 78 with the reason when refused (nothing changed).
+    Reload(ClientFlags),
     /// Exit 0 if the local agent answers /healthz (or /readyz with --ready), 1 if
     /// not: for container HEALTHCHECKs and probes without curl.
     Health(HealthFlags),
@@ -52,6 +58,10 @@ pub enum Command {
 /// Flags of `run`: the cluster flags plus the shell's own.
 #[derive(Args, Debug, Clone)]
 pub struct RunFlags {
+    /// A TOML file with one key per flag (`node-name = "a"`, `vip = ["10.0.0.100"]`);
+    /// flags and `WACKAMOLE_*` variables override it. SIGHUP re-reads it.
+    #[arg(long, env = "WACKAMOLE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The cluster and node flags.
     #[command(flatten)]
     pub flags: Flags,
@@ -67,6 +77,10 @@ pub struct RunFlags {
     /// Also send directed ARP replies to these addresses (ADDR or CIDR, comma-separated; IPv4).
     #[arg(long, env = "WACKAMOLE_NOTIFY", value_delimiter = ',')]
     pub notify: Vec<String>,
+    /// Log filter: a level (`info`, `debug`) or per-module directives
+    /// (`info,wackamole::agent=debug`). Changed by a reload.
+    #[arg(long, env = "WACKAMOLE_LOG", default_value = "info")]
+    pub log: String,
     /// Log format: `text` or `json`.
     #[arg(long, env = "WACKAMOLE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -111,7 +125,7 @@ pub struct RunFlags {
     pub hook_timeout: Duration,
 }
 
-/// Flags of `status`, `drain` and `undrain`.
+/// Flags of `status`, `drain`, `undrain` and `reload`.
 #[derive(Args, Debug, Clone)]
 pub struct ClientFlags {
     /// The agent's metrics/status listener.
