@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use wackamole::agent::{self, Reloading, SetLogFilter, StartError};
-use wackamole::cli::load::{LoadError, Loaded, Source, validate};
-use wackamole::cli::{Cli, ClientFlags, Command, EX_USAGE, RunFlags, read_token};
+use wackamole::cli::load::{LoadError, Loaded, Source};
+use wackamole::cli::{Cli, ClientFlags, Command, EX_USAGE, read_token};
 use wackamole::ops::client;
 
 /// Exit codes (sysexits.h, and 1 for a health check that answered "not ok").
@@ -83,9 +83,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, source: Source) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Run(r) => run_agent(*r, source),
-        Command::CheckConfig(flags) => {
-            let l = validate(&flags).map_err(CliError::Usage)?;
+        Command::Run(_) => run_agent(load(&source)?, source),
+        Command::CheckConfig(_) => {
+            let l = load(&source)?;
             print!("{}", l.settings.describe());
             Ok(ExitCode::SUCCESS)
         }
@@ -134,8 +134,16 @@ fn run(cli: Cli, source: Source) -> Result<ExitCode, CliError> {
     }
 }
 
+/// Validates what `run` and `check-config` were given (flags, variables, the config
+/// file, the key and token files it names): [`Source::load_run`].
+fn load(source: &Source) -> Result<Loaded, CliError> {
+    source
+        .load_run()
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
 /// Logs to stderr, as text or JSON (`format` and `filter` are validated by
-/// [`validate`]); returns the handle a reload uses to change the filter.
+/// [`load`]); returns the handle a reload uses to change the filter.
 fn init_logs(format: &str, filter: &str) -> SetLogFilter {
     use tracing_subscriber::EnvFilter;
     let b = tracing_subscriber::fmt()
@@ -159,8 +167,13 @@ fn init_logs(format: &str, filter: &str) -> SetLogFilter {
 /// `wackamole run`: validate, prepare, run until SIGTERM or Ctrl-C; SIGHUP reloads.
 /// After a failure or a panic of the running agent, its VIPs are removed before the
 /// exit.
-fn run_agent(r: RunFlags, source: Source) -> Result<ExitCode, CliError> {
-    let Loaded { settings, opts, .. } = validate(&r).map_err(CliError::Usage)?;
+fn run_agent(l: Loaded, source: Source) -> Result<ExitCode, CliError> {
+    let Loaded {
+        settings,
+        opts,
+        flags: r,
+        ..
+    } = l;
     let set_log = init_logs(&r.log_format, &r.log);
     for w in &settings.warnings {
         tracing::warn!("{w}");

@@ -171,6 +171,14 @@ flag_rows! {
         with(with(a, "--vip", "10.9.9.9"), "--key-file", k.to_str().unwrap())
     }, env [], 64, "lets group or others write it";
     admin_token_weak: |a| with(with(a, "--vip", "10.9.9.9"), "--admin-token-file", write_temp("tok64", "0123456789abcdef\n").to_str().unwrap()), env [], 64, "64 bits as hex";
+    config_file_missing: |a| with(a, "--config", "/nonexistent/wackamole.toml"), env [], 64, "/nonexistent/wackamole.toml: No such file";
+    config_file_syntax: |a| with(a, "--config", write_temp("syn.toml", "vip = [\"10.9.9.9\"\nweight = 2\n").to_str().unwrap()), env [], 64, "syn.toml:";
+    config_file_unknown_key: |a| with(a, "--config", write_temp("unk.toml", "vip = [\"10.9.9.9\"]\nvips = 1\n").to_str().unwrap()), env [], 64, "unk.toml:2: unknown key `vips` (did you mean `vip`?)";
+    config_file_list_for_one_value: |a| with(a, "--config", write_temp("lst.toml", "vip = \"10.9.9.9\"\nprofile = [\"fast\"]\n").to_str().unwrap()), env [], 64, "lst.toml:2: `profile`: takes one value";
+    config_file_bad_value: |a| with(a, "--config", write_temp("val.toml", "vip = [\"10.9.9.9\"]\ngarp-count = \"many\"\n").to_str().unwrap()), env [], 64, "val.toml:2: `garp-count`";
+    config_file_invalid_vip: |a| with(a, "--config", write_temp("vip.toml", "weight = 1\nvip = [\"10.9.9.300\"]\n").to_str().unwrap()), env [], 64, "vip.toml:2: --vip: \"10.9.9.300\" is not an IP address";
+    config_file_is_a_directory: |a| with(a, "--config", "/"), env [], 64, "--config";
+    env_config_missing: |a| with(a, "--vip", "10.9.9.9"), env [("WACKAMOLE_CONFIG", "/nonexistent/w.toml")], 64, "/nonexistent/w.toml";
     no_key_without_insecure: |a| {
         let mut a = with(a, "--vip", "10.9.9.9");
         let i = a.iter().position(|x| x == "--key-file").unwrap();

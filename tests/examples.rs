@@ -26,6 +26,7 @@ fn documented() -> (BTreeSet<String>, BTreeSet<String>) {
         "status",
         "drain",
         "undrain",
+        "reload",
         "health",
         "demo",
     ] {
@@ -123,6 +124,8 @@ fn examples_name_only_real_flags_and_variables() {
         "examples/compose.yaml",
         "examples/kubernetes/daemonset.yaml",
         "examples/systemd/wackamole.service",
+        "examples/kubernetes/configmap.yaml",
+        "examples/wackamole.toml",
         "Dockerfile",
         "README.md",
     ] {
@@ -243,7 +246,11 @@ fn systemd_unit_bounds_capabilities_and_restarts() {
     for section in ["[Unit]", "[Service]", "[Install]"] {
         assert!(text.lines().any(|l| l == section), "{section}");
     }
-    assert_eq!(kv("ExecStart"), ["/usr/local/bin/wackamole run"]);
+    assert_eq!(
+        kv("ExecStart"),
+        ["/usr/local/bin/wackamole run --config /etc/wackamole/wackamole.toml"]
+    );
+    assert_eq!(kv("ExecReload"), ["/usr/local/bin/wackamole reload"]);
     assert_eq!(kv("CapabilityBoundingSet"), ["CAP_NET_ADMIN CAP_NET_RAW"]);
     assert_eq!(kv("AmbientCapabilities"), ["CAP_NET_ADMIN CAP_NET_RAW"]);
     assert_eq!(kv("Restart"), ["always"]);
@@ -278,4 +285,94 @@ fn dockerfile_runtime_stage_is_small_and_unprivileged() {
         copies,
         ["COPY --from=binary /out/wackamole /usr/local/bin/wackamole"]
     );
+}
+
+/// `check-config --config FILE ARGS` with a fresh key file: (exit code, output).
+fn check_config(file: &Path, args: &[&str]) -> (i32, String) {
+    let dir = std::env::temp_dir().join(format!("wackamole-examples-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key");
+    let secret: String = (0..32)
+        .map(|i| format!("{:02x}", (i * 37 + 11) % 256))
+        .collect();
+    std::fs::write(&key, secret).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wackamole"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(file)
+        .arg("--key-file")
+        .arg(&key)
+        .args(args)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_example_config_documents_every_key_and_validates() {
+    let text = read("examples/wackamole.toml");
+    for key in wackamole::cli::file::known_keys().keys() {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{key} = "))
+                    || l.starts_with(&format!("# {key} = "))),
+            "examples/wackamole.toml does not document `{key}`"
+        );
+    }
+    let (code, out) = check_config(&root().join("examples/wackamole.toml"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("web1") && out.contains("192.168.1.101"),
+        "{out}"
+    );
+    // Every commented-out key, uncommented, still validates: the documented values
+    // are real ones (the token file aside: it does not exist here).
+    let all: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(kv)
+                if kv.contains(" = ")
+                    && !kv.starts_with("insecure")
+                    && !kv.starts_with("admin-token-file") =>
+            {
+                kv
+            }
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("wackamole-example-all-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("all.toml");
+    std::fs::write(&f, all).unwrap();
+    let (code, out) = check_config(&f, &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "uncommented example: {out}");
+}
+
+#[test]
+fn the_configmap_holds_a_valid_file() {
+    let d = one_yaml("examples/kubernetes/configmap.yaml");
+    assert_eq!(d["kind"].as_str(), Some("ConfigMap"));
+    let body = d["data"]["wackamole.toml"]
+        .as_str()
+        .expect("wackamole.toml");
+    let dir = std::env::temp_dir().join(format!("wackamole-cm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("wackamole.toml");
+    std::fs::write(&f, body).unwrap();
+    // What the DaemonSet gives per pod through the downward API.
+    let (code, out) = check_config(&f, &["--node-name", "node-1"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{out}");
+    let ds = read("examples/kubernetes/daemonset.yaml");
+    assert!(ds.contains("name: wackamole-config") && ds.contains("WACKAMOLE_CONFIG"));
 }

@@ -51,7 +51,7 @@ pub struct FileValues {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FileError {
     /// It could not be read.
-    #[error("{path}: {why}")]
+    #[error("--config {path}: {why}")]
     Read {
         /// The file.
         path: String,
