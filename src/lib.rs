@@ -13,13 +13,14 @@
 //!   [`core::engine::Engine`] that dispatches over them. Time and randomness come in
 //!   as arguments; effects go out as actions. `docs/safety.md` is its argument.
 //! * [`agent`] — the tokio shell around the engine: start-up checks, the loop that
-//!   feeds it inputs and performs its actions, the ARP thread.
+//!   feeds it inputs and performs its actions, the ARP thread, reloads.
 //! * [`addr`] — the kernel side: addresses over rtnetlink, the nftables gate, ARP/NA.
 //! * [`net`] — the datagram envelope (AEAD, keyring, replay window) and secret files.
 //! * [`ops`] — metrics, `/status` and the dashboard, the HTTP listener, health checks,
 //!   hooks, the CLI client.
-//! * [`cli`] — flags (each also an environment variable) validated into one
-//!   configuration before anything else happens.
+//! * [`cli`] — flags (each also an environment variable and a key of the TOML config
+//!   file) validated into one configuration before anything else happens, and again
+//!   on every reload.
 //! * [`clock`] — CLOCK_BOOTTIME readings and suspend detection.
 //! * [`demo`] and [`lab`] — network-namespace clusters for the demo, the tests and the
 //!   benches.
