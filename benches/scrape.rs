@@ -53,6 +53,7 @@ fn cluster() -> (Vec<Engine>, Instant) {
                     seeds: (0..3).map(addr).collect(),
                     cluster_size_hint: 3,
                     breaks: Default::default(),
+                    keyring: 0,
                 },
                 EngineInit {
                     nonce: 11 + i as u64,

@@ -289,7 +289,9 @@ fn dockerfile_runtime_stage_is_small_and_unprivileged() {
 
 /// `check-config --config FILE ARGS` with a fresh key file: (exit code, output).
 fn check_config(file: &Path, args: &[&str]) -> (i32, String) {
-    let dir = std::env::temp_dir().join(format!("wackamole-examples-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wackamole-examples-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("key");
     let secret: String = (0..32)

@@ -163,17 +163,47 @@ fn key_rotation_by_rolling_reloads() {
     std::thread::sleep(Duration::from_millis(500));
     // One key file shared by the three agents here: each step is written once and
     // reloaded node by node, 300 ms apart, as a rollout would.
-    for step in [
+    for (k, step) in [
         format!("{old}\n{new}\n"),
         format!("{new}\n{old}\n"),
         format!("{new}\n"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         std::fs::write(&key, step).expect("key");
         for i in 0..3 {
             c.signal(i, Signal::SIGHUP).expect("SIGHUP");
             std::thread::sleep(Duration::from_millis(300));
+            if k == 0 && i == 0 {
+                // Half-way through the rollout the drift shows: n1 sees that n0's
+                // keyring differs from its own.
+                let seen = || {
+                    let st = status(&c, 1);
+                    st["drift"]["members"].as_array().is_some_and(|m| {
+                        m.len() == 1 && m[0]["name"] == "n0" && m[0]["differs"][0] == "keys"
+                    })
+                };
+                let t = std::time::Instant::now();
+                while !seen() && t.elapsed() < Duration::from_secs(3) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                assert!(seen(), "n1 shows n0's keyring drift: {}", status(&c, 1));
+                assert_eq!(counter(&c, 1, "wackamole_config_drift_members", ""), 1.0);
+                let (_, out, _) = cli(&c, 1, &["status"]);
+                assert!(out.contains("differs: keys"), "{out}");
+            }
         }
     }
+    // Rolled through: no drift left.
+    let t = std::time::Instant::now();
+    while counter(&c, 1, "wackamole_config_drift_members", "") != 0.0
+        && t.elapsed() < Duration::from_secs(3)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counter(&c, 1, "wackamole_config_drift_members", ""), 0.0);
+    assert_eq!(counter(&c, 1, "wackamole_config_pool_digests", ""), 1.0);
     std::thread::sleep(Duration::from_secs(1));
     let r = w.finish();
     assert_calm(&c, &r, "key rotation");

@@ -623,6 +623,7 @@ impl World {
             seeds,
             cluster_size_hint: self.nodes.len(),
             breaks: self.cfg.breaks,
+            keyring: 0,
         };
         let init = EngineInit {
             nonce: self.rng.random(),

@@ -155,7 +155,7 @@ impl Shell {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt);
         let env = (!opts.secrets.is_empty()).then(|| Envelope::new(&opts.secrets, salt));
-        let engine = new_engine(&settings);
+        let engine = new_engine(&settings, keyring_digest(env.as_ref()));
         let started = start_ops(&settings, &opts, &ifname, announced, http)?;
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| warn!(error = %e, "no SIGHUP handler; reload with POST /reload"))
@@ -494,6 +494,7 @@ impl Shell {
             && let Some(env) = &mut self.env
         {
             env.set_secrets(&o.secrets);
+            self.engine.set_keyring(keyring_digest(Some(env)));
         }
         if plan.log
             && let Some(Err(e)) = self
@@ -621,7 +622,7 @@ fn start_ops(
 
 /// The engine, with a fresh nonce and RNG seed, and the wall clock as its SWIM epoch
 /// (it must grow across restarts).
-fn new_engine(settings: &Settings) -> Engine {
+fn new_engine(settings: &Settings, keyring: u64) -> Engine {
     let cfg = &settings.cluster;
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -639,6 +640,7 @@ fn new_engine(settings: &Settings) -> Engine {
         seeds: settings.join.clone(),
         cluster_size_hint: cfg.voters.len().max(settings.join.len()).max(3),
         breaks: Default::default(),
+        keyring,
     };
     Engine::new(ecfg, init, clock::now())
 }
@@ -669,6 +671,18 @@ fn reannounce_period(opts: &ShellOptions) -> Duration {
     } else {
         opts.garp_refresh
     }
+}
+
+/// The keyring's digest for the gossiped metadata (0 without a keyring): its key ids,
+/// sending key first — never the keys.
+fn keyring_digest(env: Option<&Envelope>) -> u64 {
+    env.map_or(0, |e| {
+        let mut h = crate::core::hash::StableHasher::new();
+        for id in e.key_ids() {
+            h.write_u64(u64::from(id));
+        }
+        h.finish()
+    })
 }
 
 /// The next delivery of a signal, or never without a handler.

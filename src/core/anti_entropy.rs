@@ -128,6 +128,7 @@ mod tests {
                 prefers: vec![],
                 held: vec![],
                 lease_nonce: 1,
+                config: Default::default(),
             }),
         }])
     }

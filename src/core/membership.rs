@@ -595,6 +595,7 @@ mod tests {
             prefers: vec![],
             held: vec![],
             lease_nonce: 0,
+            config: Default::default(),
         }
     }
 

@@ -160,6 +160,7 @@ mod tests {
             prefers: vec![],
             held: vec![],
             lease_nonce: nonce,
+            config: Default::default(),
         }
     }
 

@@ -47,6 +47,38 @@ pub struct NodeMeta {
     /// claims whose (name, nonce) an active member gossips: a recorded claim of a
     /// process that is gone cannot be replayed into a promise.
     pub lease_nonce: u64,
+    /// Digests of the node's pool, voter set and keyring: drift made visible (a node
+    /// left on an old configuration after a rollout).
+    pub config: ConfigDigests,
+}
+
+/// Digests of the parts of a node's configuration that a rollout changes
+/// (DESIGN §4 "Drift is visible"). Zero means unknown (or no keyring).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConfigDigests {
+    /// The VIP pool: every group's addresses and prefixes.
+    pub pool: u64,
+    /// The voter set and the witnesses.
+    pub voters: u64,
+    /// The keyring: the key ids, sending key first.
+    pub keys: u64,
+}
+
+impl ConfigDigests {
+    /// The parts that differ between `self` and `other`, by name.
+    pub fn differences(&self, other: &ConfigDigests) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.pool != other.pool {
+            out.push("pool");
+        }
+        if self.voters != other.voters {
+            out.push("voters");
+        }
+        if self.keys != other.keys {
+            out.push("keys");
+        }
+        out
+    }
 }
 
 impl NodeMeta {
@@ -363,6 +395,11 @@ mod tests {
             prefers: (0..MAX_GROUPS as u16).step_by(2).collect(),
             held: (1..MAX_GROUPS as u16).step_by(2).collect(),
             lease_nonce: u64::MAX,
+            config: ConfigDigests {
+                pool: u64::MAX,
+                voters: u64::MAX,
+                keys: u64::MAX,
+            },
         }
     }
 

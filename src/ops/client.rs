@@ -129,10 +129,15 @@ pub fn render(doc: &Value) -> String {
         "ELIGIBLE".into(),
         "DRAINING".into(),
         "WEIGHT".into(),
+        "CONFIG".into(),
         "HOLDS".into(),
     ]];
     for m in doc["members"].as_array().into_iter().flatten() {
         let me = m["self"] == Value::Bool(true);
+        let differs: Vec<&str> = m["config_differs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         rows.push(vec![
             format!("{}{}", s(&m["name"]), if me { " *" } else { "" }),
             s(&m["state"]),
@@ -140,10 +145,22 @@ pub fn render(doc: &Value) -> String {
             s(&m["eligible"]),
             s(&m["draining"]),
             s(&m["weight"]),
+            match (&m["config_differs"], differs.is_empty()) {
+                (Value::Null, _) => "-".into(),
+                (_, true) => "same".into(),
+                (_, false) => format!("differs: {}", differs.join(",")),
+            },
             s(&m["held"]),
         ]);
     }
     out.push_str(&table(&rows));
+    let drifting = doc["drift"]["members"].as_array().map_or(0, Vec::len);
+    if drifting > 0 {
+        out.push_str(&format!(
+            "\nconfiguration drift: {drifting} member(s) differ from this node; {} distinct VIP pools among live members\n",
+            s(&doc["drift"]["pool_digests"])
+        ));
+    }
     out.push('\n');
     let mut rows = vec![vec![
         "VIP".to_string(),

@@ -90,6 +90,8 @@ pub const NAMES: &[&str] = &[
     "wackamole_name_collision",
     "wackamole_name_collisions_total",
     "wackamole_config_reloads_total",
+    "wackamole_config_pool_digests",
+    "wackamole_config_drift_members",
 ];
 
 /// Counters the shell keeps (the engine keeps the rest).
@@ -264,6 +266,14 @@ impl Metrics {
                 "Health-check runs by check and result"
             );
             describe_counter!("wackamole_hook_runs_total", "Hook runs by hook and result");
+            describe_gauge!(
+                "wackamole_config_pool_digests",
+                "Distinct VIP pools among the live members (this node included): 1 when every node runs the same pool"
+            );
+            describe_gauge!(
+                "wackamole_config_drift_members",
+                "Live members whose pool, voters or keyring differ from this node's"
+            );
             describe_counter!(
                 "wackamole_config_reloads_total",
                 "Configuration reloads (SIGHUP, wackamole reload, POST /reload) by result"
@@ -423,6 +433,9 @@ impl Metrics {
             counter!("wackamole_gate_reinstalls_total").absolute(shell.gate_reinstalls);
             counter!("wackamole_link_changes_total").absolute(shell.link_changes);
             gauge!("wackamole_link_up").set(if shell.link_up { 1.0 } else { 0.0 });
+            let (pools, differ) = crate::ops::status::drift(&status);
+            gauge!("wackamole_config_pool_digests").set(pools as f64);
+            gauge!("wackamole_config_drift_members").set(differ.len() as f64);
             gauge!("wackamole_name_collision").set(if engine.name_collision(now) {
                 1.0
             } else {

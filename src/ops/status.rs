@@ -1,5 +1,6 @@
 //! The `/status` document: this node, the members, every VIP group with its
-//! designated owner and actual holder, the quorum, recent events and failovers.
+//! designated owner and actual holder, the quorum, configuration drift, recent events
+//! and failovers.
 
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,9 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::core::config::QuorumMode;
-use crate::core::engine::{Engine, Life};
+use crate::core::engine::{Engine, Life, Status};
 use crate::core::membership::Liveness;
 use crate::core::time::Instant;
+use crate::core::wire::ConfigDigests;
 
 /// Most events kept for `/status`.
 pub const MAX_EVENTS: usize = 100;
@@ -22,6 +24,39 @@ pub fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+fn digests_json(d: &ConfigDigests) -> Value {
+    json!({
+        "pool": format!("{:016x}", d.pool),
+        "voters": format!("{:016x}", d.voters),
+        "keys": format!("{:016x}", d.keys),
+    })
+}
+
+/// Configuration drift among the live members (this node included): how many
+/// distinct pools, and which members differ from this node in what.
+fn drift_json(st: &Status) -> Value {
+    let (pools, differ) = drift(st);
+    json!({ "pool_digests": pools, "members": differ.iter().map(|(n, d)| json!({ "name": n, "differs": d })).collect::<Vec<_>>() })
+}
+
+/// (distinct pool digests among live members with known metadata, this node
+/// included; the live members whose configuration differs from this node's, with
+/// what differs).
+pub fn drift(st: &Status) -> (usize, Vec<(String, Vec<&'static str>)>) {
+    let mut pools = std::collections::BTreeSet::from([st.meta.config.pool]);
+    let mut differ = Vec::new();
+    for m in st.members.iter().filter(|m| m.state.is_active()) {
+        if let Some(x) = &m.meta {
+            pools.insert(x.config.pool);
+            let d = x.config.differences(&st.meta.config);
+            if !d.is_empty() {
+                differ.push((m.id.name.clone(), d));
+            }
+        }
+    }
+    (pools.len(), differ)
 }
 
 /// Recent events and failovers, kept by the shell.
@@ -94,6 +129,8 @@ pub fn document(engine: &Engine, journal: &Journal, healthy: bool, now: Instant)
         "draining": st.meta.draining,
         "weight": st.meta.weight,
         "held": vip_list(&st.meta.held),
+        "config": digests_json(&st.meta.config),
+        "config_differs": Vec::<&str>::new(),
     })];
     for m in &st.members {
         members.push(json!({
@@ -108,6 +145,8 @@ pub fn document(engine: &Engine, journal: &Journal, healthy: bool, now: Instant)
             "weight": m.meta.as_ref().map(|x| x.weight),
             // A member that is down answers nothing any more (its lease fences it).
             "held": m.meta.as_ref().filter(|_| m.state.is_active()).map(|x| vip_list(&x.held)).unwrap_or_default(),
+            "config": m.meta.as_ref().map(|x| digests_json(&x.config)),
+            "config_differs": m.meta.as_ref().map(|x| x.config.differences(&st.meta.config)),
         }));
     }
     members.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -152,6 +191,7 @@ pub fn document(engine: &Engine, journal: &Journal, healthy: bool, now: Instant)
             "voters_heard": st.voters_heard,
         },
         "members": members,
+        "drift": drift_json(&st),
         "groups": groups,
         "events": journal.events.iter().rev().cloned().collect::<Vec<_>>(),
         "failovers": journal.failovers.iter().cloned().collect::<Vec<_>>(),

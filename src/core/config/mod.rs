@@ -461,6 +461,35 @@ impl ClusterConfig {
             .map(|i| i as GroupId)
     }
 
+    /// Digest of the VIP pool (every group's addresses and prefix lengths, in the
+    /// canonical order).
+    pub fn pool_digest(&self) -> u64 {
+        let mut h = StableHasher::new();
+        h.write_str("wackamole-pool-v1");
+        h.write_u64(self.groups.len() as u64);
+        for g in &self.groups {
+            h.write_u64(g.vips.len() as u64);
+            for v in &g.vips {
+                h.write_str(&v.addr.to_string());
+                h.write_u64(u64::from(v.prefix_len));
+            }
+        }
+        h.finish()
+    }
+
+    /// Digest of the voter set and the witnesses.
+    pub fn voters_digest(&self) -> u64 {
+        let mut h = StableHasher::new();
+        h.write_str("wackamole-voters-v1");
+        for list in [&self.voters, &self.witnesses] {
+            h.write_u64(list.len() as u64);
+            for v in list {
+                h.write_str(v);
+            }
+        }
+        h.finish()
+    }
+
     /// The digest carried by every datagram: voters, mode, witnesses, groups and every
     /// timing constant the safety argument uses. Two nodes that disagree on any of
     /// them refuse each other.

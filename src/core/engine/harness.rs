@@ -90,6 +90,7 @@ impl Cluster {
                     seeds: addrs.clone(),
                     cluster_size_hint: names.len(),
                     breaks: Default::default(),
+                    keyring: 0,
                 };
                 let init = EngineInit {
                     nonce: 1000 + i as u64,

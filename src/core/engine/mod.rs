@@ -82,7 +82,7 @@ use super::ownership::{KernelOutcome, OpKind, Phase};
 use super::presence::Presence;
 use super::time::Instant;
 use super::view::View;
-use super::wire::{self, Body, NodeMeta};
+use super::wire::{self, Body, ConfigDigests, NodeMeta};
 
 /// Longest contention backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -155,6 +155,7 @@ impl Engine {
             seeds,
             cluster_size_hint,
             breaks,
+            keyring,
         } = config;
         let rules = Rules::new(&cluster, &node.name, breaks);
         let fingerprint = {
@@ -186,6 +187,11 @@ impl Engine {
             },
             held: Vec::new(),
             lease_nonce: nonce,
+            config: ConfigDigests {
+                pool: cluster.pool_digest(),
+                voters: cluster.voters_digest(),
+                keys: keyring,
+            },
         };
         let id = NodeId {
             addr: bind,
@@ -509,6 +515,12 @@ impl Engine {
             self.membership.update_meta(|m| m.prefers = prefers);
         }
         self.drive(now);
+    }
+
+    /// A reload replaced the shell's keyring: its digest is gossiped (drift shows
+    /// while a rotation is half-way).
+    pub fn set_keyring(&mut self, keyring: u64) {
+        self.membership.update_meta(|m| m.config.keys = keyring);
     }
 
     /// A reload changed this node's own settings: its weight, whether the operator

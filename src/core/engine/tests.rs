@@ -22,6 +22,7 @@ fn one_node() -> (Engine, Instant) {
         seeds: vec!["10.0.0.1:7946".parse().unwrap()],
         cluster_size_hint: 1,
         breaks: Breaks::default(),
+        keyring: 0,
     };
     let t0 = Instant::from_nanos(1_000_000_000);
     (

@@ -44,6 +44,9 @@ pub struct EngineConfig {
     pub cluster_size_hint: usize,
     /// Disabled mechanisms (simulator only).
     pub breaks: Breaks,
+    /// Digest of the shell's keyring (its key ids; 0 without one), gossiped so that
+    /// a rotation left half-done shows.
+    pub keyring: u64,
 }
 
 /// Per-process randomness and identity, supplied by the shell.
