@@ -76,7 +76,7 @@ impl Engine {
         let Some(v) = &mut self.lease.voter else {
             return;
         };
-        match v.handle_claim(&c, now) {
+        match v.handle_claim(&c, &self.cfg.groups[..], now) {
             Ok(answer) => self.send_answer(from, answer),
             Err(Ignored::StartupWait) => {
                 // "Alive, but granting nothing yet".
@@ -179,7 +179,7 @@ impl Engine {
         self.out.stats.claims_sent += 1;
         if let Some(v) = &mut self.lease.voter {
             let vi = usize::from(v.index());
-            if let Ok(ans) = v.handle_claim(&claim, now)
+            if let Ok(ans) = v.handle_claim(&claim, &self.cfg.groups[..], now)
                 && let Some(c) = &mut self.lease.claimer
             {
                 c.handle_answer(&ans);

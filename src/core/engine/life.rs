@@ -50,7 +50,6 @@ impl Engine {
             self.lease.voter = Some(Voter::new(
                 i as u16,
                 &self.node.name,
-                self.cfg.groups.len(),
                 self.rules.promise_hold,
                 wait,
                 self.cfg.quorum == QuorumMode::Off,

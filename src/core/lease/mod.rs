@@ -8,7 +8,9 @@
 //!   that nonce, drops the claimer's promises on groups it no longer lists, and for
 //!   each listed group either denies (naming the live holder) or promises the group
 //!   until `now + P`. A fresh voter grants nothing — not even to itself — for W.
-//!   A self-vote goes through exactly this path.
+//!   A self-vote goes through exactly this path. Promises are kept per *address*:
+//!   a claim's groups are resolved in the claimer's group table, and a group is
+//!   granted only if none of its addresses is promised to someone else.
 //!
 //! * [`Claimer`] — the holder side (rules 2, 5, 7). A claimer has a lease identity
 //!   (name, 64-bit nonce drawn at every start) and a strictly increasing `seq`. Every
@@ -26,7 +28,7 @@
 //! real time, every use the claimer can make of the grant plus the fence K, because
 //! P = (T + K)(1 + 2ρ) is measured from the claim's receipt and the lease from the
 //! claim's earlier send; two majorities of V share a voter, and a voter holds at most
-//! one live promise per group.
+//! one live promise per address.
 
 use serde::{Deserialize, Serialize};
 
@@ -122,13 +124,14 @@ pub mod deadline;
 mod voter;
 
 pub use claimer::{ClaimStatus, Claimer};
-pub use voter::{Ignored, Voter};
+pub use voter::{GroupTable, Ignored, Voter};
 
 #[cfg(test)]
 pub(super) mod fixtures {
     use std::time::Duration;
 
     use super::*;
+    use crate::core::config::{Vip, VipGroup};
     use crate::core::time::Instant;
 
     pub const MS: Duration = Duration::from_millis(1);
@@ -138,7 +141,22 @@ pub(super) mod fixtures {
     }
 
     pub fn voter(i: u16, name: &str) -> Voter {
-        Voter::new(i, name, 4, MS * 400, MS * 400, false, t(0))
+        Voter::new(i, name, MS * 400, MS * 400, false, t(0))
+    }
+
+    /// 10.0.0.`i`.
+    pub fn addr(i: u8) -> std::net::IpAddr {
+        std::net::IpAddr::from([10, 0, 0, i])
+    }
+
+    /// A group of 10.0.0.`i` for each `i`.
+    pub fn g(hosts: &[u8]) -> VipGroup {
+        VipGroup::new(hosts.iter().map(|&i| Vip::host(addr(i))).collect())
+    }
+
+    /// Four one-address groups, 10.0.0.0 … 10.0.0.3.
+    pub fn table() -> Vec<VipGroup> {
+        (0..4).map(|i| g(&[i])).collect()
     }
 
     pub fn claim(name: &str, nonce: u64, seq: u64, groups: &[GroupId]) -> Claim {
@@ -213,7 +231,7 @@ mod tests {
                     (&cb, &ca)
                 };
                 for c in [first, second] {
-                    let ans = v.handle_claim(c, t(501)).unwrap();
+                    let ans = v.handle_claim(c, &table()[..], t(501)).unwrap();
                     if c.name == "a" {
                         a.handle_answer(&ans)
                     } else {

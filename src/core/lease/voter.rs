@@ -1,11 +1,34 @@
-//! The member side of the lease (DESIGN §2.3 rules 3, 4, 6): one promise per group.
+//! The member side of the lease (DESIGN §2.3 rules 3, 4, 6; DESIGN §4): one promise
+//! per **address**.
+//!
+//! A claim names groups by their index in the claimer's group table; the caller
+//! resolves the table (a [`GroupTable`]) and the voter promises every address of a
+//! granted group. So whatever group an address sits in on the claimer's side (moved
+//! between groups by a reload, groups split or merged, a table on another node that
+//! differs from this one), two lease ids never hold live promises on one address at
+//! once (`docs/safety.md` §4.11).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{Answer, Claim, LeaseId, MAX_TRACKED_CLAIMERS};
-use crate::core::config::GroupId;
+use crate::core::config::{GroupId, VipGroup};
 use crate::core::time::Instant;
+
+/// The claimer's group table, as the voter sees it: a group's addresses by index.
+pub trait GroupTable {
+    /// The addresses of group `g`, or `None` if the table has no such group.
+    fn addrs(&self, g: GroupId) -> Option<Vec<IpAddr>>;
+}
+
+impl GroupTable for [VipGroup] {
+    fn addrs(&self, g: GroupId) -> Option<Vec<IpAddr>> {
+        self.get(usize::from(g))
+            .filter(|x| !x.vips.is_empty())
+            .map(|x| x.vips.iter().map(|v| v.addr).collect())
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Promise {
@@ -26,7 +49,8 @@ pub enum Ignored {
     StartupWait,
     /// seq not above the last one seen for this nonce (duplicate, replay, reorder).
     StaleSeq,
-    /// The claim lists a group that does not exist.
+    /// The claim lists a group its table does not have (or two groups that share an
+    /// address).
     UnknownGroup,
     /// The claimer table is full of live entries.
     TooManyClaimers,
@@ -36,12 +60,11 @@ pub enum Ignored {
 #[derive(Debug)]
 pub struct Voter {
     index: u16,
-    n_groups: usize,
     hold: Duration,
     wait_until: Instant,
     grant_others_during_wait: bool,
     self_name: String,
-    promises: BTreeMap<GroupId, Promise>,
+    promises: BTreeMap<IpAddr, Promise>,
     seqs: BTreeMap<LeaseId, SeqRecord>,
 }
 
@@ -51,7 +74,6 @@ impl Voter {
     pub fn new(
         index: u16,
         self_name: &str,
-        n_groups: usize,
         hold: Duration,
         wait: Duration,
         grant_others_during_wait: bool,
@@ -59,7 +81,6 @@ impl Voter {
     ) -> Voter {
         Voter {
             index,
-            n_groups,
             hold,
             wait_until: now + wait,
             grant_others_during_wait,
@@ -84,26 +105,38 @@ impl Voter {
         self.promises.values().filter(|p| p.until > now).count()
     }
 
-    /// The live promise on `g`, if any.
-    pub fn promise(&self, g: GroupId, now: Instant) -> Option<(&LeaseId, Instant)> {
+    /// The live promise on address `a`, if any.
+    pub fn promise(&self, a: IpAddr, now: Instant) -> Option<(&LeaseId, Instant)> {
         self.promises
-            .get(&g)
+            .get(&a)
             .filter(|p| p.until > now)
             .map(|p| (&p.holder, p.until))
     }
 
-    /// Handles a claim received at `now` (read after the datagram arrived).
-    pub fn handle_claim(&mut self, claim: &Claim, now: Instant) -> Result<Answer, Ignored> {
+    /// Handles a claim received at `now` (read after the datagram arrived), its group
+    /// indices resolved in the claimer's `table`.
+    pub fn handle_claim(
+        &mut self,
+        claim: &Claim,
+        table: &(impl GroupTable + ?Sized),
+        now: Instant,
+    ) -> Result<Answer, Ignored> {
         let is_self = claim.name == self.self_name;
         if now < self.wait_until && (is_self || !self.grant_others_during_wait) {
             return Err(Ignored::StartupWait);
         }
-        if claim
-            .groups
-            .iter()
-            .any(|&g| usize::from(g) >= self.n_groups)
-        {
-            return Err(Ignored::UnknownGroup);
+        // Every listed group, resolved; a claim that names an unknown group, or two
+        // groups sharing an address, is refused whole.
+        let mut groups: Vec<(GroupId, Vec<IpAddr>)> = Vec::with_capacity(claim.groups.len());
+        let mut listed: BTreeSet<IpAddr> = BTreeSet::new();
+        for &g in &claim.groups {
+            let addrs = table.addrs(g).ok_or(Ignored::UnknownGroup)?;
+            for a in &addrs {
+                if !listed.insert(*a) {
+                    return Err(Ignored::UnknownGroup);
+                }
+            }
+            groups.push((g, addrs));
         }
         let id = LeaseId {
             name: claim.name.clone(),
@@ -127,24 +160,30 @@ impl Voter {
                 keep_until: now + self.hold * 2,
             },
         );
-        // Drop this claimer's promises on groups it no longer lists.
+        // Drop this claimer's promises on addresses it no longer lists.
         self.promises
-            .retain(|g, p| !(p.holder == id && claim.groups.binary_search(g).is_err()));
+            .retain(|a, p| !(p.holder == id && !listed.contains(a)));
         let mut granted = Vec::new();
         let mut denied = Vec::new();
-        for &g in &claim.groups {
-            match self.promises.get(&g) {
-                Some(p) if p.until > now && p.holder != id => {
-                    denied.push((g, p.holder.name.clone()))
-                }
-                _ => {
-                    self.promises.insert(
-                        g,
-                        Promise {
-                            holder: id.clone(),
-                            until: now + self.hold,
-                        },
-                    );
+        for (g, addrs) in groups {
+            let holder = addrs.iter().find_map(|a| {
+                self.promises
+                    .get(a)
+                    .filter(|p| p.until > now && p.holder != id)
+                    .map(|p| p.holder.name.clone())
+            });
+            match holder {
+                Some(h) => denied.push((g, h)),
+                None => {
+                    for a in addrs {
+                        self.promises.insert(
+                            a,
+                            Promise {
+                                holder: id.clone(),
+                                until: now + self.hold,
+                            },
+                        );
+                    }
                     granted.push(g);
                 }
             }
@@ -173,26 +212,31 @@ mod tests {
     #[test]
     fn voter_waits_w_even_for_itself() {
         let mut v = voter(0, "a");
+        let tb = table();
         assert_eq!(
-            v.handle_claim(&claim("a", 1, 1, &[0]), t(399)),
+            v.handle_claim(&claim("a", 1, 1, &[0]), &tb[..], t(399)),
             Err(Ignored::StartupWait)
         );
         assert_eq!(
-            v.handle_claim(&claim("b", 1, 1, &[0]), t(399)),
+            v.handle_claim(&claim("b", 1, 1, &[0]), &tb[..], t(399)),
             Err(Ignored::StartupWait)
         );
-        assert!(v.handle_claim(&claim("b", 1, 2, &[0]), t(400)).is_ok());
+        assert!(
+            v.handle_claim(&claim("b", 1, 2, &[0]), &tb[..], t(400))
+                .is_ok()
+        );
     }
 
     #[test]
     fn two_node_voter_grants_the_peer_during_w() {
-        let mut v = Voter::new(0, "a", 2, MS * 400, MS * 400, true, t(0));
+        let mut v = Voter::new(0, "a", MS * 400, MS * 400, true, t(0));
+        let tb = table();
         assert_eq!(
-            v.handle_claim(&claim("a", 1, 1, &[0]), t(10)),
+            v.handle_claim(&claim("a", 1, 1, &[0]), &tb[..], t(10)),
             Err(Ignored::StartupWait)
         );
         assert_eq!(
-            v.handle_claim(&claim("b", 1, 1, &[0]), t(10))
+            v.handle_claim(&claim("b", 1, 1, &[0]), &tb[..], t(10))
                 .unwrap()
                 .granted,
             vec![0]
@@ -200,53 +244,121 @@ mod tests {
     }
 
     #[test]
+    fn one_promise_per_address_whatever_group_names_it() {
+        // a's table: {.0}, {.1}; b's table (after a reload moved .1 into a group with
+        // .2): {.0}, {.1, .2}. b's group 1 overlaps a's group 1 in one address.
+        let ta = vec![g(&[0]), g(&[1])];
+        let tb = vec![g(&[0]), g(&[1, 2])];
+        let mut v = voter(0, "x");
+        let a = v
+            .handle_claim(&claim("a", 1, 1, &[1]), &ta[..], t(500))
+            .unwrap();
+        assert_eq!(a.granted, vec![1]);
+        let b = v
+            .handle_claim(&claim("b", 2, 1, &[1]), &tb[..], t(510))
+            .unwrap();
+        assert_eq!(
+            b.denied,
+            vec![(1, "a".to_string())],
+            "the shared address is a's"
+        );
+        // Denied whole: b holds no promise on .2 either.
+        assert!(v.promise(addr(2), t(511)).is_none());
+        // a releases by omission: b gets both addresses.
+        v.handle_claim(&claim("a", 1, 2, &[]), &ta[..], t(520))
+            .unwrap();
+        let b = v
+            .handle_claim(&claim("b", 2, 2, &[1]), &tb[..], t(530))
+            .unwrap();
+        assert_eq!(b.granted, vec![1]);
+        assert!(
+            v.promise(addr(1), t(531))
+                .is_some_and(|(h, _)| h.name == "b")
+        );
+        assert!(
+            v.promise(addr(2), t(531))
+                .is_some_and(|(h, _)| h.name == "b")
+        );
+        // Now a (still on its old table) wants {.1} back: denied, b holds it.
+        let a = v
+            .handle_claim(&claim("a", 1, 3, &[1]), &ta[..], t(540))
+            .unwrap();
+        assert_eq!(a.denied, vec![(1, "b".to_string())]);
+        // A claim naming two groups that share an address is refused whole.
+        let bad = vec![g(&[1]), g(&[1, 3])];
+        assert_eq!(
+            v.handle_claim(&claim("c", 3, 1, &[0, 1]), &bad[..], t(550)),
+            Err(Ignored::UnknownGroup)
+        );
+    }
+
+    #[test]
     fn one_promise_per_group_and_release_by_omission() {
         let mut v = voter(0, "x");
-        let a = v.handle_claim(&claim("a", 1, 1, &[0, 1]), t(500)).unwrap();
+        let tb = table();
+        let a = v
+            .handle_claim(&claim("a", 1, 1, &[0, 1]), &tb[..], t(500))
+            .unwrap();
         assert_eq!(a.granted, vec![0, 1]);
-        let b = v.handle_claim(&claim("b", 9, 1, &[1, 2]), t(510)).unwrap();
+        let b = v
+            .handle_claim(&claim("b", 9, 1, &[1, 2]), &tb[..], t(510))
+            .unwrap();
         assert_eq!(b.granted, vec![2]);
         assert_eq!(b.denied, vec![(1, "a".to_string())]);
         // a drops group 1 by omitting it: b gets it at once.
-        v.handle_claim(&claim("a", 1, 2, &[0]), t(520)).unwrap();
-        let b = v.handle_claim(&claim("b", 9, 2, &[1, 2]), t(530)).unwrap();
+        v.handle_claim(&claim("a", 1, 2, &[0]), &tb[..], t(520))
+            .unwrap();
+        let b = v
+            .handle_claim(&claim("b", 9, 2, &[1, 2]), &tb[..], t(530))
+            .unwrap();
         assert_eq!(b.granted, vec![1, 2]);
     }
 
     #[test]
     fn promises_expire_after_p() {
         let mut v = voter(0, "x");
-        v.handle_claim(&claim("a", 1, 1, &[0]), t(500)).unwrap();
-        let b = v.handle_claim(&claim("b", 2, 1, &[0]), t(899)).unwrap();
+        let tb = table();
+        v.handle_claim(&claim("a", 1, 1, &[0]), &tb[..], t(500))
+            .unwrap();
+        let b = v
+            .handle_claim(&claim("b", 2, 1, &[0]), &tb[..], t(899))
+            .unwrap();
         assert!(b.granted.is_empty());
-        let b = v.handle_claim(&claim("b", 2, 2, &[0]), t(900)).unwrap();
+        let b = v
+            .handle_claim(&claim("b", 2, 2, &[0]), &tb[..], t(900))
+            .unwrap();
         assert_eq!(b.granted, vec![0]);
     }
 
     #[test]
     fn stale_and_duplicate_seqs_are_ignored() {
         let mut v = voter(0, "x");
-        v.handle_claim(&claim("a", 1, 5, &[0]), t(500)).unwrap();
+        let tb = table();
+        v.handle_claim(&claim("a", 1, 5, &[0]), &tb[..], t(500))
+            .unwrap();
         assert_eq!(
-            v.handle_claim(&claim("a", 1, 5, &[0]), t(501)),
+            v.handle_claim(&claim("a", 1, 5, &[0]), &tb[..], t(501)),
             Err(Ignored::StaleSeq)
         );
         assert_eq!(
-            v.handle_claim(&claim("a", 1, 4, &[]), t(502)),
+            v.handle_claim(&claim("a", 1, 4, &[]), &tb[..], t(502)),
             Err(Ignored::StaleSeq)
         );
         // The reordered old claim did not release the promise.
-        assert!(v.promise(0, t(503)).is_some());
+        assert!(v.promise(addr(0), t(503)).is_some());
         // A new nonce (restart) starts its own sequence, but the old promise still binds.
-        let r = v.handle_claim(&claim("a", 2, 1, &[0]), t(504)).unwrap();
+        let r = v
+            .handle_claim(&claim("a", 2, 1, &[0]), &tb[..], t(504))
+            .unwrap();
         assert_eq!(r.denied, vec![(0, "a".to_string())]);
     }
 
     #[test]
     fn unknown_groups_are_refused_whole() {
         let mut v = voter(0, "x");
+        let tb = table();
         assert_eq!(
-            v.handle_claim(&claim("a", 1, 1, &[0, 9]), t(500)),
+            v.handle_claim(&claim("a", 1, 1, &[0, 9]), &tb[..], t(500)),
             Err(Ignored::UnknownGroup)
         );
     }
