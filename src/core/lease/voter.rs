@@ -162,7 +162,7 @@ impl Voter {
         );
         // Drop this claimer's promises on addresses it no longer lists.
         self.promises
-            .retain(|a, p| !(p.holder == id && !listed.contains(a)));
+            .retain(|a, p| p.holder != id || listed.contains(a));
         let mut granted = Vec::new();
         let mut denied = Vec::new();
         for (g, addrs) in groups {
@@ -247,8 +247,8 @@ mod tests {
     fn one_promise_per_address_whatever_group_names_it() {
         // a's table: {.0}, {.1}; b's table (after a reload moved .1 into a group with
         // .2): {.0}, {.1, .2}. b's group 1 overlaps a's group 1 in one address.
-        let ta = vec![g(&[0]), g(&[1])];
-        let tb = vec![g(&[0]), g(&[1, 2])];
+        let ta = [g(&[0]), g(&[1])];
+        let tb = [g(&[0]), g(&[1, 2])];
         let mut v = voter(0, "x");
         let a = v
             .handle_claim(&claim("a", 1, 1, &[1]), &ta[..], t(500))
@@ -285,7 +285,7 @@ mod tests {
             .unwrap();
         assert_eq!(a.denied, vec![(1, "b".to_string())]);
         // A claim naming two groups that share an address is refused whole.
-        let bad = vec![g(&[1]), g(&[1, 3])];
+        let bad = [g(&[1]), g(&[1, 3])];
         assert_eq!(
             v.handle_claim(&claim("c", 3, 1, &[0, 1]), &bad[..], t(550)),
             Err(Ignored::UnknownGroup)
