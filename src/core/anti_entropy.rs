@@ -26,9 +26,25 @@ pub const MAX_ASKED: usize = 4096;
 #[derive(Clone, Debug, Default)]
 pub struct AntiEntropy {
     asked: BTreeMap<SocketAddr, Instant>,
+    /// When each address was last sent a group table.
+    tables_sent: BTreeMap<SocketAddr, Instant>,
 }
 
 impl AntiEntropy {
+    /// Whether to answer `from`'s table request now: once per
+    /// [`TABLE_REQUEST_PERIOD`](super::table::TABLE_REQUEST_PERIOD) per address.
+    pub fn may_answer_table(&mut self, from: SocketAddr, now: Instant) -> bool {
+        let period = super::table::TABLE_REQUEST_PERIOD;
+        if self.tables_sent.get(&from).is_some_and(|&t| now < t + period) {
+            return false;
+        }
+        if self.tables_sent.len() > MAX_ASKED {
+            self.tables_sent.clear();
+        }
+        self.tables_sent.insert(from, now);
+        true
+    }
+
     fn recently(&self, key: SocketAddr, now: Instant) -> bool {
         self.asked
             .get(&key)
@@ -129,6 +145,7 @@ mod tests {
                 held: vec![],
                 lease_nonce: 1,
                 config: Default::default(),
+                table: [0; 16],
             }),
         }])
     }

@@ -596,6 +596,7 @@ mod tests {
             held: vec![],
             lease_nonce: 0,
             config: Default::default(),
+            table: [0; 16],
         }
     }
 

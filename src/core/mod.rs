@@ -18,6 +18,7 @@ pub mod membership;
 pub mod ownership;
 pub mod presence;
 pub mod quiescence;
+pub mod table;
 pub mod time;
 pub mod view;
 pub mod wire;

@@ -161,6 +161,7 @@ mod tests {
             held: vec![],
             lease_nonce: nonce,
             config: Default::default(),
+            table: [0; 16],
         }
     }
 

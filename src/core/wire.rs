@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{GroupId, MAX_GROUPS};
 use super::lease::{Answer, Claim};
+use super::table::{TableDigest, TablePart};
 
 /// Protocol version carried in every datagram.
 pub const VERSION: u8 = 1;
@@ -50,6 +51,8 @@ pub struct NodeMeta {
     /// Digests of the node's pool, voter set and keyring: drift made visible (a node
     /// left on an old configuration after a rollout).
     pub config: ConfigDigests,
+    /// The digest of the group table `prefers` and `held` index into.
+    pub table: TableDigest,
 }
 
 /// Digests of the parts of a node's configuration that a rollout changes
@@ -119,6 +122,10 @@ pub enum Body {
     MetaRequest,
     /// A member's metadata, sent directly.
     Meta(NodeMeta),
+    /// "Send me the group table with this digest" (a claim or metadata named it).
+    TableRequest(TableDigest),
+    /// One part of a group table.
+    Table(TablePart),
     /// "A process of your name with this newer generation is known here": a node
     /// restarted with its wall clock behind has a lower generation than its
     /// predecessor, so peers would keep the predecessor's identity and metadata;
@@ -337,6 +344,7 @@ mod tests {
                 nonce: 9,
                 seq: 3,
                 groups: vec![0, 5],
+                table: [7; 16],
             }),
             Body::Answer(Answer {
                 voter: 1,
@@ -400,6 +408,7 @@ mod tests {
                 voters: u64::MAX,
                 keys: u64::MAX,
             },
+            table: [0xff; 16],
         }
     }
 
@@ -423,6 +432,7 @@ mod tests {
                 nonce: u64::MAX,
                 seq: u64::MAX,
                 groups: all.clone(),
+                table: [0xff; 16],
             }),
             Body::Answer(Answer {
                 voter: 63,

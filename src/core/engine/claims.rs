@@ -8,6 +8,7 @@ use super::timers::Timer;
 use super::{Engine, Life};
 use crate::core::config::QuorumMode;
 use crate::core::lease::{Answer, Claim, Ignored};
+use crate::core::table::{self, TableDigest};
 use crate::core::time::Instant;
 use crate::core::wire::{self, Body, WireError};
 
@@ -76,7 +77,21 @@ impl Engine {
         let Some(v) = &mut self.lease.voter else {
             return;
         };
-        match v.handle_claim(&c, &self.cfg.groups[..], now) {
+        // The claim's indices mean groups of the claimer's table: this node's own, or
+        // one fetched from the claimer; without it, promise nothing yet and ask.
+        let resolved = if c.table == self.lease.table {
+            v.handle_claim(&c, &self.cfg.groups[..], now)
+        } else if let Some(t) = self.lease.tables.get(&c.table, now) {
+            v.handle_claim(&c, t, now)
+        } else {
+            bump(&mut self.out.stats.claims_ignored, "unknown_table");
+            if self.lease.tables.should_request(&c.table, now) {
+                self.out.send(from, &Body::TableRequest(c.table));
+            }
+            self.answer_empty(from, &c);
+            return;
+        };
+        match resolved {
             Ok(answer) => self.send_answer(from, answer),
             Err(Ignored::StartupWait) => {
                 // "Alive, but granting nothing yet".
@@ -92,6 +107,39 @@ impl Engine {
                     Ignored::TooManyClaimers => "too_many_claimers",
                 },
             ),
+        }
+    }
+
+    /// A member asks for a group table by digest: this node's own, or one it holds,
+    /// in parts. At most once per digest and asker per period (no amplification
+    /// loop: each part is smaller than a claim's answer budget, and only members
+    /// holding the key can ask).
+    pub(super) fn on_table_request(&mut self, from: SocketAddr, d: TableDigest, now: Instant) {
+        if !self.anti_entropy.may_answer_table(from, now) {
+            self.out.drop("table_request_rate");
+            return;
+        }
+        let groups = if d == self.lease.table {
+            Some(self.cfg.groups.clone())
+        } else {
+            self.lease.tables.get(&d, now).map(<[_]>::to_vec)
+        };
+        match groups.as_deref().and_then(table::split) {
+            Some(parts) => {
+                for p in parts {
+                    self.out.send(from, &Body::Table(p));
+                }
+            }
+            None => self.out.drop("table_unknown"),
+        }
+    }
+
+    /// One part of a group table.
+    pub(super) fn on_table_part(&mut self, part: table::TablePart, now: Instant) {
+        match self.lease.tables.offer(part, now) {
+            Ok(_) => {}
+            Err(table::BadPart::Malformed) => self.out.drop("table_malformed"),
+            Err(table::BadPart::DigestMismatch) => self.out.drop("table_digest_mismatch"),
         }
     }
 

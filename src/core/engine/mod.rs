@@ -80,6 +80,7 @@ use super::lease::{Claimer, Voter};
 use super::membership::{Membership, NodeId};
 use super::ownership::{KernelOutcome, OpKind, Phase};
 use super::presence::Presence;
+use super::table::{TableDigest, Tables};
 use super::time::Instant;
 use super::view::View;
 use super::wire::{self, Body, ConfigDigests, NodeMeta};
@@ -115,6 +116,10 @@ struct LeaseSide {
     claimer: Option<Claimer>,
     /// Voter index → last time an answer came from it.
     heard: Vec<Option<Instant>>,
+    /// The digest of this node's group table (`cfg.groups`).
+    table: TableDigest,
+    /// Other nodes' group tables, by digest: what their claims' indices mean.
+    tables: Tables,
 }
 
 /// The deterministic core of one node.
@@ -172,6 +177,7 @@ impl Engine {
         } else {
             init.nonce
         };
+        let table = super::table::digest(&cluster.groups);
         let meta = NodeMeta {
             name: node.name.clone(),
             generation: init.epoch,
@@ -192,6 +198,7 @@ impl Engine {
                 voters: cluster.voters_digest(),
                 keys: keyring,
             },
+            table,
         };
         let id = NodeId {
             addr: bind,
@@ -208,12 +215,14 @@ impl Engine {
             now,
         );
         let claimer = cluster.may_hold(&node.name).then(|| {
-            Claimer::new(
+            let mut c = Claimer::new(
                 &node.name,
                 nonce,
                 cluster.voters.len(),
                 cluster.lease_validity(),
-            )
+            );
+            c.set_table(table);
+            c
         });
         let peer = (cluster.quorum == QuorumMode::Off)
             .then(|| cluster.voters.iter().find(|v| **v != node.name).cloned())
@@ -245,6 +254,8 @@ impl Engine {
                 voter: None,
                 claimer,
                 heard: vec![None; cluster.voters.len()],
+                table,
+                tables: Tables::default(),
             },
             groups: Groups::new(cluster.groups.len(), now),
             kernel: KernelOps::default(),
@@ -413,6 +424,8 @@ impl Engine {
                 self.membership.offer_meta(m);
             }
             Body::Superseded { generation } => self.on_superseded(generation, now),
+            Body::TableRequest(d) => self.on_table_request(from, d, now),
+            Body::Table(part) => self.on_table_part(part, now),
         }
         self.drive(now);
     }

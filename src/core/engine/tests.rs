@@ -266,6 +266,7 @@ fn a_claim_from_a_lease_identity_nobody_gossips_is_promised_nothing() {
         nonce: 0xdead,
         seq: 41,
         groups: vec![0],
+        table: [0; 16],
     };
     let bytes = wire::encode(e.cluster_id(), &Body::Claim(replayed)).unwrap();
     e.handle_datagram(from, &bytes, now);

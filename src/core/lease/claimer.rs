@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Answer, Claim, MAX_SENT_CLAIMS};
 use crate::core::config::GroupId;
+use crate::core::table::TableDigest;
 use crate::core::time::Instant;
 
 /// Per-group claim state at the claimer.
@@ -42,6 +43,8 @@ pub struct Claimer {
     urgent: bool,
     /// When the claimed set last shrank (claims keep flowing for a while after).
     last_shrink: Option<Instant>,
+    /// The digest of the group table the claimed indices refer to.
+    table: TableDigest,
 }
 
 impl Claimer {
@@ -57,6 +60,18 @@ impl Claimer {
             groups: BTreeMap::new(),
             urgent: false,
             last_shrink: None,
+            table: [0; 16],
+        }
+    }
+
+    /// The group table the indices of the next claims refer to. Indices keep their
+    /// meaning across tables for every group still claimed (tables change only by
+    /// adding groups and retiring released ones), and a re-added index counts grants
+    /// only from claims after it was added, so answers to earlier claims stay sound.
+    pub fn set_table(&mut self, table: TableDigest) {
+        if self.table != table {
+            self.table = table;
+            self.urgent = true;
         }
     }
 
@@ -133,6 +148,7 @@ impl Claimer {
             nonce: self.nonce,
             seq: self.seq,
             groups: self.groups.keys().copied().collect(),
+            table: self.table,
         }
     }
 

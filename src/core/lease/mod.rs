@@ -33,6 +33,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::GroupId;
+use super::table::TableDigest;
 
 /// Most claimers a voter remembers sequence numbers for.
 pub const MAX_TRACKED_CLAIMERS: usize = 4096;
@@ -48,9 +49,11 @@ pub struct Claim {
     pub nonce: u64,
     /// Strictly increasing within a nonce.
     pub seq: u64,
-    /// Every group held or wanted, sorted.
+    /// Every group held or wanted, sorted: indices into the claimer's group table.
     #[serde(with = "super::wire::group_set")]
     pub groups: Vec<GroupId>,
+    /// The digest of that table ([`super::table`]): a voter resolves `groups` in it.
+    pub table: TableDigest,
 }
 
 /// A voter's per-group answer to one claim.
@@ -165,6 +168,7 @@ pub(super) mod fixtures {
             nonce,
             seq,
             groups: groups.to_vec(),
+            table: [0; 16],
         }
     }
 }
@@ -206,6 +210,7 @@ mod tests {
             nonce: 7,
             seq: 9,
             groups: vec![1],
+            table: [0; 16],
         };
         let e = Answer::empty(2, &claim);
         assert_eq!((e.voter, e.nonce, e.seq), (2, 7, 9));
