@@ -35,7 +35,11 @@ impl AntiEntropy {
     /// [`TABLE_REQUEST_PERIOD`](super::table::TABLE_REQUEST_PERIOD) per address.
     pub fn may_answer_table(&mut self, from: SocketAddr, now: Instant) -> bool {
         let period = super::table::TABLE_REQUEST_PERIOD;
-        if self.tables_sent.get(&from).is_some_and(|&t| now < t + period) {
+        if self
+            .tables_sent
+            .get(&from)
+            .is_some_and(|&t| now < t + period)
+        {
             return false;
         }
         if self.tables_sent.len() > MAX_ASKED {

@@ -130,6 +130,25 @@ fn neg_log2_fixed(x: u64) -> u64 {
 /// Assigns each of `groups.len()` groups (given by [`group_hash`]) to a candidate, or
 /// to `None` if there is none. Returns indices into `candidates`.
 pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
+    assign_masked(groups, candidates, None)
+}
+
+/// Which candidates may serve which groups: `allowed(g, c)` with `g` a group index and
+/// `c` an index into the caller's candidates. While a pool change rolls through, a
+/// group is served only by the nodes that have it configured (DESIGN §4).
+pub type Allowed<'a> = &'a dyn Fn(usize, usize) -> bool;
+
+/// [`assign`], with each group restricted to the candidates `allowed` names (`None`:
+/// every candidate may serve every group). Preferences and holdings outside the
+/// mask are ignored; the quotas stay those of all groups over all candidates. A group
+/// that finds no room among its allowed candidates goes to the best-scoring of them
+/// anyway (a node that alone has a group configured serves it), and a group no
+/// candidate may serve stays unassigned.
+pub fn assign_masked(
+    groups: &[u64],
+    candidates: &[Candidate],
+    allowed: Option<Allowed<'_>>,
+) -> Vec<Option<usize>> {
     let v = groups.len();
     let mut out = vec![None; v];
     // Canonical order of candidates: by name. Output maps back to caller indices.
@@ -174,7 +193,7 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
     for (c, &ci) in order.iter().enumerate() {
         for &g in &candidates[ci].prefers {
             let g = usize::from(g);
-            if g >= v {
+            if g >= v || allowed.is_some_and(|f| !f(g, ci)) {
                 continue;
             }
             preferred[g] = match preferred[g] {
@@ -220,7 +239,7 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
     for (c, &ci) in order.iter().enumerate() {
         for &g in &candidates[ci].holds {
             let g = usize::from(g);
-            if g >= v || preferred[g].is_some() {
+            if g >= v || preferred[g].is_some() || allowed.is_some_and(|f| !f(g, ci)) {
                 continue;
             }
             holder[g] = match holder[g] {
@@ -261,6 +280,9 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
         let gh = groups[g];
         let mut threshold = 0u64;
         for (c, &nm) in node_mix.iter().enumerate() {
+            if allowed.is_some_and(|f| !f(g, order[c])) {
+                continue;
+            }
             if !weighted {
                 let x = mix64(gh ^ nm);
                 if len == k && x <= threshold {
@@ -298,7 +320,10 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
             let t = &mut top[g];
             *t = [NONE; TOP_K];
             let mut len = 0;
-            for c in 0..n {
+            for (c, &ci) in order.iter().enumerate() {
+                if allowed.is_some_and(|f| !f(g, ci)) {
+                    continue;
+                }
                 let e = (key(g, c), c);
                 if better(e, lt) || e == lt {
                     continue;
@@ -345,6 +370,19 @@ pub fn assign(groups: &[u64], candidates: &[Candidate]) -> Vec<Option<usize>> {
     for (c, gs) in accepted.iter().enumerate() {
         for &g in gs {
             result[g] = Some(c);
+        }
+    }
+    // 5. Overflow (masks only): a group whose allowed candidates had no room goes to
+    //    the best-scoring of them.
+    if let Some(f) = allowed {
+        for &g in &free_groups {
+            if result[g].is_none() {
+                result[g] = (0..n)
+                    .filter(|&c| f(g, order[c]))
+                    .map(|c| (key(g, c), c))
+                    .reduce(|a, b| if better(b, a) { b } else { a })
+                    .map(|(_, c)| c);
+            }
         }
     }
     for g in 0..v {
@@ -721,5 +759,65 @@ mod tests {
             );
             assert_eq!(extra[1], 0, "{what}: the sticky rule moved extra groups");
         }
+    }
+
+    /// A mask from a seed: candidate `c` may serve group `g` unless the pair's hash
+    /// falls in the bottom `holes` eighths.
+    fn mask(seed: u64, holes: u64) -> impl Fn(usize, &str) -> bool {
+        move |g, name| mix64(seed ^ hash_str(name) ^ (g as u64).wrapping_mul(0x9e37)) % 8 >= holes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn an_all_true_mask_changes_nothing(nodes in node_set(), v in 0usize..80, seed in any::<u64>()) {
+            let c = with_noise(&nodes.iter().map(Candidate::new).collect::<Vec<_>>(), seed, v);
+            let g = groups(v);
+            prop_assert_eq!(assign(&g, &c), assign_masked(&g, &c, Some(&|_, _| true)));
+        }
+
+        #[test]
+        fn masked_groups_go_only_to_allowed_candidates_and_none_is_lost(
+            nodes in node_set(), v in 0usize..80, seed in any::<u64>(), holes in 0u64..8,
+        ) {
+            let c = with_noise(&nodes.iter().map(Candidate::new).collect::<Vec<_>>(), seed, v);
+            let ok = mask(seed, holes);
+            let allowed = |g: usize, ci: usize| ok(g, &c[ci].name);
+            let g = groups(v);
+            let a = assign_masked(&g, &c, Some(&allowed));
+            for (gi, o) in a.iter().enumerate() {
+                let any = (0..c.len()).any(|ci| allowed(gi, ci));
+                match o {
+                    Some(ci) => prop_assert!(allowed(gi, *ci), "group {} to a node without it", gi),
+                    None => prop_assert!(!any, "group {} unassigned though servable", gi),
+                }
+            }
+            // Independent of the order candidates come in.
+            let shuffled = shuffle(&c, seed);
+            let allowed2 = |g: usize, ci: usize| ok(g, &shuffled[ci].name);
+            prop_assert_eq!(
+                names(&a, &c),
+                names(&assign_masked(&g, &shuffled, Some(&allowed2)), &shuffled)
+            );
+        }
+    }
+
+    #[test]
+    fn a_group_only_one_node_has_goes_to_it_and_the_rest_stay_put() {
+        // Three nodes hold six groups two each; one node adds two groups the others
+        // do not have yet: both go to it, and nobody else's group moves.
+        let c: Vec<Candidate> = (0..3).map(|i| Candidate::new(format!("n{i}"))).collect();
+        let g6 = groups(6);
+        let before = assign(&g6, &c);
+        let mut held = c.clone();
+        for (gi, o) in before.iter().enumerate() {
+            held[o.unwrap()].holds.push(gi as u16);
+        }
+        let g8 = groups(8);
+        let allowed = |g: usize, ci: usize| g < 6 || ci == 0;
+        let after = assign_masked(&g8, &held, Some(&allowed));
+        assert_eq!(&after[..6], &before[..], "the six held groups stay");
+        assert_eq!(&after[6..], &[Some(0), Some(0)]);
     }
 }

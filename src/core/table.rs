@@ -20,13 +20,14 @@
 //! [`TABLE_REQUEST_PERIOD`], and partial assemblies dropped after
 //! [`ASSEMBLY_TIMEOUT`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::assign::Candidate;
 use super::config::{MAX_GROUP_ADDRS, MAX_GROUPS, VipGroup};
 use super::time::Instant;
 
@@ -157,6 +158,11 @@ impl Tables {
         Some(&e.0)
     }
 
+    /// The table with digest `d`, if held (without marking it used).
+    pub fn peek(&self, d: &TableDigest) -> Option<&[VipGroup]> {
+        self.known.get(d).map(|e| &e.0[..])
+    }
+
     /// Whether a table with digest `d` is held.
     pub fn has(&self, d: &TableDigest) -> bool {
         self.known.contains_key(d)
@@ -246,6 +252,63 @@ impl Tables {
     }
 }
 
+/// The assignment's input when tables differ (DESIGN §4 "a group is served by the
+/// nodes that have it configured"): the union of the candidates' groups, each
+/// candidate's preferences and holdings translated into it, and which candidate may
+/// serve which group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Union {
+    /// Every non-retired group of every candidate's table, sorted.
+    pub groups: Vec<VipGroup>,
+    /// `serves[c]`: the union indices candidate `c` has configured.
+    pub serves: Vec<BTreeSet<usize>>,
+    /// This node's slot → union index (`None` for a retired slot).
+    pub own: Vec<Option<usize>>,
+}
+
+/// Builds the [`Union`] of `own` (this node's table) and each candidate's table
+/// (`None`: not known yet, taken to be the same as `own`), and rewrites each
+/// candidate's `prefers` and `holds` into union indices. `None` when every table is
+/// `own` (nothing to translate: the assignment runs on `own` unmasked, as before).
+pub fn union(
+    own: &[VipGroup],
+    tables: &[Option<&[VipGroup]>],
+    cands: &mut [Candidate],
+) -> Option<Union> {
+    if tables.iter().all(Option::is_none) {
+        return None;
+    }
+    let table_of = |c: usize| tables.get(c).copied().flatten().unwrap_or(own);
+    let mut all: BTreeSet<&VipGroup> = own.iter().filter(|g| !g.vips.is_empty()).collect();
+    for c in 0..cands.len() {
+        all.extend(table_of(c).iter().filter(|g| !g.vips.is_empty()));
+    }
+    let groups: Vec<VipGroup> = all.into_iter().cloned().collect();
+    let index: BTreeMap<&VipGroup, usize> =
+        groups.iter().enumerate().map(|(i, g)| (g, i)).collect();
+    let map = |t: &[VipGroup], slots: &[u16]| -> Vec<u16> {
+        slots
+            .iter()
+            .filter_map(|&s| t.get(usize::from(s)))
+            .filter_map(|g| index.get(g))
+            .map(|&i| i as u16)
+            .collect()
+    };
+    let mut serves = Vec::with_capacity(cands.len());
+    for (c, cand) in cands.iter_mut().enumerate() {
+        let t = table_of(c);
+        cand.prefers = map(t, &cand.prefers);
+        cand.holds = map(t, &cand.holds);
+        serves.push(t.iter().filter_map(|g| index.get(g).copied()).collect());
+    }
+    let own = own.iter().map(|g| index.get(g).copied()).collect();
+    Some(Union {
+        groups,
+        serves,
+        own,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +379,38 @@ mod tests {
     }
 
     #[test]
+    fn the_union_translates_holdings_and_says_who_serves_what() {
+        let a = table(3); // groups 0, 1, 2
+        let mut b = table(4); // 0, 1, 2, 3 (one added)
+        b.swap(0, 3); // and in another order
+        let mut cands = vec![
+            Candidate::new("a"),
+            Candidate::new("b"),
+            Candidate::new("c"),
+        ];
+        cands[1].holds = vec![0, 1]; // b holds its slot 0 (= group 3) and slot 1
+        cands[2].holds = vec![2];
+        assert_eq!(union(&a, &[None, None, None], &mut cands.clone()), None);
+        let u = union(&a, &[None, Some(&b[..]), None], &mut cands).unwrap();
+        assert_eq!(u.groups.len(), 4);
+        let ix = |g: &VipGroup| u.groups.iter().position(|x| x == g).unwrap();
+        assert_eq!(cands[1].holds, vec![ix(&b[0]) as u16, ix(&b[1]) as u16]);
+        assert_eq!(
+            cands[2].holds,
+            vec![ix(&a[2]) as u16],
+            "unknown table: taken as ours"
+        );
+        let g3 = ix(&table(4)[3]);
+        assert!(
+            u.serves[1].contains(&g3) && !u.serves[0].contains(&g3) && !u.serves[2].contains(&g3)
+        );
+        assert_eq!(
+            u.own,
+            vec![Some(ix(&a[0])), Some(ix(&a[1])), Some(ix(&a[2]))]
+        );
+    }
+
+    #[test]
     fn requests_are_rate_limited_and_tables_bounded() {
         let mut tables = Tables::default();
         let d = digest(&table(1));
@@ -326,7 +421,10 @@ mod tests {
             tables.insert(table(n), t(n as u64));
         }
         assert_eq!(tables.known.len(), MAX_TABLES);
-        assert!(!tables.has(&digest(&table(1))), "the least recently used went");
+        assert!(
+            !tables.has(&digest(&table(1))),
+            "the least recently used went"
+        );
         assert!(!tables.should_request(&digest(&table(MAX_TABLES)), t(999)));
     }
 }

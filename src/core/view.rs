@@ -12,6 +12,7 @@ use super::assign::Candidate;
 use super::config::ClusterConfig;
 use super::membership::MemberView;
 use super::quiescence::HolderSig;
+use super::table::TableDigest;
 use super::wire::NodeMeta;
 
 /// The members this node sees (itself excluded).
@@ -111,22 +112,26 @@ impl View {
     /// The candidates for rendezvous assignment (DESIGN §2.1): this node (`own`)
     /// first, then active members, newest identity first, each name once; only
     /// eligible, non-draining nodes allowed to hold and not colliding.
-    pub fn candidates(&self, own: &NodeMeta, cfg: &ClusterConfig) -> Vec<Candidate> {
+    /// Each comes with the digest of the group table its `prefers` and `holds` index.
+    pub fn candidates(&self, own: &NodeMeta, cfg: &ClusterConfig) -> Vec<(Candidate, TableDigest)> {
         let colliding = self.colliding_names();
-        let mut cands: Vec<Candidate> = Vec::new();
+        let mut cands: Vec<(Candidate, TableDigest)> = Vec::new();
         let mut consider = |meta: &NodeMeta| {
             if meta.eligible
                 && !meta.draining
                 && !colliding.contains(&meta.name.as_str())
                 && cfg.may_hold(&meta.name)
-                && !cands.iter().any(|c| c.name == meta.name)
+                && !cands.iter().any(|(c, _)| c.name == meta.name)
             {
-                cands.push(Candidate {
-                    name: meta.name.clone(),
-                    weight: meta.weight,
-                    prefers: meta.prefers.clone(),
-                    holds: meta.held.clone(),
-                });
+                cands.push((
+                    Candidate {
+                        name: meta.name.clone(),
+                        weight: meta.weight,
+                        prefers: meta.prefers.clone(),
+                        holds: meta.held.clone(),
+                    },
+                    meta.table,
+                ));
             }
         };
         consider(own);
@@ -232,7 +237,7 @@ mod tests {
         let names: Vec<String> = v
             .candidates(&meta("a", true, 0), &cfg)
             .into_iter()
-            .map(|c| c.name)
+            .map(|(c, _)| c.name)
             .collect();
         // d is not eligible; e gossips metadata of another name.
         assert_eq!(names, vec!["a", "c", "b"]);

@@ -2,7 +2,7 @@
 //!
 //! Layout: `version: u8 | cluster_id: u64 LE | body (postcard)`. The cluster id is
 //! checked before the body is decoded, so a node with a different voter set, mode,
-//! group table or timing is refused at the first byte that matters (DESIGN §2.3
+//! fence or timing is refused at the first byte that matters (DESIGN §2.3
 //! rule 1). Decoding never panics: every malformed input is a [`WireError`] that the
 //! engine counts and drops.
 
@@ -106,10 +106,12 @@ pub enum Body {
     /// "I released this group; you are its owner in my view" — lets the next owner
     /// skip Q and its backoff. A hint only: the lease still decides.
     Released {
-        /// The group.
+        /// The group, an index into the sender's table.
         group: GroupId,
         /// Who released it.
         from: String,
+        /// The digest of the sender's group table.
+        table: TableDigest,
     },
     /// Two-node mode: "this process holds nothing and grants nothing any more".
     Leaving {
@@ -149,7 +151,7 @@ pub enum WireError {
     #[error("unsupported protocol version")]
     Version,
     /// Another cluster, or this cluster with a different configuration.
-    #[error("cluster id mismatch (different voters, mode, VIP groups or timing)")]
+    #[error("cluster id mismatch (different voters, mode, fence or timing)")]
     ClusterMismatch,
     /// The body does not decode.
     #[error("malformed body")]
@@ -356,6 +358,7 @@ mod tests {
             Body::Released {
                 group: 2,
                 from: "a".into(),
+                table: [3; 16],
             },
             Body::Leaving {
                 name: "a".into(),

@@ -144,7 +144,7 @@ pub fn document(engine: &Engine, journal: &Journal, healthy: bool, now: Instant)
             "draining": m.meta.as_ref().map(|x| x.draining),
             "weight": m.meta.as_ref().map(|x| x.weight),
             // A member that is down answers nothing any more (its lease fences it).
-            "held": m.meta.as_ref().filter(|_| m.state.is_active()).map(|x| vip_list(&x.held)).unwrap_or_default(),
+            "held": m.meta.as_ref().filter(|_| m.state.is_active()).map(|x| engine.held_groups(x).iter().map(|g| g.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
             "config": m.meta.as_ref().map(|x| digests_json(&x.config)),
             "config_differs": m.meta.as_ref().map(|x| x.config.differences(&st.meta.config)),
         }));
@@ -159,7 +159,8 @@ pub fn document(engine: &Engine, journal: &Journal, healthy: bool, now: Instant)
                 holders.push(&st.name);
             }
             for m in &st.members {
-                if m.state.is_active() && m.meta.as_ref().is_some_and(|x| x.held.contains(&g.group)) {
+                let mine = &cfg.groups[usize::from(g.group)];
+                if m.state.is_active() && m.meta.as_ref().is_some_and(|x| engine.held_groups(x).contains(&mine)) {
                     holders.push(&m.id.name);
                 }
             }

@@ -1,9 +1,10 @@
 //! Cluster configuration, timing profiles, and the inequalities that make them safe.
 //!
-//! Two kinds of settings live here. [`ClusterConfig`] must be identical on every
-//! node: the voter set, the quorum mode, the fence, the VIP group table and the
-//! timing. Its digest, [`ClusterConfig::cluster_id`], travels in every datagram, and
-//! a node with a different one is not talked to (DESIGN §2.3 rule 1). [`NodeConfig`]
+//! Two kinds of settings live here. [`ClusterConfig`] holds what is shared: the voter
+//! set, the quorum mode, the fence and the timing must be identical on every node —
+//! their digest, [`ClusterConfig::cluster_id`], travels in every datagram, and a node
+//! with a different one is not talked to (DESIGN §2.3 rule 1) — and the VIP group
+//! table, which may differ between nodes while a change rolls through (DESIGN §4). [`NodeConfig`]
 //! is per node: name, weight, preferences.
 //!
 //! [`ClusterConfig::validate`] checks the inequalities of `docs/safety.md` (I1–I12)
@@ -490,12 +491,14 @@ impl ClusterConfig {
         h.finish()
     }
 
-    /// The digest carried by every datagram: voters, mode, witnesses, groups and every
-    /// timing constant the safety argument uses. Two nodes that disagree on any of
-    /// them refuse each other.
+    /// The digest carried by every datagram: voters, mode, witnesses and every timing
+    /// constant the safety argument uses. Two nodes that disagree on any of them
+    /// refuse each other. The VIP pool is not in it (DESIGN §4): nodes whose pools
+    /// differ keep talking, each claim naming its groups in its own table
+    /// ([`super::table`]) and voters promising per address.
     pub fn cluster_id(&self) -> u64 {
         let mut h = StableHasher::new();
-        h.write_str("wackamole-cluster-v1");
+        h.write_str("wackamole-cluster-v2");
         h.write_u64(match self.quorum {
             QuorumMode::Majority => 1,
             QuorumMode::Off => 2,
@@ -511,14 +514,6 @@ impl ClusterConfig {
         h.write_u64(self.witnesses.len() as u64);
         for w in &self.witnesses {
             h.write_str(w);
-        }
-        h.write_u64(self.groups.len() as u64);
-        for g in &self.groups {
-            h.write_u64(g.vips.len() as u64);
-            for v in &g.vips {
-                h.write_str(&v.addr.to_string());
-                h.write_u64(u64::from(v.prefix_len));
-            }
         }
         let t = &self.timing;
         for d in [

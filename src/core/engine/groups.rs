@@ -11,11 +11,12 @@ use super::outbox::bump;
 use super::timers::Timer;
 use super::{Action, Engine, Event, GroupStatus, KernelOp, Life, MAX_BACKOFF};
 use crate::core::assign;
-use crate::core::config::GroupId;
+use crate::core::config::{GroupId, VipGroup};
 use crate::core::hash::combine;
 use crate::core::lease::contention::{Contest, hint_is_fresh};
 use crate::core::ownership::{self, Ctx, Effect, FenceReason, Phase, ReleaseReason};
 use crate::core::quiescence::Calm;
+use crate::core::table;
 use crate::core::time::Instant;
 use crate::core::wire::Body;
 
@@ -454,12 +455,9 @@ impl Engine {
     /// restart the quiescence windows it affects.
     pub(super) fn recompute_assignment(&mut self, now: Instant, view_changed: bool) {
         self.out.stats.view_changes += 1;
-        let own = self.membership.own_meta().clone();
-        let cands = self.view.candidates(&own, &self.cfg);
-        let result = assign::assign(&self.rules.group_hash, &cands);
+        let owners = self.assignment(now);
         let mut restarted = 0;
-        for (g, r) in result.iter().enumerate() {
-            let owner = r.map(|i| cands[i].name.clone());
+        for (g, owner) in owners.into_iter().enumerate() {
             let view = &self.view;
             if self.groups.slots[g].calm.assign(
                 owner,
@@ -479,6 +477,78 @@ impl Engine {
                 self.out.emit(Action::Announce { group: g });
             }
         }
+    }
+
+    /// The designated owner of each of this node's groups (slots). When every
+    /// candidate runs this node's table, the assignment runs on it as it is; when
+    /// tables differ, on their union, each group restricted to the candidates that
+    /// have it configured (DESIGN §4). A candidate whose table is not known yet is
+    /// taken to run this node's, and its table is asked for.
+    fn assignment(&mut self, now: Instant) -> Vec<Option<String>> {
+        let own = self.membership.own_meta().clone();
+        let (mut cands, digests): (Vec<_>, Vec<_>) =
+            self.view.candidates(&own, &self.cfg).into_iter().unzip();
+        let mut unknown = Vec::new();
+        let tables: Vec<Option<&[VipGroup]>> = digests
+            .iter()
+            .zip(&cands)
+            .map(|(d, c)| {
+                if *d == self.lease.table {
+                    return None;
+                }
+                let t = self.lease.tables.peek(d);
+                if t.is_none() {
+                    unknown.push((c.name.clone(), *d));
+                }
+                t
+            })
+            .collect();
+        let owners = match table::union(&self.cfg.groups, &tables, &mut cands) {
+            None => assign::assign(&self.rules.group_hash, &cands)
+                .into_iter()
+                .map(|r| r.map(|i| cands[i].name.clone()))
+                .collect(),
+            Some(u) => {
+                let hashes: Vec<u64> = u
+                    .groups
+                    .iter()
+                    .map(|g| assign::group_hash(&g.key()))
+                    .collect();
+                let allowed = |g: usize, c: usize| u.serves[c].contains(&g);
+                let r = assign::assign_masked(&hashes, &cands, Some(&allowed));
+                u.own
+                    .iter()
+                    .map(|ix| ix.and_then(|i| r[i]).map(|c| cands[c].name.clone()))
+                    .collect()
+            }
+        };
+        for (name, d) in unknown {
+            if self.lease.tables.should_request(&d, now) {
+                for a in self.view.active_addrs_of(&name) {
+                    self.out.send(a, &Body::TableRequest(d));
+                }
+            }
+        }
+        owners
+    }
+
+    /// This node's slot for group `g` of the table with digest `d` (the same group:
+    /// the same addresses), if this node has it and knows that table.
+    pub(super) fn own_slot(
+        &mut self,
+        g: GroupId,
+        d: &table::TableDigest,
+        now: Instant,
+    ) -> Option<GroupId> {
+        if *d == self.lease.table {
+            return (usize::from(g) < self.cfg.groups.len()).then_some(g);
+        }
+        let group = self.lease.tables.get(d, now)?.get(usize::from(g))?.clone();
+        self.cfg
+            .groups
+            .iter()
+            .position(|x| *x == group && !x.vips.is_empty())
+            .map(|i| i as GroupId)
     }
 
     /// A release hint from the previous holder of `group`.
@@ -525,6 +595,7 @@ impl Engine {
                     &Body::Released {
                         group: g,
                         from: self.node.name.clone(),
+                        table: self.lease.table,
                     },
                 );
             }

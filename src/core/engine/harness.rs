@@ -5,12 +5,13 @@
 //! cut; a crashed node neither sends, receives nor keeps its addresses. Kernel
 //! operations complete at once against a model of each node's bound groups (a bind or
 //! refresh past its deadline lapses), and a probe finds the group bound elsewhere.
-//! After every event the harness checks that no group is bound on two live nodes.
+//! After every event the harness checks that no address is bound on two live nodes
+//! (nodes may be configured with different pools: [`Cluster::with_pools`]).
 //! Everything is deterministic: the same story gives the same trace.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{Action, Engine, EngineConfig, EngineInit, Event, KernelOp};
@@ -67,14 +68,21 @@ pub(super) fn groups(n: usize) -> Vec<VipGroup> {
 impl Cluster {
     /// Nodes `names` (all voters) serving `n_groups`, started at 1 s.
     pub fn new(names: &[&str], n_groups: usize, quorum: QuorumMode) -> Cluster {
-        let cfg = ClusterConfig::new(
-            quorum,
-            FenceKind::Gate,
-            names.iter().map(|n| n.to_string()).collect(),
-            vec![],
-            groups(n_groups),
-            Timing::profile(Profile::Default),
-        );
+        Cluster::with_pools(names, vec![groups(n_groups); names.len()], quorum)
+    }
+
+    /// Nodes `names` (all voters), node `i` configured with `pools[i]`, started at 1 s.
+    pub fn with_pools(names: &[&str], pools: Vec<Vec<VipGroup>>, quorum: QuorumMode) -> Cluster {
+        let cfg_of = |groups: Vec<VipGroup>| {
+            ClusterConfig::new(
+                quorum,
+                FenceKind::Gate,
+                names.iter().map(|n| n.to_string()).collect(),
+                vec![],
+                groups,
+                Timing::profile(Profile::Default),
+            )
+        };
         let addrs: Vec<SocketAddr> = (0..names.len())
             .map(|i| SocketAddr::from(([10, 0, 0, 1 + i as u8], 7946)))
             .collect();
@@ -84,7 +92,7 @@ impl Cluster {
             .enumerate()
             .map(|(i, name)| {
                 let config = EngineConfig {
-                    cluster: cfg.clone(),
+                    cluster: cfg_of(pools[i].clone()),
                     node: NodeConfig::new(*name),
                     bind: addrs[i],
                     seeds: addrs.clone(),
@@ -122,6 +130,28 @@ impl Cluster {
     pub fn holders(&self, g: GroupId) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| self.nodes[i].up && self.nodes[i].bound.contains(&g))
+            .collect()
+    }
+
+    /// The addresses of node `i`'s group `g`.
+    pub fn addrs_of(&self, i: usize, g: GroupId) -> Vec<IpAddr> {
+        self.nodes[i].engine.config().groups[usize::from(g)]
+            .vips
+            .iter()
+            .map(|v| v.addr)
+            .collect()
+    }
+
+    /// The live nodes that have address `a` bound (in whatever group of theirs).
+    pub fn addr_holders(&self, a: IpAddr) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].up
+                    && self.nodes[i]
+                        .bound
+                        .iter()
+                        .any(|&g| self.addrs_of(i, g).contains(&a))
+            })
             .collect()
     }
 
@@ -228,7 +258,10 @@ impl Cluster {
                         self.nodes[i].engine.handle_kernel(*id, outcome, now);
                     }
                     Action::Probe { group } => {
-                        let conflict = self.holders(*group).iter().any(|&h| h != i);
+                        let conflict = self
+                            .addrs_of(i, *group)
+                            .into_iter()
+                            .any(|a| self.addr_holders(a).iter().any(|&h| h != i));
                         self.nodes[i].events.push((now, a.clone()));
                         self.nodes[i].engine.handle_probe(*group, conflict, now);
                     }
@@ -261,10 +294,17 @@ impl Cluster {
         KernelOutcome::Ok
     }
 
+    /// S1 per address: no address bound on two live nodes, whatever their tables.
     fn check_safety(&self) {
-        for g in 0..self.nodes[0].engine.config().groups.len() as GroupId {
-            let h = self.holders(g);
-            assert!(h.len() <= 1, "group {g} bound on {h:?} at {:?}", self.now);
+        let mut all = BTreeSet::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &g in &n.bound {
+                all.extend(self.addrs_of(i, g));
+            }
+        }
+        for a in all {
+            let h = self.addr_holders(a);
+            assert!(h.len() <= 1, "{a} bound on {h:?} at {:?}", self.now);
         }
     }
 

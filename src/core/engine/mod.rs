@@ -74,7 +74,7 @@ pub use self::types::{
 };
 use super::anti_entropy::AntiEntropy;
 pub use super::anti_entropy::META_REQUEST_PERIOD;
-use super::config::{ClusterConfig, GroupId, NodeConfig, QuorumMode};
+use super::config::{ClusterConfig, GroupId, NodeConfig, QuorumMode, VipGroup};
 use super::hash::{StableHasher, hash_str};
 use super::lease::{Claimer, Voter};
 use super::membership::{Membership, NodeId};
@@ -410,7 +410,14 @@ impl Engine {
             Body::Swim(data, version) => self.on_swim(from, &data, version, now),
             Body::Claim(c) => self.on_claim(from, c, now),
             Body::Answer(a) => self.on_answer(a, now),
-            Body::Released { group, from: who } => self.on_release_hint(group, &who, now),
+            Body::Released {
+                group,
+                from: who,
+                table,
+            } => match self.own_slot(group, &table, now) {
+                Some(g) => self.on_release_hint(g, &who, now),
+                None => self.out.drop("hint_unknown_group"),
+            },
             Body::Leaving { name, nonce } => {
                 if self.presence.on_leaving(&name, nonce) {
                     self.groups.dirty_all = true;
@@ -528,6 +535,24 @@ impl Engine {
             self.membership.update_meta(|m| m.prefers = prefers);
         }
         self.drive(now);
+    }
+
+    /// The groups a member's metadata says it holds, resolved in that member's group
+    /// table (taken to be this node's while it is not known yet).
+    pub fn held_groups<'a>(&'a self, meta: &'a NodeMeta) -> Vec<&'a VipGroup> {
+        let t: &[VipGroup] = if meta.table == self.lease.table {
+            &self.cfg.groups
+        } else {
+            self.lease
+                .tables
+                .peek(&meta.table)
+                .unwrap_or(&self.cfg.groups)
+        };
+        meta.held
+            .iter()
+            .filter_map(|&g| t.get(usize::from(g)))
+            .filter(|g| !g.vips.is_empty())
+            .collect()
     }
 
     /// A reload replaced the shell's keyring: its digest is gossiped (drift shows

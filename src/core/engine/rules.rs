@@ -30,6 +30,7 @@ pub(super) struct Rules {
     pub lease_quorum: Option<usize>,
     /// `--break release-order`: drop a group from claims before its unbind is verified.
     pub release_before_verified: bool,
+
     /// W_c = 3R.
     pub contention_window: Duration,
     /// P.
@@ -74,6 +75,7 @@ impl Rules {
                 }
             },
             release_before_verified: breaks.release_order,
+
             contention_window: cfg.contention_window(),
             promise_hold: cfg.promise_hold(),
             refresh_period: match cfg.fence {

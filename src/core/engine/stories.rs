@@ -170,3 +170,103 @@ fn a_reload_that_makes_a_holder_ineligible_moves_its_groups_and_weight_is_gossip
     })
     .expect("b holds its share again");
 }
+
+fn g(hosts: &[u8]) -> crate::core::config::VipGroup {
+    use crate::core::config::{Vip, VipGroup};
+    VipGroup::new(
+        hosts
+            .iter()
+            .map(|&h| Vip::host(std::net::IpAddr::from([10, 0, 9, h])))
+            .collect(),
+    )
+}
+
+fn addr(h: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([10, 0, 9, h])
+}
+
+#[test]
+fn groups_only_one_node_has_are_served_by_it_and_tables_are_fetched() {
+    // a has two groups more than b and c (a pool change half-way through a rollout).
+    let six: Vec<_> = (100..106).map(|h| g(&[h])).collect();
+    let mut eight = six.clone();
+    eight.extend([g(&[200]), g(&[201])]);
+    let mut c = super::harness::Cluster::with_pools(
+        &["a", "b", "c"],
+        vec![eight, six.clone(), six],
+        QuorumMode::Majority,
+    );
+    let served = |c: &super::harness::Cluster| {
+        (100..106)
+            .chain([200, 201])
+            .all(|h| c.addr_holders(addr(h)).len() == 1)
+    };
+    c.run_until_true(Duration::from_secs(6), served)
+        .expect("every address served once");
+    assert_eq!(c.addr_holders(addr(200)), vec![0]);
+    assert_eq!(c.addr_holders(addr(201)), vec![0]);
+    // b and c fetched a's table (to resolve its claims and its holdings).
+    let d = c.nodes[0].engine.lease.table;
+    for i in 1..3 {
+        assert!(
+            c.nodes[i].engine.lease.tables.has(&d),
+            "node {i} holds a's table"
+        );
+        assert_ne!(c.nodes[i].engine.lease.table, d);
+    }
+    // Calm: nothing moves once served.
+    let before: Vec<_> = (100..106).map(|h| c.addr_holders(addr(h))).collect();
+    c.run_for(Duration::from_secs(3));
+    let after: Vec<_> = (100..106).map(|h| c.addr_holders(addr(h))).collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn an_address_in_different_groups_on_different_nodes_is_never_bound_twice() {
+    // b has .100 and .101 as one group; a and c have them apart (an address moved
+    // between groups, half-way through a rollout). The harness checks S1 per address
+    // after every event; here every address also ends up served.
+    let apart = vec![g(&[100]), g(&[101]), g(&[102])];
+    let together = vec![g(&[100, 101]), g(&[102])];
+    let mut c = super::harness::Cluster::with_pools(
+        &["a", "b", "c"],
+        vec![apart.clone(), together, apart],
+        QuorumMode::Majority,
+    );
+    c.run_until_true(Duration::from_secs(8), |c| {
+        (100..103).all(|h| c.addr_holders(addr(h)).len() == 1)
+    })
+    .expect("every address served once");
+    c.run_for(Duration::from_secs(3));
+}
+
+/// Pools whose indices disagree: b has one more group, sorting first, so every other
+/// group sits one index later on b than on a and c.
+fn shifted_pools() -> Vec<Vec<crate::core::config::VipGroup>> {
+    let base: Vec<_> = (100..106).map(|h| g(&[h])).collect();
+    let mut shifted = vec![g(&[99])];
+    shifted.extend(base.iter().cloned());
+    vec![base.clone(), shifted, base]
+}
+
+/// a and b stop hearing each other directly (both still hear c), with indices that
+/// differ between their tables.
+fn split_views_with_shifted_pools() {
+    let mut c = super::harness::Cluster::with_pools(
+        &["a", "b", "c"],
+        shifted_pools(),
+        QuorumMode::Majority,
+    );
+    c.run_until_true(Duration::from_secs(8), |c| {
+        (99..106).all(|h| c.addr_holders(addr(h)).len() == 1)
+    })
+    .expect("every address served once");
+    c.cut(0, 1);
+    c.cut(1, 0);
+    c.run_for(Duration::from_secs(6));
+}
+
+#[test]
+fn pools_with_shifted_indices_stay_single_holder_when_views_split() {
+    split_views_with_shifted_pools();
+}
