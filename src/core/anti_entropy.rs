@@ -26,18 +26,19 @@ pub const MAX_ASKED: usize = 4096;
 #[derive(Clone, Debug, Default)]
 pub struct AntiEntropy {
     asked: BTreeMap<SocketAddr, Instant>,
-    /// When each address was last sent a group table.
-    tables_sent: BTreeMap<SocketAddr, Instant>,
+    /// When each (address, table) was last sent.
+    tables_sent: BTreeMap<(SocketAddr, [u8; 16]), Instant>,
 }
 
 impl AntiEntropy {
-    /// Whether to answer `from`'s table request now: once per
-    /// [`TABLE_REQUEST_PERIOD`](super::table::TABLE_REQUEST_PERIOD) per address.
-    pub fn may_answer_table(&mut self, from: SocketAddr, now: Instant) -> bool {
+    /// Whether to answer `from`'s request for table `d` now: once per
+    /// [`TABLE_REQUEST_PERIOD`](super::table::TABLE_REQUEST_PERIOD) per address and
+    /// table (a node answers only for the few tables it holds).
+    pub fn may_answer_table(&mut self, from: SocketAddr, d: [u8; 16], now: Instant) -> bool {
         let period = super::table::TABLE_REQUEST_PERIOD;
         if self
             .tables_sent
-            .get(&from)
+            .get(&(from, d))
             .is_some_and(|&t| now < t + period)
         {
             return false;
@@ -45,7 +46,7 @@ impl AntiEntropy {
         if self.tables_sent.len() > MAX_ASKED {
             self.tables_sent.clear();
         }
-        self.tables_sent.insert(from, now);
+        self.tables_sent.insert((from, d), now);
         true
     }
 

@@ -269,13 +269,14 @@ pub struct Union {
 /// Builds the [`Union`] of `own` (this node's table) and each candidate's table
 /// (`None`: not known yet, taken to be the same as `own`), and rewrites each
 /// candidate's `prefers` and `holds` into union indices. `None` when every table is
-/// `own` (nothing to translate: the assignment runs on `own` unmasked, as before).
+/// `own` and `own` has no retired (empty) slot: nothing to translate, the assignment
+/// runs on `own` unmasked, as before.
 pub fn union(
     own: &[VipGroup],
     tables: &[Option<&[VipGroup]>],
     cands: &mut [Candidate],
 ) -> Option<Union> {
-    if tables.iter().all(Option::is_none) {
+    if tables.iter().all(Option::is_none) && own.iter().all(|g| !g.vips.is_empty()) {
         return None;
     }
     let table_of = |c: usize| tables.get(c).copied().flatten().unwrap_or(own);

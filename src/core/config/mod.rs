@@ -463,12 +463,15 @@ impl ClusterConfig {
     }
 
     /// Digest of the VIP pool (every group's addresses and prefix lengths, in the
-    /// canonical order).
+    /// canonical order, whatever slots a running node keeps them in).
     pub fn pool_digest(&self) -> u64 {
+        let mut groups: Vec<&VipGroup> =
+            self.groups.iter().filter(|g| !g.vips.is_empty()).collect();
+        groups.sort();
         let mut h = StableHasher::new();
         h.write_str("wackamole-pool-v1");
-        h.write_u64(self.groups.len() as u64);
-        for g in &self.groups {
+        h.write_u64(groups.len() as u64);
+        for g in groups {
             h.write_u64(g.vips.len() as u64);
             for v in &g.vips {
                 h.write_str(&v.addr.to_string());

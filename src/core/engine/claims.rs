@@ -111,11 +111,10 @@ impl Engine {
     }
 
     /// A member asks for a group table by digest: this node's own, or one it holds,
-    /// in parts. At most once per digest and asker per period (no amplification
-    /// loop: each part is smaller than a claim's answer budget, and only members
-    /// holding the key can ask).
+    /// in parts. At most once per digest and asker per period, and only for the few
+    /// tables this node holds (only members holding the key can ask at all).
     pub(super) fn on_table_request(&mut self, from: SocketAddr, d: TableDigest, now: Instant) {
-        if !self.anti_entropy.may_answer_table(from, now) {
+        if !self.anti_entropy.may_answer_table(from, d, now) {
             self.out.drop("table_request_rate");
             return;
         }

@@ -32,6 +32,33 @@ pub(super) struct Slot {
     pub queue: OpQueue,
     /// Contention backoff exponent.
     pub backoff_exp: u32,
+    /// A reload removed this group: release it, then retire the slot.
+    pub retiring: bool,
+    /// Found idle while retiring: emptied at the next drive, so that the shell has
+    /// seen the release's event (with the group's addresses) first.
+    pub retire_armed: bool,
+}
+
+impl Slot {
+    pub fn new(now: Instant) -> Slot {
+        Slot {
+            phase: Phase::Free,
+            phase_since: now,
+            calm: Calm::new(now),
+            queue: OpQueue::default(),
+            backoff_exp: 0,
+            retiring: false,
+            retire_armed: false,
+        }
+    }
+
+    /// Released with nothing in flight: a retiring slot can be emptied.
+    pub fn idle(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Free | Phase::Backoff { .. } | Phase::Waiting { .. }
+        ) && self.queue.inflight.is_none()
+    }
 }
 
 /// Every group, and which must be re-evaluated at the next drive.
@@ -51,16 +78,7 @@ pub(super) struct Groups {
 impl Groups {
     pub fn new(n: usize, now: Instant) -> Groups {
         Groups {
-            slots: vec![
-                Slot {
-                    phase: Phase::Free,
-                    phase_since: now,
-                    calm: Calm::new(now),
-                    queue: OpQueue::default(),
-                    backoff_exp: 0,
-                };
-                n
-            ],
+            slots: vec![Slot::new(now); n],
             dirty_all: true,
             dirty: Vec::new(),
             pending_hints: Vec::new(),
@@ -106,12 +124,29 @@ impl Groups {
 
     /// Whether every group is released with nothing in flight (a leave can finish).
     pub fn all_released(&self) -> bool {
-        self.slots.iter().all(|s| {
-            matches!(
-                s.phase,
-                Phase::Free | Phase::Backoff { .. } | Phase::Waiting { .. }
-            ) && s.queue.inflight.is_none()
-        })
+        self.slots.iter().all(Slot::idle)
+    }
+
+    /// A slot for a group a reload added: a retired one that is idle, or a new one.
+    pub fn take_slot(&mut self, retired: impl Fn(GroupId) -> bool, now: Instant) -> GroupId {
+        let free = self
+            .ids()
+            .find(|&g| retired(g) && !self.slot(g).retiring && self.slot(g).idle());
+        match free {
+            Some(g) => {
+                self.slots[usize::from(g)] = Slot::new(now);
+                g
+            }
+            None => {
+                self.slots.push(Slot::new(now));
+                (self.slots.len() - 1) as GroupId
+            }
+        }
+    }
+
+    /// Slots marked retiring.
+    pub fn retiring(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.ids().filter(|&g| self.slot(g).retiring)
     }
 
     pub fn status(&self) -> Vec<GroupStatus> {
@@ -150,9 +185,11 @@ impl Engine {
         let me = self.node.name.as_str();
         let running = self.local.life == Life::Running;
         let own = self.membership.own_meta();
-        let want = running && s.calm.owned_by(me) && self.lease.claimer.is_some();
+        let want = running && !s.retiring && s.calm.owned_by(me) && self.lease.claimer.is_some();
         let release_now = if self.local.life == Life::Leaving {
             Some(ReleaseReason::Leave)
+        } else if s.retiring {
+            Some(ReleaseReason::Removed)
         } else if self.local.draining {
             Some(ReleaseReason::Drain)
         } else if !own.eligible && self.local.eligible {
@@ -518,7 +555,12 @@ impl Engine {
                 let r = assign::assign_masked(&hashes, &cands, Some(&allowed));
                 u.own
                     .iter()
-                    .map(|ix| ix.and_then(|i| r[i]).map(|c| cands[c].name.clone()))
+                    .enumerate()
+                    .map(|(g, ix)| {
+                        ix.filter(|_| !self.groups.slot(g as GroupId).retiring)
+                            .and_then(|i| r[i])
+                            .map(|c| cands[c].name.clone())
+                    })
                     .collect()
             }
         };

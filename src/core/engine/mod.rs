@@ -51,6 +51,7 @@ mod harness;
 mod kernel;
 mod life;
 mod outbox;
+mod pool;
 mod rules;
 #[cfg(test)]
 mod stories;
@@ -661,6 +662,10 @@ impl Engine {
         // answers and kernel results; a SWIM ping that changes nothing costs nothing.
         let due = self.timers.due(Timer::Groups, now);
         let mut ticked = self.tick_dirty(now, due);
+        if self.retire_idle(now) {
+            // Removed groups went from the claims: tell the voters now.
+            ticked = true;
+        }
         if self.claims_flowing()
             && (self.lease.claimer.as_ref().is_some_and(|c| c.urgent())
                 || self.timers.due(Timer::Claim, now))

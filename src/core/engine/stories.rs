@@ -270,3 +270,90 @@ fn split_views_with_shifted_pools() {
 fn pools_with_shifted_indices_stay_single_holder_when_views_split() {
     split_views_with_shifted_pools();
 }
+
+/// The bench's change, rolled node by node 3 s apart: add two VIPs, remove one, move
+/// one address into another group. Untouched addresses never change holder; the
+/// added ones are served soon after the first reload; the removed one is unserved
+/// soon after the last.
+#[test]
+fn a_rolling_pool_change_leaves_untouched_groups_alone() {
+    // Before: .100 … .105, one group each. After: .100 .101 .102 as they were, .103
+    // removed, .104 moved into .105's group, .106 and .107 added.
+    let before: Vec<_> = (100..106).map(|h| g(&[h])).collect();
+    let after = vec![
+        g(&[100]),
+        g(&[101]),
+        g(&[102]),
+        g(&[104, 105]),
+        g(&[106]),
+        g(&[107]),
+    ];
+    let mut c = super::harness::Cluster::with_pools(
+        &["a", "b", "c"],
+        vec![before.clone(), before.clone(), before],
+        QuorumMode::Majority,
+    );
+    c.run_until_true(Duration::from_secs(6), |c| {
+        (100..106).all(|h| c.addr_holders(addr(h)).len() == 1)
+    })
+    .expect("served");
+    c.run_for(Duration::from_secs(3));
+    let untouched = [100u8, 101, 102];
+    let holders = |c: &super::harness::Cluster| -> Vec<Vec<usize>> {
+        untouched.iter().map(|&h| c.addr_holders(addr(h))).collect()
+    };
+    let steady = holders(&c);
+    assert!(steady.iter().all(|h| h.len() == 1));
+    let moved = |c: &super::harness::Cluster| holders(c) != steady;
+    let first = c.now;
+    for i in 0..3 {
+        let now = c.now;
+        c.nodes[i].engine.set_pool(after.clone(), vec![], now);
+        if i == 0 {
+            let served = c.run_until_true(Duration::from_secs(1), |c| {
+                moved(c)
+                    || [106, 107]
+                        .iter()
+                        .all(|&h| c.addr_holders(addr(h)) == vec![0])
+            });
+            assert!(!moved(&c), "an untouched address changed holder");
+            assert!(
+                served.is_some(),
+                "added VIPs served by a within 1 s of its reload"
+            );
+            eprintln!(
+                "added VIPs served {:?} after the first reload",
+                c.now - first
+            );
+        }
+        let until = now + Duration::from_secs(3);
+        let bad = c.run_until_true(until - c.now, moved);
+        assert!(
+            bad.is_none(),
+            "an untouched address changed holder after node {i}'s reload"
+        );
+    }
+    // .103 is gone everywhere; every address of the new pool is served once.
+    let gone = c.run_until_true(Duration::from_secs(1), |c| {
+        c.addr_holders(addr(103)).is_empty()
+    });
+    assert!(
+        gone.is_some(),
+        "the removed VIP unanswered within 1 s of the last reload"
+    );
+    c.run_until_true(Duration::from_secs(5), |c| {
+        [100, 101, 102, 104, 105, 106, 107]
+            .iter()
+            .all(|&h| c.addr_holders(addr(h)).len() == 1)
+    })
+    .expect("the new pool served once per address");
+    assert!(
+        !moved(&c),
+        "untouched addresses kept their holders throughout"
+    );
+    // Every node now runs the same table contents (slots may differ).
+    let pools: Vec<u64> = (0..3)
+        .map(|i| c.nodes[i].engine.config().pool_digest())
+        .collect();
+    assert!(pools.windows(2).all(|w| w[0] == w[1]), "{pools:?}");
+}

@@ -33,6 +33,8 @@ pub enum ReleaseReason {
     Leave,
     /// This node is not eligible (health check, operator).
     Ineligible,
+    /// A reload removed the group from this node's pool.
+    Removed,
 }
 
 impl ReleaseReason {
@@ -43,6 +45,7 @@ impl ReleaseReason {
             ReleaseReason::Drain => "drain",
             ReleaseReason::Leave => "leave",
             ReleaseReason::Ineligible => "ineligible",
+            ReleaseReason::Removed => "removed",
         }
     }
 }

@@ -1,0 +1,140 @@
+//! The VIP pool changing under a running engine (DESIGN §4): a reload's new pool.
+//!
+//! This node's group table keeps every group it still has in the same slot (index),
+//! so nothing about an untouched group changes: not its phase, its claim, its grants,
+//! its quiescence window or its kernel queue. A removed group is released like any
+//! other (`ReleaseReason::Removed`: stop refreshing, unbind, verify gone, then drop it
+//! from the claims) and its slot is *retired* (emptied) once idle; an added group
+//! takes a retired idle slot or a new one at the end. Each change gives the table a
+//! new digest: claims and metadata carry it from then on, and the previous table is
+//! kept to answer members that still ask for it ([`crate::core::table`]).
+
+use super::Engine;
+use crate::core::assign;
+use crate::core::config::{GroupId, VipGroup};
+use crate::core::table;
+use crate::core::time::Instant;
+
+impl Engine {
+    /// A reload changed this node's pool to `groups`, with this node preferring
+    /// `prefers` (indices into `groups`). Untouched groups keep their slots and
+    /// state; removed ones are released, then retired; added ones start free.
+    pub fn set_pool(&mut self, groups: Vec<VipGroup>, prefers: Vec<GroupId>, now: Instant) {
+        let new: Vec<VipGroup> = groups
+            .iter()
+            .map(|g| VipGroup::new(g.vips.clone()))
+            .collect();
+        let old = self.cfg.groups.clone();
+        for (s, g) in old.iter().enumerate() {
+            if !g.vips.is_empty() && !new.contains(g) {
+                self.groups.slot_mut(s as GroupId).retiring = true;
+            }
+        }
+        for g in &new {
+            if self.cfg.groups.contains(g) {
+                continue;
+            }
+            let table = &self.cfg.groups;
+            let s = usize::from(
+                self.groups
+                    .take_slot(|i| table[usize::from(i)].vips.is_empty(), now),
+            );
+            let hash = assign::group_hash(&g.key());
+            if s == self.cfg.groups.len() {
+                self.cfg.groups.push(g.clone());
+                self.rules.group_hash.push(hash);
+            } else {
+                self.cfg.groups[s] = g.clone();
+                self.rules.group_hash[s] = hash;
+            }
+        }
+        self.table_changed(old, now);
+        let prefers = prefers
+            .iter()
+            .filter_map(|&p| new.get(usize::from(p)))
+            .filter_map(|g| self.cfg.groups.iter().position(|x| x == g))
+            .map(|s| s as GroupId)
+            .collect();
+        self.groups.dirty_all = true;
+        self.set_prefers(prefers, now);
+    }
+
+    /// Empties the slots of removed groups that were released and idle at the last
+    /// drive (and arms those idle now). Returns whether any was emptied.
+    pub(super) fn retire_idle(&mut self, now: Instant) -> bool {
+        let idle: Vec<GroupId> = self
+            .groups
+            .retiring()
+            .filter(|&g| self.groups.slot(g).idle())
+            .collect();
+        let mut done = Vec::new();
+        for g in idle {
+            let s = self.groups.slot_mut(g);
+            if s.retire_armed {
+                done.push(g);
+            } else {
+                s.retire_armed = true;
+            }
+        }
+        if done.is_empty() {
+            return false;
+        }
+        let old = self.cfg.groups.clone();
+        for g in done {
+            let s = self.groups.slot_mut(g);
+            s.retiring = false;
+            s.retire_armed = false;
+            self.cfg.groups[usize::from(g)] = VipGroup { vips: Vec::new() };
+            if let Some(c) = &mut self.lease.claimer {
+                c.remove(g, now);
+            }
+        }
+        self.table_changed(old, now);
+        true
+    }
+
+    /// The table's digest after a change: claims and metadata carry the new one; the
+    /// old table stays known, for members that ask for it.
+    fn table_changed(&mut self, old: Vec<VipGroup>, now: Instant) {
+        let d = table::digest(&self.cfg.groups);
+        if d == self.lease.table {
+            return;
+        }
+        self.lease.tables.insert(old, now);
+        self.lease.table = d;
+        if let Some(c) = &mut self.lease.claimer {
+            c.set_table(d);
+        }
+        let pool = self.cfg.pool_digest();
+        self.membership.update_meta(|m| {
+            m.table = d;
+            m.config.pool = pool;
+        });
+        self.groups.dirty_all = true;
+        self.push_table();
+    }
+
+    /// Sends this node's new table to every voter and active member before its
+    /// claims name it, so that no voter answers them empty while it fetches the table
+    /// (a lost part is asked for again: [`table::Tables::should_request`]).
+    fn push_table(&mut self) {
+        let Some(parts) = table::split(&self.cfg.groups) else {
+            return;
+        };
+        let mut to: Vec<std::net::SocketAddr> =
+            self.voter_addrs().into_iter().map(|(_, a)| a).collect();
+        to.extend(self.view.active().map(|m| m.id.addr));
+        to.sort();
+        to.dedup();
+        for a in to {
+            for p in &parts {
+                self.out.send(a, &crate::core::wire::Body::Table(p.clone()));
+            }
+        }
+    }
+
+    /// The digest of this node's group table (it changes with the pool).
+    pub fn table_digest(&self) -> table::TableDigest {
+        self.lease.table
+    }
+}
