@@ -298,3 +298,138 @@ fn bad_files_change_nothing_and_good_ones_apply() {
     assert!(weight_seen(), "n1 sees n0's new weight\n{}", c.logs());
     eprintln!("n1 saw n0's new weight after {:?}", t.elapsed());
 }
+
+fn pool_file(vips: &[IpAddr], groups: &[&[IpAddr]]) -> String {
+    let q = |a: &IpAddr| format!("\"{a}\"");
+    let mut s = format!(
+        "vip = [{}]\n",
+        vips.iter().map(q).collect::<Vec<_>>().join(", ")
+    );
+    if !groups.is_empty() {
+        let gs: Vec<String> = groups
+            .iter()
+            .map(|g| format!("[{}]", g.iter().map(q).collect::<Vec<_>>().join(", ")))
+            .collect();
+        s.push_str(&format!("vip-group = [{}]\n", gs.join(", ")));
+    }
+    s
+}
+
+/// The first client round at or after `t` from which `vip` is never answered again.
+fn silent_from(r: &Report, vip: IpAddr, t: f64) -> Option<f64> {
+    let rounds: Vec<_> = r.rounds.iter().filter(|x| x.t >= t).collect();
+    let answered =
+        |x: &&wackamole::lab::watch::Round| x.answers.get(&vip).is_some_and(|m| !m.is_empty());
+    match rounds.iter().rposition(answered) {
+        None => rounds.first().map(|x| x.t),
+        Some(i) => rounds.get(i + 1).map(|x| x.t),
+    }
+}
+
+/// The bench's change by rolling reloads, node by node 3 s apart, watched by a client
+/// (ARP every 10 ms): add 2 VIPs, remove 1, move 1 address into another group.
+/// Untouched VIPs: no holder change, no unanswered round, no dual answering; the
+/// added VIPs answered within 1 s of the first reload; the removed one silent within
+/// 1 s of the last.
+#[test]
+fn rolling_pool_change_by_reload() {
+    let Some(mut c) = Cluster::for_test(&bin(), "wmrp", [10, 73], |s| {
+        s.vips4 = 8;
+        s.vip_flag = false;
+    }) else {
+        return;
+    };
+    let v = c.vips.clone(); // .100 … .107
+    let before = pool_file(&v[..6], &[]);
+    let after = pool_file(&[v[0], v[1], v[2], v[6], v[7]], &[&[v[4], v[5]]]);
+    for i in 0..3 {
+        std::fs::write(file(&c, i), &before).expect("write config");
+        let f = file(&c, i).display().to_string();
+        c.start_with(i, &["--config", &f]).expect("start");
+    }
+    // Calm: the six served, the holders put for 3 s.
+    let six = |c: &Cluster| {
+        let h = c.holders();
+        v[..6].iter().map(|a| h[a].clone()).collect::<Vec<_>>()
+    };
+    let (mut last, mut since) = (six(&c), std::time::Instant::now());
+    let t = std::time::Instant::now();
+    while since.elapsed() < Duration::from_secs(3) || last.iter().any(|h| h.len() != 1) {
+        assert!(
+            t.elapsed() < Duration::from_secs(25),
+            "never calm: {last:?}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        let h = six(&c);
+        if h != last {
+            (last, since) = (h, std::time::Instant::now());
+        }
+    }
+    let w = Watch::start(&c.lab, &v, true, KERNEL_PERIOD, CLIENT_PERIOD);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut at = Vec::new();
+    for i in 0..3 {
+        std::fs::write(file(&c, i), &after).expect("write config");
+        at.push(w.now());
+        let (code, out, err) = cli(&c, i, &["reload"]);
+        assert_eq!(code, 0, "n{i}: {out}{err}\n{}", c.log(i));
+        assert!(
+            out.contains("VIP pool: 3 group(s) added, 3 removed"),
+            "{out}"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let r = w.finish();
+    let (k, cl) = (r.kernel_duals(), r.client_duals());
+    assert!(
+        k.is_empty() && cl.is_empty(),
+        "dual answering: {k:?} {cl:?}\n{}",
+        c.logs()
+    );
+    let untouched = &v[..3];
+    let (unanswered, changes) = interruptions(&r, untouched);
+    assert_eq!(
+        (unanswered, changes),
+        (0, 0),
+        "untouched VIPs interrupted\n{}",
+        c.logs()
+    );
+    for a in [v[6], v[7]] {
+        let t = r
+            .first_answer_after(a, at[0], None)
+            .expect("added VIP answered");
+        eprintln!(
+            "{a} answered {:.0} ms after the first reload",
+            (t - at[0]) * 1000.0
+        );
+        assert!(
+            t - at[0] <= 1.0,
+            "{a} answered {:.2} s after the first reload",
+            t - at[0]
+        );
+    }
+    let t = silent_from(&r, v[3], at[2]).expect("removed VIP silent");
+    eprintln!(
+        "{} silent {:.0} ms after the last reload",
+        v[3],
+        (t - at[2]) * 1000.0
+    );
+    assert!(
+        t - at[2] <= 1.0,
+        "removed VIP still answered {:.2} s after the last reload",
+        t - at[2]
+    );
+    // The moved address and its new group-mate end up answered by one node.
+    let h = c.holders();
+    assert_eq!(h[&v[4]].len(), 1, "{h:?}");
+    assert_eq!(
+        h[&v[4]], h[&v[5]],
+        "the merged group lives on one node: {h:?}"
+    );
+    eprintln!(
+        "untouched: {} client rounds, 0 unanswered, 0 holder changes, 0 dual",
+        r.rounds.len()
+    );
+}

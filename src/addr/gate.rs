@@ -261,6 +261,50 @@ pub fn install(vips: &[IpAddr], e: Duration, a: Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// Adds VIPs a reload brought into the pool to the gate's `pool` sets, in both tables,
+/// in one `nft` transaction (one-time setup per reload, like [`install`]): from then
+/// on they are gated — dropped unless live — before the engine may bind them.
+pub fn extend_pool(vips: &[IpAddr]) -> io::Result<()> {
+    let list = |v6: bool| -> Vec<String> {
+        vips.iter()
+            .filter(|v| v.is_ipv6() == v6)
+            .map(|v| v.to_string())
+            .collect()
+    };
+    let (v4, v6) = (list(false), list(true));
+    let mut text = String::new();
+    if !v4.is_empty() {
+        let e = v4.join(", ");
+        text.push_str(&format!("add element arp {TABLE} pool4 {{ {e} }}\n"));
+        text.push_str(&format!("add element inet {TABLE} pool4 {{ {e} }}\n"));
+    }
+    if !v6.is_empty() {
+        let e = v6.join(", ");
+        text.push_str(&format!("add element inet {TABLE} pool6 {{ {e} }}\n"));
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "nft -f: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
 /// Removes the gate tables (clean shutdown, once every VIP address is gone: the
 /// tables are what keeps a leftover address from answering).
 pub fn uninstall() {

@@ -570,6 +570,20 @@ impl KernelIo {
         self.0.relink()
     }
 
+    /// The engine's group table changed (a reload): operations name slots of the new
+    /// table. The pool (what a flush removes and a re-created gate closes over) keeps
+    /// every address this process has had, so that nothing it may have bound is left
+    /// out.
+    pub fn set_groups(&mut self, groups: &[crate::core::config::VipGroup]) {
+        let w = &mut self.0;
+        w.groups = groups.iter().map(|g| g.vips.clone()).collect();
+        for v in groups.iter().flat_map(|g| g.vips.iter()) {
+            if !w.pool.contains(v) {
+                w.pool.push(*v);
+            }
+        }
+    }
+
     /// What had to be repaired so far.
     pub fn stats(&self) -> KernelStats {
         self.0.stats

@@ -33,7 +33,7 @@ pub use self::setup::{Prepared, Reloading, SetLogFilter, ShellOptions, StartErro
 use self::shell::Shell;
 use crate::addr::gate;
 use crate::addr::rtnl::Rtnl;
-use crate::core::config::{ClusterConfig, FenceKind};
+use crate::core::config::{ClusterConfig, FenceKind, Vip};
 
 /// Runs the agent until `shutdown` resolves (then releases everything and leaves).
 pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
@@ -43,17 +43,35 @@ pub async fn run(p: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), 
     Ok(())
 }
 
+/// Every VIP this process's pool has had (reloads add to it): what an emergency
+/// flush removes besides the start-up pool.
+static EVER_POOL: std::sync::Mutex<Vec<Vip>> = std::sync::Mutex::new(Vec::new());
+
+/// Records VIPs of a (reloaded) pool for [`emergency_flush`].
+pub(crate) fn note_pool(vips: impl IntoIterator<Item = Vip>) {
+    let mut ever = EVER_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    for v in vips {
+        if !ever.contains(&v) {
+            ever.push(v);
+        }
+    }
+}
+
 /// Removes this agent's VIPs and gate after a panic or a fatal error.
 pub fn emergency_flush(cfg: &ClusterConfig, ifname: &str) {
+    let mut vips: Vec<Vip> = cfg.groups.iter().flat_map(|g| g.vips.clone()).collect();
+    for v in EVER_POOL.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if !vips.contains(v) {
+            vips.push(*v);
+        }
+    }
     let mut all_gone = false;
     if let Ok(mut r) = Rtnl::new()
         && let Ok(Some(link)) = r.link(ifname)
     {
         all_gone = true;
-        for g in &cfg.groups {
-            for v in &g.vips {
-                all_gone &= r.addr_del(link.index, v).is_ok();
-            }
+        for v in &vips {
+            all_gone &= r.addr_del(link.index, v).is_ok();
         }
     }
     // The gate stays (closed) unless every address is known to be gone.

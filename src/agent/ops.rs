@@ -28,7 +28,8 @@ pub(super) struct OpsState {
 
 impl OpsState {
     fn vips(engine: &Engine, g: GroupId) -> Vec<String> {
-        engine.config().groups[usize::from(g)]
+        engine
+            .group(g)
             .vips
             .iter()
             .map(|v| v.addr.to_string())
@@ -55,7 +56,7 @@ impl OpsState {
         since_assigned: std::time::Duration,
         from: Option<&str>,
     ) {
-        let name = engine.config().groups[usize::from(g)].to_string();
+        let name = engine.group(g).to_string();
         let from_active = from.is_some_and(|f| {
             engine
                 .membership()
@@ -99,7 +100,7 @@ impl OpsState {
     /// Logs an engine event (one line per ownership change), records it for
     /// `/status` and the metrics, and fires hooks.
     pub fn on_event(&mut self, engine: &Engine, e: &Event) {
-        let name = |g: &GroupId| engine.config().groups[usize::from(*g)].to_string();
+        let name = |g: &GroupId| engine.group(*g).to_string();
         match e {
             Event::Acquired {
                 group,
@@ -208,7 +209,7 @@ impl OpsState {
                 engine.set_draining(on, now);
                 let held: Vec<String> = engine
                     .bound_groups()
-                    .map(|g| engine.config().groups[usize::from(g)].to_string())
+                    .map(|g| engine.group(g).to_string())
                     .collect();
                 let _ = tx.send(
                     serde_json::json!({ "node": engine.name(), "draining": on, "held": held })

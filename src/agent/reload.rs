@@ -6,8 +6,8 @@
 //! refuses the whole reload, naming every offending setting, when something changed
 //! that cannot change under a running agent ("needs a restart": node name, bind
 //! address, interface, quorum mode, fence, timing, witnesses, the listener, the log
-//! format, authentication switched on or off; and, until the pool leaves the cluster
-//! identity, the VIP pool and the voters). Otherwise it lists what to apply; the shell
+//! format, authentication switched on or off; and, until voter steps are argued and
+//! built, the voters). Otherwise it lists what to apply; the shell
 //! applies it ([`super::shell`]), and nothing it applies can fail half-way: every
 //! input was validated by [`crate::cli::load::validate`] first.
 
@@ -37,6 +37,8 @@ pub(super) struct Plan {
     pub log: bool,
     /// The join list (used when the agent next has to find the cluster).
     pub join: bool,
+    /// The VIP pool: groups added, removed or changed.
+    pub pool: bool,
     /// One line per change, for the log, `/status` and the reply.
     pub changes: Vec<String>,
 }
@@ -99,12 +101,6 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
         c.witnesses != nc.witnesses,
         format!("{:?}", c.witnesses),
         format!("{:?}", nc.witnesses),
-    );
-    fixed(
-        "vip / vip-group (the VIP pool)",
-        c.groups != nc.groups,
-        format!("{} groups", c.groups.len()),
-        format!("{} groups", nc.groups.len()),
     );
     fixed(
         "voters",
@@ -211,6 +207,14 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
     );
     let mut join = false;
     note(&mut join, s.join != ns.join, "join list".into());
+    let added = nc.groups.iter().filter(|g| !c.groups.contains(g)).count();
+    let removed = c.groups.iter().filter(|g| !nc.groups.contains(g)).count();
+    let mut pool = false;
+    note(
+        &mut pool,
+        added + removed > 0,
+        format!("VIP pool: {added} group(s) added, {removed} removed"),
+    );
     p.node = node;
     p.checks = checks;
     p.hooks = hooks;
@@ -220,6 +224,7 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
     p.keys = keys;
     p.log = log;
     p.join = join;
+    p.pool = pool;
     Ok(p)
 }
 
@@ -273,6 +278,15 @@ mod tests {
         assert!(p.node, "{p:?}");
         // Another node's preference is not this node's change.
         assert!(diff(&[], &["--prefer", "10.0.0.100=b"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_pool_change_is_applied_live() {
+        let p = diff(&[], &["--vip", "10.0.0.102"]).unwrap();
+        assert!(p.pool, "{p:?}");
+        assert_eq!(p.changes, ["VIP pool: 1 group(s) added, 0 removed"]);
+        let e = diff(&[], &["--voters", "a,b,c,d,e"]).unwrap_err();
+        assert!(e.contains("voters"), "{e}");
     }
 
     #[test]

@@ -130,8 +130,29 @@ fn same_subnet(x: IpAddr, y: IpAddr, p: u8) -> bool {
     }
 }
 
+/// The permanent addresses of interface `ifname` (what a VIP must not be, and the
+/// subnets and families it must fit).
+pub(super) fn own_addrs(ifname: &str) -> Result<Vec<(IpAddr, u8)>, String> {
+    let mut rtnl = Rtnl::new().map_err(|e| format!("netlink: {e}"))?;
+    let link = rtnl
+        .link(ifname)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no interface named {ifname:?}"))?;
+    Ok(rtnl
+        .addrs(link.index)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|a| a.valid_lft == u32::MAX)
+        .map(|a| (a.addr, a.prefix_len))
+        .collect())
+}
+
 /// Whether `vip` fits the interface whose permanent addresses are `own`.
-fn check_vip_on_link(vip: IpAddr, ifname: &str, own: &[(IpAddr, u8)]) -> Result<(), String> {
+pub(super) fn check_vip_on_link(
+    vip: IpAddr,
+    ifname: &str,
+    own: &[(IpAddr, u8)],
+) -> Result<(), String> {
     if own.iter().any(|(a, _)| *a == vip) {
         return Err(format!(
             "--vip: {vip} is a permanent address of {ifname}; a VIP must not be a node address"

@@ -100,6 +100,8 @@ pub(super) struct Shell {
     health_tx: mpsc::UnboundedSender<HealthReport>,
     /// The running health checker.
     health_task: Option<JoinHandle<()>>,
+    /// The engine's group table the shell's copies (`groups`, the kernel's) follow.
+    table_seen: crate::core::table::TableDigest,
 }
 
 /// Registers `fd` with tokio for readability only. A UDP send never wakes the loop
@@ -160,6 +162,7 @@ impl Shell {
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| warn!(error = %e, "no SIGHUP handler; reload with POST /reload"))
             .ok();
+        let table_seen = engine.table_digest();
         let mut shell = Shell {
             next_reannounce: tokio::time::Instant::now() + reannounce_period(&opts),
             groups: cfg
@@ -179,6 +182,7 @@ impl Shell {
             token: started.token,
             health_tx: started.health_tx,
             health_task: started.health_task,
+            table_seen,
             buf: vec![0u8; RECV_BUF],
             kernel,
             link_watch,
@@ -285,6 +289,7 @@ impl Shell {
     /// kernel work. Returns whether actions are left (the other inputs are served
     /// first; the loop comes back at once).
     fn perform_actions(&mut self) -> bool {
+        self.sync_table();
         let ks = self.kernel.stats();
         (self.ops.shell.gate_reinstalls, self.ops.shell.link_changes) =
             (ks.gate_reinstalls, ks.link_changes);
@@ -296,6 +301,23 @@ impl Shell {
             self.kernel_round(kops);
         }
         self.engine.has_actions()
+    }
+
+    /// Follows the engine's group table (a reload changed the pool, a removed group's
+    /// slot retired): the addresses the ARP thread and the kernel use per slot.
+    fn sync_table(&mut self) {
+        let d = self.engine.table_digest();
+        if d == self.table_seen {
+            return;
+        }
+        self.table_seen = d;
+        let groups = &self.engine.config().groups;
+        self.groups = groups
+            .iter()
+            .map(|g| g.vips.iter().map(|v| v.addr).collect())
+            .collect();
+        self.kernel.set_groups(groups);
+        super::note_pool(groups.iter().flat_map(|g| g.vips.clone()));
     }
 
     /// Sends, probes, announces and logs what the engine asked for; returns its
@@ -430,7 +452,11 @@ impl Shell {
             None => Err("this agent cannot re-read its configuration".into()),
         };
         let planned = loaded.and_then(|new| {
-            super::reload::plan(&self.settings, &self.opts, &new).map(|p| (p, new))
+            let p = super::reload::plan(&self.settings, &self.opts, &new)?;
+            if p.pool {
+                self.prepare_pool(&new.settings.cluster)?;
+            }
+            Ok((p, new))
         });
         let result = match planned {
             Ok((plan, new)) => {
@@ -446,15 +472,55 @@ impl Shell {
         self.ops.reloaded(&self.engine, via, file, result)
     }
 
+    /// Before a pool change is applied: every new VIP fits the interface (as at
+    /// start), and the gate closes over it before the engine may bind it. A failure
+    /// refuses the reload with nothing changed (a gate element added for a VIP that
+    /// then stays out of the pool is harmless: the gate only ever drops).
+    fn prepare_pool(&mut self, new: &ClusterConfig) -> Result<(), String> {
+        let have: Vec<IpAddr> = self.groups.iter().flatten().copied().collect();
+        let added: Vec<IpAddr> = new
+            .groups
+            .iter()
+            .flat_map(|g| g.vips.iter().map(|v| v.addr))
+            .filter(|a| !have.contains(a))
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let ifname = self.settings.interface.clone().unwrap_or_default();
+        let own = super::setup::own_addrs(&ifname).map_err(|e| e.to_string())?;
+        for a in &added {
+            super::setup::check_vip_on_link(*a, &ifname, &own)?;
+        }
+        if self.cfg.fence == FenceKind::Gate {
+            gate::extend_pool(&added)
+                .map_err(|e| format!("cannot add the new VIPs to the nftables gate: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Applies a reload's plan. Everything in `new` was validated; nothing here can
     /// fail half-way.
     fn apply_reload(&mut self, plan: &super::reload::Plan, new: crate::cli::load::Loaded) {
         let now = clock::now();
         let (s, o) = (new.settings, new.opts);
-        if plan.node {
+        if plan.pool {
+            self.engine.set_pool(s.cluster.groups.clone(), now);
+        }
+        if plan.node || plan.pool {
+            // Preferences name groups of the new pool; the engine keeps groups in
+            // slots of its own table.
+            let table = &self.engine.config().groups;
+            let prefers = s
+                .node
+                .prefers
+                .iter()
+                .filter_map(|&p| s.cluster.groups.get(usize::from(p)))
+                .filter_map(|g| table.iter().position(|x| x == g))
+                .map(|i| i as crate::core::config::GroupId)
+                .collect();
             let n = &s.node;
-            self.engine
-                .set_node(n.weight, n.eligible, n.prefers.clone(), now);
+            self.engine.set_node(n.weight, n.eligible, prefers, now);
         }
         if plan.checks {
             if let Some(t) = self.health_task.take() {

@@ -148,6 +148,7 @@ mod tests {
                 fingerprint: 0,
                 prefers: vec![],
                 held: vec![],
+                recent: vec![],
                 lease_nonce: 1,
                 config: Default::default(),
                 table: [0; 16],

@@ -17,8 +17,8 @@
 //!    members come and go). Its room for unpreferred groups is its quota minus its
 //!    preferred load. With equal weights every load is `floor(V/N)` or `ceil(V/N)`.
 //! 3. **Keep.** A group reported held by candidates stays with the best-scoring of
-//!    them; each candidate keeps up to its room of what it holds (its best-scoring
-//!    groups) and lets go of the rest.
+//!    them; each candidate keeps up to its room of what it holds (the groups it has
+//!    held longest first, then its best-scoring ones) and lets go of the rest.
 //! 4. **Place.** Every group not kept goes where group-proposing deferred acceptance
 //!    puts it within the rooms left: each group ranks candidates by the weighted
 //!    rendezvous score of the pair (highest random weight, `-ln(u)/w` compared exactly
@@ -48,6 +48,10 @@ pub struct Candidate {
     pub prefers: Vec<u16>,
     /// Groups this candidate reports holding (any order; unknown indices ignored).
     pub holds: Vec<u16>,
+    /// Of those, the most recently taken first (the rest were taken earlier): when it
+    /// holds more than its room, it gives up the most recent first, so that a change
+    /// (a rollout, a failback) moves the groups it touched rather than calm ones.
+    pub fresh: Vec<u16>,
 }
 
 impl Candidate {
@@ -58,6 +62,7 @@ impl Candidate {
             weight: 1,
             prefers: Vec::new(),
             holds: Vec::new(),
+            fresh: Vec::new(),
         }
     }
 }
@@ -256,7 +261,21 @@ pub fn assign_masked(
     }
     for (c, gs) in kept.iter_mut().enumerate() {
         if gs.len() > room[c] {
-            gs.sort_unstable_by(|&a, &b| pair(b, c).cmp(&pair(a, c)).then(a.cmp(&b)));
+            // Keep the longest-held first (unlisted ones were taken before every
+            // listed one), then the best-scoring.
+            let recent = &candidates[order[c]].fresh;
+            let age = |g: usize| {
+                recent
+                    .iter()
+                    .position(|&x| usize::from(x) == g)
+                    .unwrap_or(usize::MAX)
+            };
+            gs.sort_unstable_by(|&a, &b| {
+                age(b)
+                    .cmp(&age(a))
+                    .then(pair(b, c).cmp(&pair(a, c)))
+                    .then(a.cmp(&b))
+            });
             gs.truncate(room[c]);
         }
         for &g in gs.iter() {

@@ -33,10 +33,10 @@ use super::config::Timing;
 use super::time::Instant;
 use super::wire::{HEADER_LEN, MAX_DATAGRAM, NodeMeta};
 
-/// Largest metadata item accepted: room for a 63-byte name and two worst-case group
-/// sets (preferences and holdings, each at most `MAX_GROUPS / 8` bytes), well inside
-/// foca's packet budget.
-pub const MAX_META_BYTES: usize = 1200;
+/// Largest metadata item accepted: room for a 63-byte name, two worst-case group
+/// sets (preferences and holdings, each at most `MAX_GROUPS / 8` bytes), the recent
+/// list and the digests, inside foca's packet budget.
+pub const MAX_META_BYTES: usize = 1320;
 /// How often a node with no members re-announces itself to its seeds.
 pub const IDLE_ANNOUNCE_PERIOD: Duration = Duration::from_millis(500);
 /// How often a node with members announces itself to the seeds that are not among
@@ -594,6 +594,7 @@ mod tests {
             fingerprint: 0,
             prefers: vec![],
             held: vec![],
+            recent: vec![],
             lease_nonce: 0,
             config: Default::default(),
             table: [0; 16],
@@ -689,6 +690,9 @@ mod tests {
         nodes[0].update_meta(|m| {
             m.prefers = (0..max).step_by(2).collect();
             m.held = (1..max).step_by(2).collect();
+            m.recent = (0..crate::core::wire::MAX_RECENT as u16)
+                .map(|i| 4095 - 2 * i)
+                .collect();
         });
         let want = nodes[0].own_meta().clone();
         assert!(postcard::to_allocvec(&want).unwrap().len() > 1000);

@@ -300,6 +300,7 @@ pub fn union(
         let t = table_of(c);
         cand.prefers = map(t, &cand.prefers);
         cand.holds = map(t, &cand.holds);
+        cand.fresh = map(t, &cand.fresh);
         serves.push(t.iter().filter_map(|g| index.get(g).copied()).collect());
     }
     let own = own.iter().map(|g| index.get(g).copied()).collect();

@@ -129,6 +129,7 @@ impl View {
                         weight: meta.weight,
                         prefers: meta.prefers.clone(),
                         holds: meta.held.clone(),
+                        fresh: meta.recent.clone(),
                     },
                     meta.table,
                 ));
@@ -164,6 +165,7 @@ mod tests {
             fingerprint: 0,
             prefers: vec![],
             held: vec![],
+            recent: vec![],
             lease_nonce: nonce,
             config: Default::default(),
             table: [0; 16],

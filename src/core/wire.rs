@@ -20,6 +20,10 @@ pub const HEADER_LEN: usize = 9;
 /// for the IP/UDP headers and the encryption envelope).
 pub const MAX_DATAGRAM: usize = 1400;
 
+/// Most groups a node lists in [`NodeMeta::recent`] (keeps the metadata within one
+/// datagram).
+pub const MAX_RECENT: usize = 64;
+
 /// Gossiped per-node metadata (foca custom broadcast and direct replies).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeMeta {
@@ -44,6 +48,9 @@ pub struct NodeMeta {
     /// holders ([`super::assign`]), and status displays show them.
     #[serde(with = "group_set")]
     pub held: Vec<GroupId>,
+    /// Of `held`, the most recently bound first (at most [`MAX_RECENT`]; the others
+    /// were bound earlier): the assignment gives up the most recent first.
+    pub recent: Vec<GroupId>,
     /// The lease nonce of this process (DESIGN §2.3 rule 2). Voters grant only
     /// claims whose (name, nonce) an active member gossips: a recorded claim of a
     /// process that is gone cannot be replayed into a promise.
@@ -405,6 +412,8 @@ mod tests {
             fingerprint: u64::MAX,
             prefers: (0..MAX_GROUPS as u16).step_by(2).collect(),
             held: (1..MAX_GROUPS as u16).step_by(2).collect(),
+            // The most a node lists, with the largest indices.
+            recent: (0..MAX_RECENT as u16).map(|i| 4095 - 2 * i).collect(),
             lease_nonce: u64::MAX,
             config: ConfigDigests {
                 pool: u64::MAX,

@@ -30,6 +30,8 @@ pub struct Spec {
     pub extra: Vec<String>,
     /// Gate fence (false: `--fence address`).
     pub gate: bool,
+    /// Pass the VIPs as `--vip` (false: a config file names the pool).
+    pub vip_flag: bool,
 }
 
 impl Spec {
@@ -43,6 +45,7 @@ impl Spec {
             vips6: 0,
             extra: vec![],
             gate: true,
+            vip_flag: true,
         }
     }
 }
@@ -183,11 +186,12 @@ impl Cluster {
             join.join(","),
             "--voters".into(),
             voters.join(","),
-            "--vip".into(),
-            vips.join(","),
             "--key-file".into(),
             self.dir.join("key").display().to_string(),
         ];
+        if self.spec.vip_flag {
+            a.extend(["--vip".into(), vips.join(",")]);
+        }
         if !self.spec.gate {
             a.extend(["--fence".into(), "address".into()]);
         }

@@ -381,8 +381,24 @@ impl Metrics {
                     seen.owners.insert(vip, owner.clone());
                 }
             }
+            // VIPs a reload removed from this node's pool: no owner here any more.
+            let current: std::collections::BTreeSet<String> = cfg
+                .groups
+                .iter()
+                .flat_map(|g| g.vips.iter().map(|v| v.addr.to_string()))
+                .collect();
+            seen.owners.retain(|vip, owner| {
+                if current.contains(vip) {
+                    return true;
+                }
+                if !owner.is_empty() {
+                    gauge!("wackamole_vip_owner", "vip" => vip.clone(), "node" => owner.clone())
+                        .set(0.0);
+                }
+                false
+            });
             counter!("wackamole_acquisitions_total").absolute(st.acquisitions);
-            for r in ["moved", "drain", "leave", "ineligible"] {
+            for r in ["moved", "drain", "leave", "ineligible", "removed"] {
                 counter!("wackamole_releases_total", "reason" => r)
                     .absolute(st.releases.get(r).copied().unwrap_or(0));
             }

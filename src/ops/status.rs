@@ -153,6 +153,8 @@ pub fn document(engine: &Engine, journal: &Journal, healthy: bool, now: Instant)
     let groups: Vec<Value> = st
         .groups
         .iter()
+        // A slot a reload retired holds no group.
+        .filter(|g| !cfg.groups[usize::from(g.group)].vips.is_empty())
         .map(|g| {
             let mut holders: Vec<&str> = Vec::new();
             if st.meta.held.contains(&g.group) {

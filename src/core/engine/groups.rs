@@ -73,6 +73,8 @@ pub(super) struct Groups {
     pub pending_hints: Vec<GroupId>,
     /// A refresh round is under way at this tick (see [`Engine::tick_groups`]).
     refresh_round: bool,
+    /// What retired slots last held (for the events the shell has yet to log).
+    pub retired_names: std::collections::BTreeMap<GroupId, crate::core::config::VipGroup>,
 }
 
 impl Groups {
@@ -83,6 +85,7 @@ impl Groups {
             dirty: Vec::new(),
             pending_hints: Vec::new(),
             refresh_round: false,
+            retired_names: std::collections::BTreeMap::new(),
         }
     }
 
@@ -135,6 +138,7 @@ impl Groups {
         match free {
             Some(g) => {
                 self.slots[usize::from(g)] = Slot::new(now);
+                self.retired_names.remove(&g);
                 g
             }
             None => {
@@ -277,11 +281,28 @@ impl Engine {
         s.phase = phase;
     }
 
-    /// Publishes the groups this node has bound (status displays only).
-    fn sync_held_meta(&mut self) {
+    /// Publishes the groups this node has bound, and the most recently bound of
+    /// them first (the assignment keeps groups with their holders, and gives up the
+    /// most recent first).
+    pub(super) fn sync_held_meta(&mut self) {
+        use crate::core::wire::MAX_RECENT;
         let held = self.groups.held();
-        if held != self.membership.own_meta().held {
-            self.membership.update_meta(|m| m.held = held);
+        let mut by_age: Vec<(Instant, GroupId)> = held
+            .iter()
+            .filter_map(|&g| match self.groups.slot(g).phase {
+                Phase::Held { since, .. } => Some((since, g)),
+                _ => None,
+            })
+            .collect();
+        by_age.sort_unstable_by(|a, b| b.cmp(a));
+        by_age.truncate(MAX_RECENT);
+        let recent: Vec<GroupId> = by_age.into_iter().map(|(_, g)| g).collect();
+        let own = self.membership.own_meta();
+        if held != own.held || recent != own.recent {
+            self.membership.update_meta(|m| {
+                m.held = held;
+                m.recent = recent;
+            });
         }
     }
 

@@ -193,6 +193,7 @@ impl Engine {
                 node.prefers.clone()
             },
             held: Vec::new(),
+            recent: Vec::new(),
             lease_nonce: nonce,
             config: ConfigDigests {
                 pool: cluster.pool_digest(),

@@ -16,10 +16,11 @@ use crate::core::table;
 use crate::core::time::Instant;
 
 impl Engine {
-    /// A reload changed this node's pool to `groups`, with this node preferring
-    /// `prefers` (indices into `groups`). Untouched groups keep their slots and
-    /// state; removed ones are released, then retired; added ones start free.
-    pub fn set_pool(&mut self, groups: Vec<VipGroup>, prefers: Vec<GroupId>, now: Instant) {
+    /// A reload changed this node's pool to `groups`. Untouched groups keep their
+    /// slots and state (and preferences); removed ones are released, then retired;
+    /// added ones start free. New preferences come with
+    /// [`Engine::set_node`](super::Engine::set_node), in slots of the new table.
+    pub fn set_pool(&mut self, groups: Vec<VipGroup>, now: Instant) {
         let new: Vec<VipGroup> = groups
             .iter()
             .map(|g| VipGroup::new(g.vips.clone()))
@@ -49,14 +50,8 @@ impl Engine {
             }
         }
         self.table_changed(old, now);
-        let prefers = prefers
-            .iter()
-            .filter_map(|&p| new.get(usize::from(p)))
-            .filter_map(|g| self.cfg.groups.iter().position(|x| x == g))
-            .map(|s| s as GroupId)
-            .collect();
         self.groups.dirty_all = true;
-        self.set_prefers(prefers, now);
+        self.drive(now);
     }
 
     /// Empties the slots of removed groups that were released and idle at the last
@@ -84,7 +79,11 @@ impl Engine {
             let s = self.groups.slot_mut(g);
             s.retiring = false;
             s.retire_armed = false;
-            self.cfg.groups[usize::from(g)] = VipGroup { vips: Vec::new() };
+            let was = std::mem::replace(
+                &mut self.cfg.groups[usize::from(g)],
+                VipGroup { vips: Vec::new() },
+            );
+            self.groups.retired_names.insert(g, was);
             if let Some(c) = &mut self.lease.claimer {
                 c.remove(g, now);
             }
@@ -130,6 +129,17 @@ impl Engine {
             for p in &parts {
                 self.out.send(a, &crate::core::wire::Body::Table(p.clone()));
             }
+        }
+    }
+
+    /// Group `g` of this node's table: for a retired slot, what it last held (its
+    /// release events may still be on their way to the log and the hooks).
+    pub fn group(&self, g: GroupId) -> &VipGroup {
+        let current = &self.cfg.groups[usize::from(g)];
+        if current.vips.is_empty() {
+            self.groups.retired_names.get(&g).unwrap_or(current)
+        } else {
+            current
         }
     }
 

@@ -308,7 +308,7 @@ fn a_rolling_pool_change_leaves_untouched_groups_alone() {
     let first = c.now;
     for i in 0..3 {
         let now = c.now;
-        c.nodes[i].engine.set_pool(after.clone(), vec![], now);
+        c.nodes[i].engine.set_pool(after.clone(), now);
         if i == 0 {
             let served = c.run_until_true(Duration::from_secs(1), |c| {
                 moved(c)
