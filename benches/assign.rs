@@ -22,6 +22,7 @@ fn nodes(n: usize, weighted: bool) -> Vec<Candidate> {
             weight: if weighted { 1 + (i % 4) as u16 } else { 1 },
             prefers: vec![],
             holds: vec![],
+            fresh: vec![],
         })
         .collect()
 }
