@@ -46,6 +46,7 @@ fn engine(name: &str, port: u16) -> Engine {
         ],
         cluster_size_hint: 3,
         breaks: Breaks::default(),
+        keyring: 0,
     };
     Engine::new(
         cfg,
