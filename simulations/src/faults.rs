@@ -63,6 +63,11 @@ pub enum FaultKind {
     /// A↔B cut (non-transitive), and while their views disagree a third node's
     /// agent crashes and restarts at once: the restart-wait timeline (F8).
     SplitRestart,
+    /// A pool change by reload, rolled through the nodes at random spacing (all at
+    /// once included), then rolled back: one group removed, two merged into one, an
+    /// address added; back: the merged group split, the removed one re-added, the
+    /// added address removed.
+    Reload,
     // ---- ends -------------------------------------------------------------------
     /// Machine boots.
     Boot,
@@ -86,13 +91,16 @@ pub enum FaultKind {
     EndDelay,
     /// One node restarts with another configuration.
     Reconfigure,
+    /// One node reloads another pool.
+    ReloadApply,
     /// Clock back within ρ.
     EndClock,
 }
 
 impl FaultKind {
     /// Every schedulable class that S1 must survive in majority mode.
-    pub const ALL_SAFE: [FaultKind; 19] = [
+    pub const ALL_SAFE: [FaultKind; 20] = [
+        FaultKind::Reload,
         FaultKind::VoterChange,
         FaultKind::Delay,
         FaultKind::RestartStorm,
@@ -159,6 +167,8 @@ impl FaultKind {
             FaultKind::EndDelay => "end-delay",
             FaultKind::VoterChange => "voter-change",
             FaultKind::Reconfigure => "reconfigure",
+            FaultKind::Reload => "reload",
+            FaultKind::ReloadApply => "reload-apply",
             FaultKind::Boot => "boot",
             FaultKind::Restart => "restart",
             FaultKind::Resume => "resume",
@@ -373,6 +383,12 @@ impl Schedule {
                     f.at = rng.random_range(start..quiet - rollout - 3 * SEC);
                 }
                 FaultKind::RestartStorm => f.dur = dur(rng, 1500 * MS, 3 * SEC),
+                FaultKind::Reload => {
+                    if cluster.groups.len() < 3 || room < SEC {
+                        continue;
+                    }
+                    f.dur = dur(rng, SEC, 8 * SEC);
+                }
                 FaultKind::ClockBeyondRho => f.dur = dur(rng, SEC, 6 * SEC),
                 _ => continue,
             }

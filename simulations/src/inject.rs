@@ -2,7 +2,9 @@
 //! links, clocks, configurations), and the fault ends it schedules.
 
 use rand::RngExt;
-use wackamole::core::config::{ClusterConfig, FenceKind, GroupId};
+use std::net::IpAddr;
+
+use wackamole::core::config::{ClusterConfig, FenceKind, GroupId, Vip, VipGroup};
 
 use crate::clock::Tau;
 use crate::faults::{Fault, FaultKind};
@@ -189,6 +191,22 @@ impl World {
                     self.with_engine(i, |e, now| e.leave(now));
                 }
             }
+            FaultKind::Reload => self.start_reload(f.dur),
+            FaultKind::ReloadApply => {
+                let pool = f.other.unwrap_or(0);
+                self.nodes[i].pool = pool;
+                if self.nodes[i].agent == Agent::Running {
+                    let groups = self.pools[pool].clone();
+                    self.log(
+                        Tag::Fault {
+                            node: i,
+                            kind: FaultKind::ReloadApply as u64,
+                        },
+                        || format!("n{i} reloads pool {pool}"),
+                    );
+                    self.with_engine(i, |e, now| e.set_pool(groups, now));
+                }
+            }
             FaultKind::Delay => {
                 self.net.slow_to.insert(i, (100 * MS, 500 * MS));
                 self.fault_after(f.dur, FaultKind::EndDelay, i);
@@ -285,6 +303,58 @@ impl World {
                 let rate = self.nodes[i].clock.rate();
                 self.nodes[i].clock.set_rate(self.now, rate / 0.5);
             }
+        }
+    }
+
+    /// A pool change by reload (`FaultKind::Reload`): from the initial pool, one
+    /// group removed, two merged and an address added; rolled through the nodes in a
+    /// random order at a random spacing (zero included), then rolled back the same
+    /// way, all within `dur`.
+    fn start_reload(&mut self, dur: Tau) {
+        let p0 = self.pools[0].clone();
+        let n = p0.len();
+        if n < 3 {
+            return;
+        }
+        let mut pick: Vec<usize> = (0..n).collect();
+        for k in 0..3 {
+            let j = self.rng.random_range(k..n);
+            pick.swap(k, j);
+        }
+        let (a, b, c) = (pick[0], pick[1], pick[2]);
+        let k = self.pools.len() as u8;
+        let mut p1: Vec<VipGroup> = p0
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![a, b, c].contains(i))
+            .map(|(_, g)| g.clone())
+            .collect();
+        let mut merged = p0[b].vips.clone();
+        merged.extend(p0[c].vips.iter().copied());
+        p1.push(VipGroup::new(merged));
+        p1.push(VipGroup::new(vec![Vip::host(IpAddr::from([10, 2, 0, k]))]));
+        p1.sort();
+        self.pools.push(p1);
+        let idx = self.pools.len() - 1;
+        let nodes = self.nodes.len();
+        let step = self
+            .rng
+            .random_range(0..=dur / (2 * nodes as u64 + 2))
+            .min(1500 * MS);
+        let mut at = self.now;
+        for pool in [idx, 0] {
+            let mut order: Vec<usize> = (0..nodes).collect();
+            for k in 0..nodes {
+                let j = self.rng.random_range(k..nodes);
+                order.swap(k, j);
+            }
+            for &node in &order {
+                let e = self.schedule.push_end(FaultKind::ReloadApply, node);
+                self.schedule.faults[e].other = Some(pool);
+                self.queue.push(at, Ev::Fault(e));
+                at += step;
+            }
+            at += self.rng.random_range(0..=dur / 4);
         }
     }
 

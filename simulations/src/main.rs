@@ -52,7 +52,8 @@ struct Args {
     #[arg(long, default_value = "default")]
     profile: String,
     /// Turn one safety mechanism off: quiescence, incarnation, quorum-lease,
-    /// restart-wait, release-order, nonce, gate-atomic, fence (repeatable).
+    /// restart-wait, release-order, nonce, promise-per-group, gate-atomic, fence
+    /// (repeatable).
     #[arg(long = "break")]
     breaks: Vec<String>,
     /// Length of the fault phase, seconds.

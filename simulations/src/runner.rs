@@ -239,6 +239,9 @@ pub fn break_names(b: Breaks, k: KernelBreaks) -> Vec<&'static str> {
     if b.nonce {
         v.push("nonce");
     }
+    if b.promise_per_group {
+        v.push("promise-per-group");
+    }
     if k.gate_atomic {
         v.push("gate-atomic");
     }
@@ -257,6 +260,7 @@ pub fn set_break(b: &mut Breaks, k: &mut KernelBreaks, name: &str) -> bool {
         "restart-wait" => b.restart_wait = true,
         "release-order" => b.release_order = true,
         "nonce" => b.nonce = true,
+        "promise-per-group" => b.promise_per_group = true,
         "gate-atomic" => k.gate_atomic = true,
         "fence" => k.fence = true,
         _ => return false,

@@ -16,12 +16,13 @@ use crate::trace::Tag;
 use crate::world::{MS, World};
 
 impl World {
-    pub(crate) fn group_addrs(&self, g: GroupId) -> Vec<IpAddr> {
-        self.cluster.groups[usize::from(g)]
-            .vips
-            .iter()
-            .map(|v| v.addr)
-            .collect()
+    /// The addresses of slot `g` of node `node`'s group table.
+    pub(crate) fn group_addrs(&self, node: usize, g: GroupId) -> Vec<IpAddr> {
+        self.nodes[node]
+            .table
+            .get(usize::from(g))
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub(crate) fn local_now(&self, node: usize) -> Instant {
@@ -71,7 +72,7 @@ impl World {
                     ack(self, KernelOutcome::Ok, None);
                 }
                 KernelOp::Unbind { group } => {
-                    for a in self.group_addrs(*group) {
+                    for a in self.group_addrs(node, *group) {
                         self.nodes[node].kernel.del_gate(a);
                         self.nodes[node].kernel.del_addr(a);
                         self.note_kernel_change(node, a);
@@ -83,7 +84,7 @@ impl World {
                         ack(self, KernelOutcome::Lapsed, None);
                         return;
                     }
-                    for a in self.group_addrs(*group) {
+                    for a in self.group_addrs(node, *group) {
                         if gate {
                             self.nodes[node].kernel.arm(a, local, a_ns);
                         }
@@ -127,7 +128,7 @@ impl World {
                             },
                         );
                     } else {
-                        for a in self.group_addrs(*group) {
+                        for a in self.group_addrs(node, *group) {
                             let fuzz = self.rng.random_range(0..=WORKER_FUZZ_MAX);
                             self.nodes[node].kernel.replace_addr(a, local, fuzz);
                             self.note_kernel_change(node, a);
@@ -148,7 +149,7 @@ impl World {
                     _ => return,
                 };
                 let mut ok = true;
-                for a in self.group_addrs(group) {
+                for a in self.group_addrs(node, group) {
                     let r = if bind {
                         self.nodes[node].kernel.go_live(a, local, e_ns)
                     } else {
@@ -167,7 +168,7 @@ impl World {
                 if ok {
                     ack(self, KernelOutcome::Ok, Some(deadline));
                 } else {
-                    for a in self.group_addrs(group) {
+                    for a in self.group_addrs(node, group) {
                         self.nodes[node].kernel.del_gate(a);
                         self.note_kernel_change(node, a);
                     }
@@ -184,7 +185,7 @@ impl World {
                 {
                     // The write landed after the deadline: undo at once.
                     if let Some(g) = op.group() {
-                        for a in self.group_addrs(g) {
+                        for a in self.group_addrs(node, g) {
                             self.nodes[node].kernel.del_gate(a);
                             if !gate {
                                 self.nodes[node].kernel.del_addr(a);
@@ -219,7 +220,7 @@ impl World {
     }
 
     pub(crate) fn probe_conflict(&mut self, node: usize, group: GroupId) -> bool {
-        let addrs = self.group_addrs(group);
+        let addrs = self.group_addrs(node, group);
         for m in 0..self.nodes.len() {
             if m == node
                 || !self.nodes[m].machine_up

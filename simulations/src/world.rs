@@ -156,6 +156,12 @@ pub(crate) struct Node {
     pub config: usize,
     /// Restart with the (new) configuration once the graceful leave completes.
     pub restart_after_leave: bool,
+    /// Which pool (index into `World::pools`) this node is configured with.
+    pub pool: usize,
+    /// Its engine's group table, slot by slot (what the model shell binds), and
+    /// that table's digest.
+    pub table: Vec<Vec<IpAddr>>,
+    pub table_digest: [u8; 16],
 }
 
 /// The world.
@@ -164,6 +170,8 @@ pub struct World {
     pub(crate) cluster: ClusterConfig,
     /// Configurations in use: the initial one, then one per voter change.
     pub(crate) configs: Vec<ClusterConfig>,
+    /// Pools in use: the initial one, then one per reload fault.
+    pub(crate) pools: Vec<Vec<VipGroup>>,
     pub(crate) rng: StdRng,
     pub(crate) now: Tau,
     pub(crate) queue: EventQueue,
@@ -266,6 +274,9 @@ impl World {
                 restarts: 0,
                 config: 0,
                 restart_after_leave: false,
+                pool: 0,
+                table: Vec::new(),
+                table_digest: [0; 16],
             });
             by_addr.insert(addr, i);
         }
@@ -286,6 +297,7 @@ impl World {
             },
             cfg,
             configs: vec![cluster.clone()],
+            pools: vec![cluster.groups.clone()],
             cluster,
             rng,
             now: 0,
@@ -479,6 +491,7 @@ impl World {
                         | FaultKind::Prefer
                         | FaultKind::Leave
                         | FaultKind::Reconfigure
+                        | FaultKind::ReloadApply
                 );
                 if command && self.nodes[f.node].agent == Agent::Frozen {
                     // A new configuration is a file on disk: whatever starts the
@@ -488,6 +501,9 @@ impl World {
                     // on the old configuration for good).
                     if f.kind == FaultKind::Reconfigure {
                         self.nodes[f.node].config = f.other.unwrap_or(0);
+                    }
+                    if f.kind == FaultKind::ReloadApply {
+                        self.nodes[f.node].pool = f.other.unwrap_or(0);
                     }
                     self.nodes[f.node].frozen_events.push(Ev::Fault(i));
                     return;
@@ -517,6 +533,17 @@ impl World {
         let now = n.clock.local(self.now + read_delay).max(n.last_now);
         n.last_now = now;
         f(&mut engine, now);
+        // The model shell follows the engine's group table (a reload, a retired slot).
+        let d = engine.table_digest();
+        if d != n.table_digest {
+            n.table_digest = d;
+            n.table = engine
+                .config()
+                .groups
+                .iter()
+                .map(|g| g.vips.iter().map(|v| v.addr).collect())
+                .collect();
+        }
         let mut actions = Vec::new();
         while let Some(a) = engine.poll_action() {
             actions.push(a);
@@ -603,7 +630,8 @@ impl World {
     }
 
     pub(crate) fn start_agent(&mut self, node: usize) {
-        let cluster = self.configs[self.nodes[node].config].clone();
+        let mut cluster = self.configs[self.nodes[node].config].clone();
+        cluster.groups = self.pools[self.nodes[node].pool].clone();
         let n = &mut self.nodes[node];
         if !n.machine_up {
             return;

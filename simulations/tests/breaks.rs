@@ -141,3 +141,19 @@ fn clock_beyond_rho_is_caught() {
         },
     );
 }
+
+#[test]
+fn promise_per_group() {
+    // Pools that differ while a reload rolls through: the same address sits in
+    // different groups (and slots) on different nodes; promises per group index let
+    // two nodes hold it.
+    finds_violation(
+        Some("promise-per-group"),
+        Sweep {
+            seeds: 400,
+            quorum: Some(QuorumMode::Majority),
+            faults: faults(&[FaultKind::Reload]),
+            ..Sweep::default()
+        },
+    );
+}

@@ -7,7 +7,7 @@ use super::outbox::bump;
 use super::timers::Timer;
 use super::{Engine, Life};
 use crate::core::config::QuorumMode;
-use crate::core::lease::{Answer, Claim, Ignored};
+use crate::core::lease::{Answer, ByIndex, Claim, Ignored};
 use crate::core::table::{self, TableDigest};
 use crate::core::time::Instant;
 use crate::core::wire::{self, Body, WireError};
@@ -79,10 +79,19 @@ impl Engine {
         };
         // The claim's indices mean groups of the claimer's table: this node's own, or
         // one fetched from the claimer; without it, promise nothing yet and ask.
+        let by_index = self.rules.promise_per_group;
         let resolved = if c.table == self.lease.table {
-            v.handle_claim(&c, &self.cfg.groups[..], now)
+            if by_index {
+                v.handle_claim(&c, &ByIndex(&self.cfg.groups), now)
+            } else {
+                v.handle_claim(&c, &self.cfg.groups[..], now)
+            }
         } else if let Some(t) = self.lease.tables.get(&c.table, now) {
-            v.handle_claim(&c, t, now)
+            if by_index {
+                v.handle_claim(&c, &ByIndex(t), now)
+            } else {
+                v.handle_claim(&c, t, now)
+            }
         } else {
             bump(&mut self.out.stats.claims_ignored, "unknown_table");
             if self.lease.tables.should_request(&c.table, now) {
@@ -226,7 +235,12 @@ impl Engine {
         self.out.stats.claims_sent += 1;
         if let Some(v) = &mut self.lease.voter {
             let vi = usize::from(v.index());
-            if let Ok(ans) = v.handle_claim(&claim, &self.cfg.groups[..], now)
+            let ans = if self.rules.promise_per_group {
+                v.handle_claim(&claim, &ByIndex(&self.cfg.groups), now)
+            } else {
+                v.handle_claim(&claim, &self.cfg.groups[..], now)
+            };
+            if let Ok(ans) = ans
                 && let Some(c) = &mut self.lease.claimer
             {
                 c.handle_answer(&ans);

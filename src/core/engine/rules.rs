@@ -30,6 +30,8 @@ pub(super) struct Rules {
     pub lease_quorum: Option<usize>,
     /// `--break release-order`: drop a group from claims before its unbind is verified.
     pub release_before_verified: bool,
+    /// Broken mode: promises keyed by group index, not by address.
+    pub promise_per_group: bool,
 
     /// W_c = 3R.
     pub contention_window: Duration,
@@ -75,6 +77,7 @@ impl Rules {
                 }
             },
             release_before_verified: breaks.release_order,
+            promise_per_group: breaks.promise_per_group,
 
             contention_window: cfg.contention_window(),
             promise_hold: cfg.promise_hold(),

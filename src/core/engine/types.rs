@@ -27,6 +27,10 @@ pub struct Breaks {
     pub release_order: bool,
     /// A fixed nonce per name: a restarted claimer reuses its old lease identity.
     pub nonce: bool,
+    /// Voters promise per group index of the claimer's table instead of per address:
+    /// an address that sits in different groups (or slots) on different nodes can
+    /// then be promised twice.
+    pub promise_per_group: bool,
 }
 
 /// Everything the engine needs to start.

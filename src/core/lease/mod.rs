@@ -127,7 +127,7 @@ pub mod deadline;
 mod voter;
 
 pub use claimer::{ClaimStatus, Claimer};
-pub use voter::{GroupTable, Ignored, Voter};
+pub use voter::{ByIndex, GroupTable, Ignored, Voter};
 
 #[cfg(test)]
 pub(super) mod fixtures {

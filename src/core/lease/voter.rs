@@ -22,6 +22,19 @@ pub trait GroupTable {
     fn addrs(&self, g: GroupId) -> Option<Vec<IpAddr>>;
 }
 
+/// A table whose groups are promised by index instead of by address: the broken
+/// mode (`Breaks::promise_per_group`) that shows the simulator's checker catching
+/// promises per group index of one node's table. Never used by the agent.
+#[derive(Debug)]
+pub struct ByIndex<'a>(pub &'a [VipGroup]);
+
+impl GroupTable for ByIndex<'_> {
+    fn addrs(&self, g: GroupId) -> Option<Vec<IpAddr>> {
+        self.0.addrs(g)?;
+        Some(vec![IpAddr::from([0, 0, 0, 0, 0, 0, 0, g])])
+    }
+}
+
 impl GroupTable for [VipGroup] {
     fn addrs(&self, g: GroupId) -> Option<Vec<IpAddr>> {
         self.get(usize::from(g))
