@@ -37,6 +37,29 @@ fn gate_batches_are_atomic_and_expire() {
         let v6: IpAddr = "fd00::100".parse().unwrap();
         gate::install(&[v4, v6], ms(80), ms(20)).expect("nft install");
         let mut g = Gate::open().unwrap();
+        // A reload extends the pool sets over netlink (both tables; present already
+        // is fine).
+        let n4: IpAddr = "10.77.1.101".parse().unwrap();
+        let n6: IpAddr = "fd00::101".parse().unwrap();
+        g.batch(&[
+            ElemOp::Insert(GateSet::Pool, n4),
+            ElemOp::Insert(GateSet::Pool, n6),
+            ElemOp::Insert(GateSet::Pool, v4),
+        ])
+        .expect("pool insert");
+        let pool4: Vec<IpAddr> = g
+            .list(GateSet::Pool, false)
+            .unwrap()
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        assert!(pool4.contains(&v4) && pool4.contains(&n4), "{pool4:?}");
+        let arp = std::process::Command::new("nft")
+            .args(["list", "set", "arp", "wackamole", "pool4"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&arp.stdout).contains("10.77.1.101"));
+        assert_eq!(g.list(GateSet::Pool, true).unwrap().len(), 2);
         // A refresh of an absent element fails and creates nothing.
         assert!(matches!(
             g.batch(&[

@@ -72,6 +72,8 @@ pub enum GateSet {
     Live,
     /// Bind permission (timeout A), consumed by go-live.
     Armed,
+    /// The pool: VIPs the gate closes over (no timeout).
+    Pool,
 }
 
 impl GateSet {
@@ -81,6 +83,8 @@ impl GateSet {
             (GateSet::Live, true) => "live6",
             (GateSet::Armed, false) => "armed4",
             (GateSet::Armed, true) => "armed6",
+            (GateSet::Pool, false) => "pool4",
+            (GateSet::Pool, true) => "pool6",
         }
     }
 }
@@ -92,6 +96,8 @@ pub enum ElemOp {
     Del(GateSet, IpAddr),
     /// Add the element with a timeout.
     Add(GateSet, IpAddr, Duration),
+    /// Add the element without a timeout (the pool sets); present already is fine.
+    Insert(GateSet, IpAddr),
 }
 
 /// How a batch ended.
@@ -261,50 +267,6 @@ pub fn install(vips: &[IpAddr], e: Duration, a: Duration) -> io::Result<()> {
     Ok(())
 }
 
-/// Adds VIPs a reload brought into the pool to the gate's `pool` sets, in both tables,
-/// in one `nft` transaction (one-time setup per reload, like [`install`]): from then
-/// on they are gated — dropped unless live — before the engine may bind them.
-pub fn extend_pool(vips: &[IpAddr]) -> io::Result<()> {
-    let list = |v6: bool| -> Vec<String> {
-        vips.iter()
-            .filter(|v| v.is_ipv6() == v6)
-            .map(|v| v.to_string())
-            .collect()
-    };
-    let (v4, v6) = (list(false), list(true));
-    let mut text = String::new();
-    if !v4.is_empty() {
-        let e = v4.join(", ");
-        text.push_str(&format!("add element arp {TABLE} pool4 {{ {e} }}\n"));
-        text.push_str(&format!("add element inet {TABLE} pool4 {{ {e} }}\n"));
-    }
-    if !v6.is_empty() {
-        let e = v6.join(", ");
-        text.push_str(&format!("add element inet {TABLE} pool6 {{ {e} }}\n"));
-    }
-    if text.is_empty() {
-        return Ok(());
-    }
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(text.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "nft -f: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
 /// Removes the gate tables (clean shutdown, once every VIP address is gone: the
 /// tables are what keeps a leftover address from answering).
 pub fn uninstall() {
@@ -366,9 +328,10 @@ impl Gate {
         let key = |op: &ElemOp| match op {
             ElemOp::Del(s, _) => (NFT_MSG_DELSETELEM, *s, None),
             ElemOp::Add(s, _, t) => (NFT_MSG_NEWSETELEM, *s, Some(*t)),
+            ElemOp::Insert(s, _) => (NFT_MSG_NEWSETELEM, *s, None),
         };
         let ip_of = |op: &ElemOp| match op {
-            ElemOp::Del(_, ip) | ElemOp::Add(_, ip, _) => *ip,
+            ElemOp::Del(_, ip) | ElemOp::Add(_, ip, _) | ElemOp::Insert(_, ip) => *ip,
         };
         let mut msgs: Vec<(u16, u16, u8, Vec<u8>)> = Vec::new();
         let mut rest = ops;

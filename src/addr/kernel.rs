@@ -584,6 +584,20 @@ impl KernelIo {
         }
     }
 
+    /// Adds VIPs a reload brought into the pool to the gate's `pool` sets (one
+    /// netlink batch, both tables): from then on they are gated — dropped unless
+    /// live — before the engine may bind them. Without the gate there is nothing to do.
+    pub fn extend_gate_pool(&mut self, vips: &[IpAddr]) -> Result<(), String> {
+        let Some(gate) = &mut self.0.gate else {
+            return Ok(());
+        };
+        let ops: Vec<ElemOp> = vips
+            .iter()
+            .map(|&a| ElemOp::Insert(GateSet::Pool, a))
+            .collect();
+        gate.batch(&ops).map_err(|e| e.to_string())
+    }
+
     /// What had to be repaired so far.
     pub fn stats(&self) -> KernelStats {
         self.0.stats

@@ -473,7 +473,8 @@ impl Shell {
     }
 
     /// Before a pool change is applied: every new VIP fits the interface (as at
-    /// start), and the gate closes over it before the engine may bind it. A failure
+    /// start), and the gate closes over it before the engine may bind it (netlink: a
+    /// reload never stalls the loop long enough for a refresh to lapse). A failure
     /// refuses the reload with nothing changed (a gate element added for a VIP that
     /// then stays out of the pool is harmless: the gate only ever drops).
     fn prepare_pool(&mut self, new: &ClusterConfig) -> Result<(), String> {
@@ -492,10 +493,9 @@ impl Shell {
         for a in &added {
             super::setup::check_vip_on_link(*a, &ifname, &own)?;
         }
-        if self.cfg.fence == FenceKind::Gate {
-            gate::extend_pool(&added)
-                .map_err(|e| format!("cannot add the new VIPs to the nftables gate: {e}"))?;
-        }
+        self.kernel
+            .extend_gate_pool(&added)
+            .map_err(|e| format!("cannot add the new VIPs to the nftables gate: {e}"))?;
         Ok(())
     }
 
