@@ -218,8 +218,8 @@ fn bench_keepalived(prefix: &str, subnet: u8) -> Row {
     let rid = |n: &str, list: &[(String, Vec<IpAddr>)]| list.iter().position(|(x, _)| x == n);
     after.sort_by_key(|(n, _)| rid(n, &before).unwrap_or(usize::MAX));
     let confs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("n{i}.conf"))).collect();
-    for i in 0..3 {
-        std::fs::write(&confs[i], keepalived_conf(i, &lab, &before)).expect("write");
+    for (i, conf) in confs.iter().enumerate() {
+        std::fs::write(conf, keepalived_conf(i, &lab, &before)).expect("write");
     }
     let mut kids: Vec<Child> = (0..3)
         .map(|i| start_keepalived(&lab, i, &confs[i], &dir))
