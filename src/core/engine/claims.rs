@@ -145,7 +145,9 @@ impl Engine {
     /// One part of a group table.
     pub(super) fn on_table_part(&mut self, part: table::TablePart, now: Instant) {
         match self.lease.tables.offer(part, now) {
-            Ok(_) => {}
+            // A member's holdings and groups may read differently now.
+            Ok(Some(_)) => self.groups.reassign = true,
+            Ok(None) => {}
             Err(table::BadPart::Malformed) => self.out.drop("table_malformed"),
             Err(table::BadPart::DigestMismatch) => self.out.drop("table_digest_mismatch"),
         }

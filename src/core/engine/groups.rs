@@ -73,6 +73,9 @@ pub(super) struct Groups {
     pub pending_hints: Vec<GroupId>,
     /// A refresh round is under way at this tick (see [`Engine::tick_groups`]).
     refresh_round: bool,
+    /// The assignment must be recomputed at the next drive although neither the
+    /// view nor any metadata changed (a member's group table arrived).
+    pub reassign: bool,
     /// What retired slots last held (for the events the shell has yet to log).
     pub retired_names: std::collections::BTreeMap<GroupId, crate::core::config::VipGroup>,
 }
@@ -85,6 +88,7 @@ impl Groups {
             dirty: Vec::new(),
             pending_hints: Vec::new(),
             refresh_round: false,
+            reassign: false,
             retired_names: std::collections::BTreeMap::new(),
         }
     }

@@ -653,7 +653,7 @@ impl Engine {
         }
         self.update_eligibility(now);
         let (view_changed, meta_changed) = self.membership.take_changed();
-        if view_changed || meta_changed {
+        if view_changed || meta_changed || std::mem::take(&mut self.groups.reassign) {
             self.view = View::new(self.membership.members());
             self.recompute_assignment(now, view_changed);
             self.groups.dirty_all = true;

@@ -27,9 +27,14 @@ impl Engine {
             .collect();
         let old = self.cfg.groups.clone();
         for (s, g) in old.iter().enumerate() {
-            if !g.vips.is_empty() && !new.contains(g) {
-                self.groups.slot_mut(s as GroupId).retiring = true;
+            if g.vips.is_empty() {
+                continue;
             }
+            let slot = self.groups.slot_mut(s as GroupId);
+            // A group removed by an earlier reload and back in this one stays (its
+            // release, if under way, completes; it may be taken again after).
+            slot.retiring = !new.contains(g);
+            slot.retire_armed = false;
         }
         for g in &new {
             if self.cfg.groups.contains(g) {
