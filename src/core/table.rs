@@ -34,8 +34,9 @@ use super::time::Instant;
 /// The first 16 bytes of SHA-256 over a table's canonical encoding.
 pub type TableDigest = [u8; 16];
 
-/// Most tables held besides a node's own.
-pub const MAX_TABLES: usize = 16;
+/// Most tables held besides a node's own (the least recently used goes first; the
+/// tables of the current members are used at every assignment).
+pub const MAX_TABLES: usize = 64;
 /// Most parts one table may be sent in.
 pub const MAX_PARTS: u16 = 512;
 /// Encoded groups per part, in bytes (a part fits a datagram with its header).
@@ -156,6 +157,13 @@ impl Tables {
         let e = self.known.get_mut(d)?;
         e.1 = now;
         Some(&e.0)
+    }
+
+    /// Marks table `d` used at `now` (it is some member's current table).
+    pub fn touch(&mut self, d: &TableDigest, now: Instant) {
+        if let Some(e) = self.known.get_mut(d) {
+            e.1 = now;
+        }
     }
 
     /// The table with digest `d`, if held (without marking it used).

@@ -550,6 +550,10 @@ impl Engine {
         let own = self.membership.own_meta().clone();
         let (mut cands, digests): (Vec<_>, Vec<_>) =
             self.view.candidates(&own, &self.cfg).into_iter().unzip();
+        // The members' tables are in use: keep them ahead of old ones in the cache.
+        for d in &digests {
+            self.lease.tables.touch(d, now);
+        }
         let mut unknown = Vec::new();
         let tables: Vec<Option<&[VipGroup]>> = digests
             .iter()
