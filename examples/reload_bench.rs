@@ -158,7 +158,18 @@ fn bench_wackamole(prefix: &str, subnet: u8, reload: bool) -> Row {
     }
     std::thread::sleep(Duration::from_secs(3));
     let r = w.finish();
-    figures(&r, &v, at[0], at[2])
+    let row = figures(&r, &v, at[0], at[2]);
+    if row.untouched_unanswered_ms > 0.0 || row.untouched_changes > 0 {
+        // Say what the agents saw.
+        for line in c.logs().lines().filter(|l| {
+            ["fenced", "released", "acquired", "lapsed", "reload"]
+                .iter()
+                .any(|k| l.contains(k))
+        }) {
+            eprintln!("  {line}");
+        }
+    }
+    row
 }
 
 fn keepalived_conf(i: usize, lab: &Lab, groups: &[(String, Vec<IpAddr>)]) -> String {
