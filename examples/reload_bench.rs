@@ -3,7 +3,7 @@
 //! wackamole rolling restarts, keepalived rewritten + SIGHUP.
 //!
 //! ```sh
-//! sudo cargo run --release --example reload_bench [-- --runs N]
+//! sudo cargo run --release --example reload_bench [-- --runs N] [--only reload|restart|keepalived]
 //! ```
 //!
 //! The change (issue 12): 6 VIPs, one group each, become: 3 untouched, 1 removed, 1
@@ -302,6 +302,9 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
+    // `--only reload|restart|keepalived`: one row.
+    let only: Option<String> = std::env::args().skip_while(|a| a != "--only").nth(1);
+    let want = |k: &str| only.as_deref().is_none_or(|o| o == k);
     if let Err(why) = lab::available() {
         eprintln!("reload_bench needs root and iproute2: {why}");
         std::process::exit(77);
@@ -314,12 +317,18 @@ fn main() {
     ];
     for run in 0..runs {
         let s = 90 + (run % 20) as u8 * 3;
-        eprintln!("run {}: wackamole reload", run + 1);
-        rows[0].1.push(bench_wackamole("rbr", s, true));
-        eprintln!("run {}: wackamole rolling restart", run + 1);
-        rows[1].1.push(bench_wackamole("rbs", s + 1, false));
-        eprintln!("run {}: keepalived SIGHUP", run + 1);
-        rows[2].1.push(bench_keepalived("rbk", s + 2));
+        if want("reload") {
+            eprintln!("run {}: wackamole reload", run + 1);
+            rows[0].1.push(bench_wackamole("rbr", s, true));
+        }
+        if want("restart") {
+            eprintln!("run {}: wackamole rolling restart", run + 1);
+            rows[1].1.push(bench_wackamole("rbs", s + 1, false));
+        }
+        if want("keepalived") {
+            eprintln!("run {}: keepalived SIGHUP", run + 1);
+            rows[2].1.push(bench_keepalived("rbk", s + 2));
+        }
     }
     println!(
         "| same change, 3 nodes, node by node 3 s apart ({runs} run(s)) | untouched VIPs: unanswered sum / worst VIP | untouched: holder changes | dual-answering rounds | added VIPs answered after the first change | removed VIP silent after the last change |"
