@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use wackamole::lab::cluster::Cluster;
+use wackamole::lab::cluster::{Cluster, pool_toml};
 use wackamole::lab::watch::{Report, Watch};
 use wackamole::lab::{self, Lab};
 
@@ -78,22 +78,6 @@ fn figures(r: &Report, v: &[IpAddr], first: f64, last: f64) -> Row {
     row
 }
 
-fn pool_file(vips: &[IpAddr], groups: &[&[IpAddr]]) -> String {
-    let q = |a: &IpAddr| format!("\"{a}\"");
-    let mut s = format!(
-        "vip = [{}]\n",
-        vips.iter().map(q).collect::<Vec<_>>().join(", ")
-    );
-    if !groups.is_empty() {
-        let gs: Vec<String> = groups
-            .iter()
-            .map(|g| format!("[{}]", g.iter().map(q).collect::<Vec<_>>().join(", ")))
-            .collect();
-        s.push_str(&format!("vip-group = [{}]\n", gs.join(", ")));
-    }
-    s
-}
-
 /// Waits until the six initial VIPs are each held by one node and stay put for 3 s.
 fn calm(c: &Cluster, v: &[IpAddr]) {
     let six = |c: &Cluster| {
@@ -124,8 +108,8 @@ fn bench_wackamole(prefix: &str, subnet: u8, reload: bool) -> Row {
     })
     .expect("lab");
     let v = c.vips.clone();
-    let before = pool_file(&v[..6], &[]);
-    let after = pool_file(&[v[0], v[1], v[2], v[6], v[7]], &[&[v[4], v[5]]]);
+    let before = pool_toml(&v[..6], &[]);
+    let after = pool_toml(&[v[0], v[1], v[2], v[6], v[7]], &[&[v[4], v[5]]]);
     let file = |c: &Cluster, i: usize| c.dir.join(format!("n{i}.toml"));
     for i in 0..3 {
         std::fs::write(file(&c, i), &before).expect("write");

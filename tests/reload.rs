@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use wackamole::lab::cluster::Cluster;
+use wackamole::lab::cluster::{Cluster, pool_toml};
 use wackamole::lab::enter;
 use wackamole::lab::watch::{Report, Watch};
 
@@ -299,22 +299,6 @@ fn bad_files_change_nothing_and_good_ones_apply() {
     eprintln!("n1 saw n0's new weight after {:?}", t.elapsed());
 }
 
-fn pool_file(vips: &[IpAddr], groups: &[&[IpAddr]]) -> String {
-    let q = |a: &IpAddr| format!("\"{a}\"");
-    let mut s = format!(
-        "vip = [{}]\n",
-        vips.iter().map(q).collect::<Vec<_>>().join(", ")
-    );
-    if !groups.is_empty() {
-        let gs: Vec<String> = groups
-            .iter()
-            .map(|g| format!("[{}]", g.iter().map(q).collect::<Vec<_>>().join(", ")))
-            .collect();
-        s.push_str(&format!("vip-group = [{}]\n", gs.join(", ")));
-    }
-    s
-}
-
 /// The first client round at or after `t` from which `vip` is never answered again.
 fn silent_from(r: &Report, vip: IpAddr, t: f64) -> Option<f64> {
     let rounds: Vec<_> = r.rounds.iter().filter(|x| x.t >= t).collect();
@@ -340,8 +324,8 @@ fn rolling_pool_change_by_reload() {
         return;
     };
     let v = c.vips.clone(); // .100 … .107
-    let before = pool_file(&v[..6], &[]);
-    let after = pool_file(&[v[0], v[1], v[2], v[6], v[7]], &[&[v[4], v[5]]]);
+    let before = pool_toml(&v[..6], &[]);
+    let after = pool_toml(&[v[0], v[1], v[2], v[6], v[7]], &[&[v[4], v[5]]]);
     for i in 0..3 {
         std::fs::write(file(&c, i), &before).expect("write config");
         let f = file(&c, i).display().to_string();

@@ -50,6 +50,23 @@ impl Spec {
     }
 }
 
+/// The pool part of a config file: `vip = [...]` and, when `groups` is not empty,
+/// `vip-group = [[...], ...]`.
+pub fn pool_toml(vips: &[IpAddr], groups: &[&[IpAddr]]) -> String {
+    let list = |xs: &[IpAddr]| {
+        xs.iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = format!("vip = [{}]\n", list(vips));
+    if !groups.is_empty() {
+        let gs: Vec<String> = groups.iter().map(|g| format!("[{}]", list(g))).collect();
+        s.push_str(&format!("vip-group = [{}]\n", gs.join(", ")));
+    }
+    s
+}
+
 /// A running cluster.
 #[derive(Debug)]
 pub struct Cluster {
