@@ -91,17 +91,7 @@ fn recovered(c: &Cluster, among: &[usize], what: &str) -> Duration {
 
 /// `wackamole ARGS` inside node `i`'s namespace: (exit code, stdout, stderr).
 fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &c.lab.nodes[i].ns])
-        .arg(bin())
-        .args(args)
-        .output()
-        .expect("run the CLI");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    c.cli(i, args)
 }
 
 /// The agent answers `/healthz` (through `wackamole health`, as a container's

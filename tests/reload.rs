@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -28,17 +27,7 @@ fn bin() -> PathBuf {
 
 /// `wackamole ARGS` inside node `i`'s namespace: (exit code, stdout, stderr).
 fn cli(c: &Cluster, i: usize, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &c.lab.nodes[i].ns])
-        .arg(bin())
-        .args(args)
-        .output()
-        .expect("run the CLI");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    c.cli(i, args)
 }
 
 fn http_get(c: &Cluster, i: usize, path: &str) -> String {

@@ -287,6 +287,22 @@ impl Cluster {
         Ok(None)
     }
 
+    /// `wackamole ARGS` (the cluster's binary) inside node `i`'s namespace: (exit
+    /// code, stdout, stderr).
+    pub fn cli(&self, i: usize, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.lab.nodes[i].ns])
+            .arg(&self.bin)
+            .args(args)
+            .output()
+            .expect("run the CLI");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
     /// SIGKILLs node `i`'s agent.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
