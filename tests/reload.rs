@@ -67,12 +67,13 @@ fn file(c: &Cluster, i: usize) -> PathBuf {
 }
 
 fn start(c: &mut Cluster, body: &str) {
-    for i in 0..3 {
+    let all: Vec<usize> = (0..c.lab.nodes.len()).collect();
+    for &i in &all {
         std::fs::write(file(c, i), body).expect("write config");
         let f = file(c, i).display().to_string();
         c.start_with(i, &["--config", &f]).expect("start");
     }
-    c.wait_converged(&[0, 1, 2], Duration::from_secs(20))
+    c.wait_converged(&all, Duration::from_secs(20))
         .unwrap_or_else(|| panic!("no convergence: {:?}\n{}", c.holders(), c.logs()));
     // Converged is not calm yet: a node that joined last takes its share after the
     // fail-back delay. Wait until the holders stay put for 3 s.
@@ -211,21 +212,22 @@ fn key_rotation_by_rolling_reloads() {
 /// (weight) is applied, and a second identical reload changes nothing.
 #[test]
 fn bad_files_change_nothing_and_good_ones_apply() {
-    let Some(mut c) = Cluster::for_test(&bin(), "wmrb", [10, 72], |_| {}) else {
+    let Some(mut c) = Cluster::for_test(&bin(), "wmrb", [10, 72], |s| s.voters_flag = false) else {
         return;
     };
-    let good = "weight = 1\ncheck-interval = \"2s\"\n";
-    start(&mut c, good);
+    const V: &str = "voters = [\"n0\", \"n1\", \"n2\"]\n";
+    let good = format!("{V}weight = 1\ncheck-interval = \"2s\"\n");
+    start(&mut c, &good);
     let w = Watch::start(&c.lab, &c.vips, true, KERNEL_PERIOD, CLIENT_PERIOD);
     let cases: &[(&str, &str)] = &[
-        ("weight = \n", "n0.toml:1"),
+        ("weight = \n", "n0.toml:2"),
         (
             "wieght = 2\n",
             "unknown key `wieght` (did you mean `weight`?)",
         ),
         (
             "weight = 2\nvip-group = [[\"10.71.0.300\", \"10.71.0.2\"]]\n",
-            "n0.toml:2: --vip-group: \"10.71.0.300\" is not an IP address",
+            "n0.toml:3: --vip-group: \"10.71.0.300\" is not an IP address",
         ),
         (
             "weight = 2\nprofile = \"fast\"\n",
@@ -235,9 +237,18 @@ fn bad_files_change_nothing_and_good_ones_apply() {
             "weight = 2\nfence = \"address\"\n",
             "needs a restart: fence",
         ),
+        (
+            // Two voters changed at once: a replacement is two steps.
+            "#voters = [\"n0\", \"n1\", \"n3\"]\nweight = 2\n",
+            "a reload may add or remove one voter at a time",
+        ),
     ];
     for (body, reason) in cases {
-        std::fs::write(file(&c, 0), body).expect("write");
+        let body = match body.strip_prefix('#') {
+            Some(own_voters) => own_voters.to_string(),
+            None => format!("{V}{body}"),
+        };
+        std::fs::write(file(&c, 0), &body).expect("write");
         let (code, out, err) = cli(&c, 0, &["reload"]);
         assert_eq!(code, 78, "{body:?}: exit {code}: {out}{err}");
         assert!(err.contains(reason), "{body:?}: {err}");
@@ -261,10 +272,14 @@ fn bad_files_change_nothing_and_good_ones_apply() {
     assert_calm(&c, &r, "refused reloads");
     assert_eq!(
         counter(&c, 0, "wackamole_config_reloads_total", "refused"),
-        6.0
+        7.0
     );
     // A good change applies; the same file again changes nothing.
-    std::fs::write(file(&c, 0), "weight = 2\ncheck-interval = \"2s\"\n").expect("write");
+    std::fs::write(
+        file(&c, 0),
+        format!("{V}weight = 2\ncheck-interval = \"2s\"\n"),
+    )
+    .expect("write");
     let (code, out, err) = cli(&c, 0, &["reload"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("applied: weight 1 → 2"), "{out}");
@@ -405,4 +420,61 @@ fn rolling_pool_change_by_reload() {
         "untouched: {} client rounds, 0 unanswered, 0 holder changes, 0 dual",
         r.rounds.len()
     );
+}
+
+/// The voters of every node's file, as TOML.
+fn voters_toml(names: &[&str]) -> String {
+    let q: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    format!("voters = [{}]\n", q.join(", "))
+}
+
+/// Replacing a voter by rolling reloads, one voter per step: n3 joins the voters
+/// (node by node, 3 s apart), then n0 leaves them the same way, while a client
+/// watches. No interruption, no holder change, no dual answering; then n0 dies and
+/// the new voter set alone carries the cluster.
+#[test]
+fn voter_replaced_by_rolling_reloads() {
+    let Some(mut c) = Cluster::for_test(&bin(), "wmrv", [10, 74], |s| {
+        s.nodes = 4;
+        s.voters_flag = false;
+    }) else {
+        return;
+    };
+    start(&mut c, &voters_toml(&["n0", "n1", "n2"]));
+    let w = Watch::start(&c.lab, &c.vips, true, KERNEL_PERIOD, CLIENT_PERIOD);
+    std::thread::sleep(Duration::from_millis(500));
+    let steps: [&[&str]; 2] = [&["n0", "n1", "n2", "n3"], &["n1", "n2", "n3"]];
+    for (k, voters) in steps.iter().enumerate() {
+        for i in 0..4 {
+            std::fs::write(file(&c, i), voters_toml(voters)).expect("write");
+            let (code, out, err) = cli(&c, i, &["reload"]);
+            assert_eq!(code, 0, "step {k}, n{i}: {out}{err}\n{}", c.logs());
+            assert!(out.contains("applied: voters"), "{out}");
+            eprintln!("step {k}, n{i}: {}", out.trim());
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+    let r = w.finish();
+    assert_calm(&c, &r, "voter replaced by rolling reloads");
+    for i in 0..4 {
+        let s = status(&c, i);
+        assert_eq!(
+            s["quorum"]["voters"],
+            serde_json::json!(["n1", "n2", "n3"]),
+            "n{i}: {s}"
+        );
+        assert_eq!(s["quorum"]["q"], 2, "{s}");
+        assert_eq!(counter(&c, i, "wackamole_config_drift_members", ""), 0.0);
+    }
+    // The old voter dies: the new set alone keeps every VIP answered.
+    let w = Watch::start(&c.lab, &c.vips, true, KERNEL_PERIOD, CLIENT_PERIOD);
+    c.kill(0);
+    let took = c
+        .wait_converged(&[1, 2, 3], Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no convergence without n0: {:?}\n{}", c.holders(), c.logs()));
+    std::thread::sleep(Duration::from_millis(500));
+    let r = w.finish();
+    let (k, cl) = (r.kernel_duals(), r.client_duals());
+    assert!(k.is_empty() && cl.is_empty(), "dual: {k:?} {cl:?}");
+    eprintln!("n0 killed: every VIP held by n1..n3 after {took:?}, 0 dual");
 }

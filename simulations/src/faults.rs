@@ -54,7 +54,9 @@ pub enum FaultKind {
     ClockBeyondRho,
     /// Datagrams toward one node delayed by 100–500 ms (a congested link).
     Delay,
-    /// One voter added to V, rolled out node by node (graceful restarts P apart).
+    /// A voter replaced by reload: one voter added, rolled node by node, then one
+    /// of the original voters removed the same way (each node retrying while the
+    /// step rule refuses).
     VoterChange,
     /// One agent crashing and restarting three times in a row (down 50–800 ms each
     /// time) while datagrams toward it are delayed by 0.4–1.5 s: answers from an
@@ -89,7 +91,8 @@ pub enum FaultKind {
     EndLossBurst,
     /// End of a link delay.
     EndDelay,
-    /// One node restarts with another configuration.
+    /// One node's file gets another voter set and its agent is reloaded towards it
+    /// one step at a time.
     Reconfigure,
     /// One node reloads another pool.
     ReloadApply,
@@ -375,12 +378,15 @@ impl Schedule {
                     {
                         continue;
                     }
-                    let rollout = (cluster.promise_hold().as_nanos() as u64 + 200 * MS) * n as u64;
-                    if start + rollout + 3 * SEC >= quiet {
+                    // Two rollouts of n reloads, spaced to fit `dur`, with the
+                    // step rule's settling (retries) after each.
+                    let settle = 3 * cluster.promise_hold().as_nanos() as u64 + 2 * SEC;
+                    if start + settle + 4 * SEC >= quiet {
                         continue;
                     }
                     voter_change = true;
-                    f.at = rng.random_range(start..quiet - rollout - 3 * SEC);
+                    f.at = rng.random_range(start..quiet - settle - 4 * SEC);
+                    f.dur = rng.random_range(MS..=quiet - settle - f.at);
                 }
                 FaultKind::RestartStorm => f.dur = dur(rng, 1500 * MS, 3 * SEC),
                 FaultKind::Reload => {

@@ -151,44 +151,60 @@ impl World {
                 let end = self.schedule.push_heal(cuts);
                 self.queue.push(self.now + f.dur, Ev::Fault(end));
             }
-            FaultKind::VoterChange => {
-                // One step: the first node that is not a voter becomes one. Nodes are
-                // restarted with the new configuration one at a time, P + 200 ms
-                // apart (a rolling restart); meanwhile old and new configurations
-                // refuse each other's datagrams (different cluster ids).
-                let cur = self.configs.last().expect("initial config").clone();
-                let Some(add) = self
-                    .nodes
-                    .iter()
-                    .map(|n| n.name.clone())
-                    .find(|n| cur.voter_index(n).is_none())
-                else {
-                    return;
-                };
-                let mut voters = cur.voters.clone();
-                voters.push(add);
-                let next = ClusterConfig::new(
-                    cur.quorum,
-                    cur.fence,
-                    voters,
-                    cur.witnesses.clone(),
-                    cur.groups.clone(),
-                    cur.timing.clone(),
-                );
-                self.configs.push(next);
-                let idx = self.configs.len() - 1;
-                let step = self.cluster.promise_hold().as_nanos() as u64 + 200 * MS;
-                for k in 0..self.nodes.len() {
-                    let e = self.schedule.push_end(FaultKind::Reconfigure, k);
-                    self.schedule.faults[e].other = Some(idx);
-                    self.queue.push(self.now + k as u64 * step, Ev::Fault(e));
-                }
-            }
+            FaultKind::VoterChange => self.start_voter_change(f.dur),
             FaultKind::Reconfigure => {
-                self.nodes[i].config = f.other.unwrap_or(0);
-                if self.nodes[i].agent == Agent::Running {
-                    self.nodes[i].restart_after_leave = true;
-                    self.with_engine(i, |e, now| e.leave(now));
+                // The file now holds configuration `other` (or a later one); the
+                // running agent is reloaded one voter step at a time, and a refused
+                // step (the previous one not settled yet) is retried, as an operator
+                // or a configuration-management run would.
+                let target = f.other.unwrap_or(0);
+                if self.nodes[i].config < target {
+                    self.nodes[i].config = target;
+                }
+                if self.nodes[i].agent != Agent::Running || !self.nodes[i].machine_up {
+                    return;
+                }
+                let at = self.nodes[i].voters_at;
+                let file = self.nodes[i].config;
+                if at >= file {
+                    return;
+                }
+                // The file's set (a node that fell behind catches up straight to
+                // it once it is settled), else the next step towards it.
+                let mut outcome = Err(String::new());
+                let mut to = file;
+                for target in [file, at + 1] {
+                    let next = self.configs[target].voter_set();
+                    self.with_engine(i, |e, now| outcome = e.set_voters(next, now));
+                    to = target;
+                    if outcome.is_ok() || target == at + 1 {
+                        break;
+                    }
+                }
+                let next = self.configs[to].voter_set();
+                let line = match &outcome {
+                    Ok(()) => {
+                        self.nodes[i].voters_at = to;
+                        format!("n{i} reloads voters {:?}", next.voters)
+                    }
+                    Err(why) => format!("n{i} voter step refused: {why}"),
+                };
+                self.log(
+                    Tag::Fault {
+                        node: i,
+                        kind: FaultKind::Reconfigure as u64,
+                    },
+                    || line,
+                );
+                if self.nodes[i].voters_at < self.nodes[i].config {
+                    let e = self.schedule.push_end(FaultKind::Reconfigure, i);
+                    self.schedule.faults[e].other = Some(self.nodes[i].config);
+                    let wait = if outcome.is_ok() {
+                        MS
+                    } else {
+                        self.rng.random_range(200 * MS..800 * MS)
+                    };
+                    self.queue.push(self.now + wait, Ev::Fault(e));
                 }
             }
             FaultKind::Reload => self.start_reload(f.dur),
@@ -351,6 +367,65 @@ impl World {
             for &node in &order {
                 let e = self.schedule.push_end(FaultKind::ReloadApply, node);
                 self.schedule.faults[e].other = Some(pool);
+                self.queue.push(at, Ev::Fault(e));
+                at += step;
+            }
+            at += self.rng.random_range(0..=dur / 4);
+        }
+    }
+
+    /// A voter replaced by reload (`FaultKind::VoterChange`): the first node that
+    /// is not a voter joins the voters, rolled through the nodes in a random order
+    /// at a random spacing (zero included); then a random one of the original voters
+    /// leaves, rolled the same way; both within about `dur`. Each node steps when
+    /// its turn comes and retries while the step rule refuses.
+    fn start_voter_change(&mut self, dur: Tau) {
+        let cur = self.configs.last().expect("initial config").clone();
+        let Some(add) = self
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .find(|n| cur.voter_index(n).is_none())
+        else {
+            return;
+        };
+        let mut v1 = cur.voters.clone();
+        v1.push(add);
+        let mut v2 = v1.clone();
+        let gone = self.rng.random_range(0..cur.voters.len());
+        let gone = cur.voters[gone].clone();
+        v2.retain(|v| *v != gone);
+        let witnesses: Vec<String> = cur
+            .witnesses
+            .iter()
+            .filter(|w| **w != gone)
+            .cloned()
+            .collect();
+        let nodes = self.nodes.len();
+        let mut at = self.now;
+        for (voters, witnesses) in [(v1, cur.witnesses.clone()), (v2, witnesses)] {
+            let next = ClusterConfig::new(
+                cur.quorum,
+                cur.fence,
+                voters,
+                witnesses,
+                cur.groups.clone(),
+                cur.timing.clone(),
+            );
+            self.configs.push(next);
+            let idx = self.configs.len() - 1;
+            let step = self
+                .rng
+                .random_range(0..=dur / (2 * nodes as u64 + 2))
+                .min(1200 * MS);
+            let mut order: Vec<usize> = (0..nodes).collect();
+            for k in 0..nodes {
+                let j = self.rng.random_range(k..nodes);
+                order.swap(k, j);
+            }
+            for &k in &order {
+                let e = self.schedule.push_end(FaultKind::Reconfigure, k);
+                self.schedule.faults[e].other = Some(idx);
                 self.queue.push(at, Ev::Fault(e));
                 at += step;
             }

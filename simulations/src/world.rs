@@ -152,10 +152,12 @@ pub(crate) struct Node {
     pub draining: bool,
     pub started_at: Tau,
     pub restarts: u64,
-    /// Which cluster configuration this node's agent runs (voter changes).
+    /// Which cluster configuration this node's file holds (voter changes: the
+    /// agent starts with it).
     pub config: usize,
-    /// Restart with the (new) configuration once the graceful leave completes.
-    pub restart_after_leave: bool,
+    /// Which configuration's voter set the running engine has (a reload step at a
+    /// time moves it towards `config`).
+    pub voters_at: usize,
     /// Which pool (index into `World::pools`) this node is configured with.
     pub pool: usize,
     /// Its engine's group table, slot by slot (what the model shell binds), and
@@ -168,7 +170,8 @@ pub(crate) struct Node {
 pub struct World {
     pub(crate) cfg: SimConfig,
     pub(crate) cluster: ClusterConfig,
-    /// Configurations in use: the initial one, then one per voter change.
+    /// Configurations in use: the initial one, then one per voter step (each one
+    /// voter from the one before).
     pub(crate) configs: Vec<ClusterConfig>,
     /// Pools in use: the initial one, then one per reload fault.
     pub(crate) pools: Vec<Vec<VipGroup>>,
@@ -273,7 +276,7 @@ impl World {
                 started_at: 0,
                 restarts: 0,
                 config: 0,
-                restart_after_leave: false,
+                voters_at: 0,
                 pool: 0,
                 table: Vec::new(),
                 table_digest: [0; 16],
@@ -565,9 +568,6 @@ impl World {
             // A graceful leave completed: the process exits.
             self.log(Tag::Left { node }, || format!("n{node} left and exited"));
             self.stop_agent(node, Agent::Off);
-            if std::mem::take(&mut self.nodes[node].restart_after_leave) {
-                self.fault_after(50 * MS, FaultKind::Restart, node);
-            }
         }
     }
 
@@ -630,6 +630,7 @@ impl World {
     }
 
     pub(crate) fn start_agent(&mut self, node: usize) {
+        self.nodes[node].voters_at = self.nodes[node].config;
         let mut cluster = self.configs[self.nodes[node].config].clone();
         cluster.groups = self.pools[self.nodes[node].pool].clone();
         let n = &mut self.nodes[node];

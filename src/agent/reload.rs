@@ -5,11 +5,11 @@
 //! [`plan`] is pure: old settings and options against the newly loaded ones. It
 //! refuses the whole reload, naming every offending setting, when something changed
 //! that cannot change under a running agent ("needs a restart": node name, bind
-//! address, interface, quorum mode, fence, timing, witnesses, the listener, the log
-//! format, authentication switched on or off; and, until voter steps are argued and
-//! built, the voters). Otherwise it lists what to apply; the shell
+//! address, interface, quorum mode, fence, timing, the listener, the log format,
+//! authentication switched on or off). Otherwise it lists what to apply; the shell
 //! applies it ([`super::shell`]), and nothing it applies can fail half-way: every
-//! input was validated by [`crate::cli::load::validate`] first.
+//! input was validated by [`crate::cli::load::validate`] first, and a voter step by
+//! the engine's step rule ([`crate::core::lease::sets`]) before anything is applied.
 
 use crate::cli::Settings;
 use crate::cli::load::Loaded;
@@ -39,6 +39,9 @@ pub(super) struct Plan {
     pub join: bool,
     /// The VIP pool: groups added, removed or changed.
     pub pool: bool,
+    /// The voter set (one voter added or removed, witnesses with it): checked by the
+    /// engine's step rule first.
+    pub voters: bool,
     /// One line per change, for the log, `/status` and the reply.
     pub changes: Vec<String>,
 }
@@ -97,18 +100,6 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
         "different".into(),
     );
     fixed(
-        "witness",
-        c.witnesses != nc.witnesses,
-        format!("{:?}", c.witnesses),
-        format!("{:?}", nc.witnesses),
-    );
-    fixed(
-        "voters",
-        c.voters != nc.voters,
-        format!("{:?}", c.voters),
-        format!("{:?}", nc.voters),
-    );
-    fixed(
         "metrics-addr",
         o.ops.listen != no.ops.listen,
         format!("{:?}", o.ops.listen),
@@ -146,6 +137,24 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
             p.changes.push(line);
         }
     };
+    let mut voters = false;
+    note(
+        &mut voters,
+        (&c.voters, &c.witnesses) != (&nc.voters, &nc.witnesses),
+        if c.witnesses == nc.witnesses {
+            format!("voters {:?} → {:?}", c.voters, nc.voters)
+        } else {
+            format!(
+                "voters {:?} → {:?}, witnesses {:?} → {:?}",
+                c.voters, nc.voters, c.witnesses, nc.witnesses
+            )
+        },
+    );
+    if voters {
+        // One voter per step (the rest of the step rule needs the running view: the
+        // shell asks the engine before applying anything).
+        crate::core::lease::sets::step(&c.voter_set(), &nc.voter_set(), &ns.node.name)?;
+    }
     let (n, nn) = (&s.node, &ns.node);
     let mut node = false;
     note(
@@ -225,6 +234,7 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
     p.log = log;
     p.join = join;
     p.pool = pool;
+    p.voters = voters;
     Ok(p)
 }
 
@@ -285,8 +295,21 @@ mod tests {
         let p = diff(&[], &["--vip", "10.0.0.102"]).unwrap();
         assert!(p.pool, "{p:?}");
         assert_eq!(p.changes, ["VIP pool: 1 group(s) added, 0 removed"]);
+    }
+
+    #[test]
+    fn voters_change_one_per_step() {
+        let p = diff(&[], &["--voters", "a,b,c,d"]).unwrap();
+        assert!(p.voters && p.changes == [r#"voters ["a", "b", "c"] → ["a", "b", "c", "d"]"#]);
+        // (--voters adds to the base list a,b,c.)
+        let p = diff(&["--voters", "d"], &[]).unwrap();
+        assert!(p.voters, "{p:?}");
         let e = diff(&[], &["--voters", "a,b,c,d,e"]).unwrap_err();
-        assert!(e.contains("voters"), "{e}");
+        assert!(e.contains("one voter at a time"), "{e}");
+        let e = diff(&["--voters", "d"], &["--voters", "e"]).unwrap_err();
+        assert!(e.contains("changes 2 voters (d, e)"), "{e}");
+        let e = diff(&[], &["--witness", "c"]).unwrap_err();
+        assert!(e.contains("witness"), "{e}");
     }
 
     #[test]

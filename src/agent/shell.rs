@@ -453,6 +453,10 @@ impl Shell {
         };
         let planned = loaded.and_then(|new| {
             let p = super::reload::plan(&self.settings, &self.opts, &new)?;
+            if p.voters {
+                self.engine
+                    .check_voters(&new.settings.cluster.voter_set(), clock::now())?;
+            }
             if p.pool {
                 self.prepare_pool(&new.settings.cluster)?;
             }
@@ -504,6 +508,12 @@ impl Shell {
     fn apply_reload(&mut self, plan: &super::reload::Plan, new: crate::cli::load::Loaded) {
         let now = clock::now();
         let (s, o) = (new.settings, new.opts);
+        if plan.voters
+            && let Err(e) = self.engine.set_voters(s.cluster.voter_set(), now)
+        {
+            // Checked a moment ago on the same loop turn; nothing moved in between.
+            warn!(error = %e, "voter step refused after its check");
+        }
         if plan.pool {
             self.engine.set_pool(s.cluster.groups.clone(), now);
         }

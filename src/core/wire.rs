@@ -1,9 +1,8 @@
 //! The datagram format of the core (inside the authenticated envelope of `net/`).
 //!
 //! Layout: `version: u8 | cluster_id: u64 LE | body (postcard)`. The cluster id is
-//! checked before the body is decoded, so a node with a different voter set, mode,
-//! fence or timing is refused at the first byte that matters (DESIGN §2.3
-//! rule 1). Decoding never panics: every malformed input is a [`WireError`] that the
+//! checked before the body is decoded, so a node with a different mode, fence or
+//! timing is refused at the first byte that matters (DESIGN §2.3 rule 1). Decoding never panics: every malformed input is a [`WireError`] that the
 //! engine counts and drops.
 
 use serde::{Deserialize, Serialize};
@@ -143,6 +142,10 @@ pub enum Body {
         /// The generation known for the sender's name.
         generation: u64,
     },
+    /// "Send me the voter set with this digest" (an answer or metadata named it).
+    VoterSetRequest(u64),
+    /// A voter set (stored under the digest the receiver computes).
+    VoterSet(crate::core::lease::VoterSet),
 }
 
 /// Why a datagram was dropped.
@@ -357,6 +360,7 @@ mod tests {
             }),
             Body::Answer(Answer {
                 voter: 1,
+                set: 5,
                 nonce: 9,
                 seq: 3,
                 granted: vec![0],
@@ -448,6 +452,7 @@ mod tests {
             }),
             Body::Answer(Answer {
                 voter: 63,
+                set: u64::MAX,
                 nonce: u64::MAX,
                 seq: u64::MAX,
                 granted: all.iter().copied().step_by(2).collect(),

@@ -32,6 +32,8 @@ pub struct Spec {
     pub gate: bool,
     /// Pass the VIPs as `--vip` (false: a config file names the pool).
     pub vip_flag: bool,
+    /// Pass `--voters n0,…` naming every node (false: a config file names them).
+    pub voters_flag: bool,
 }
 
 impl Spec {
@@ -46,6 +48,7 @@ impl Spec {
             extra: vec![],
             gate: true,
             vip_flag: true,
+            voters_flag: true,
         }
     }
 }
@@ -201,11 +204,12 @@ impl Cluster {
             format!("{}:7946", self.lab.nodes[i].addr),
             "--join".into(),
             join.join(","),
-            "--voters".into(),
-            voters.join(","),
             "--key-file".into(),
             self.dir.join("key").display().to_string(),
         ];
+        if self.spec.voters_flag {
+            a.extend(["--voters".into(), voters.join(",")]);
+        }
         if self.spec.vip_flag {
             a.extend(["--vip".into(), vips.join(",")]);
         }

@@ -483,25 +483,25 @@ impl ClusterConfig {
 
     /// Digest of the voter set and the witnesses.
     pub fn voters_digest(&self) -> u64 {
-        let mut h = StableHasher::new();
-        h.write_str("wackamole-voters-v1");
-        for list in [&self.voters, &self.witnesses] {
-            h.write_u64(list.len() as u64);
-            for v in list {
-                h.write_str(v);
-            }
-        }
-        h.finish()
+        self.voter_set().digest()
     }
 
-    /// The digest carried by every datagram: voters, mode, witnesses and every timing
-    /// constant the safety argument uses. Two nodes that disagree on any of them
-    /// refuse each other. The VIP pool is not in it (DESIGN §4): nodes whose pools
-    /// differ keep talking, each claim naming its groups in its own table
-    /// ([`super::table`]) and voters promising per address.
+    /// The voter set and the witnesses, as answers name them.
+    pub fn voter_set(&self) -> crate::core::lease::VoterSet {
+        crate::core::lease::VoterSet::new(self.voters.clone(), self.witnesses.clone())
+    }
+
+    /// The digest carried by every datagram: mode, fence and every timing constant
+    /// the safety argument uses. Two nodes that disagree on any of them refuse each
+    /// other. Neither the VIP pool nor (in majority mode) the voter set is in it
+    /// (DESIGN §4): nodes whose pools differ keep talking, each claim naming its
+    /// groups in its own table ([`super::table`]) and voters promising per address;
+    /// nodes whose voter sets differ by a reload step keep talking, each answer
+    /// naming its voter's set ([`crate::core::lease::sets`]). In two-node mode the
+    /// two names stay in it.
     pub fn cluster_id(&self) -> u64 {
         let mut h = StableHasher::new();
-        h.write_str("wackamole-cluster-v2");
+        h.write_str("wackamole-cluster-v3");
         h.write_u64(match self.quorum {
             QuorumMode::Majority => 1,
             QuorumMode::Off => 2,
@@ -510,13 +510,11 @@ impl ClusterConfig {
             FenceKind::Gate => 1,
             FenceKind::Address => 2,
         });
-        h.write_u64(self.voters.len() as u64);
-        for v in &self.voters {
-            h.write_str(v);
-        }
-        h.write_u64(self.witnesses.len() as u64);
-        for w in &self.witnesses {
-            h.write_str(w);
+        if self.quorum == QuorumMode::Off {
+            h.write_u64(self.voters.len() as u64);
+            for v in &self.voters {
+                h.write_str(v);
+            }
         }
         let t = &self.timing;
         for d in [
@@ -682,6 +680,29 @@ mod tests {
         assert_ne!(a.cluster_id(), c.cluster_id());
         let d = cfg(FenceKind::Address, Profile::Default);
         assert_ne!(a.cluster_id(), d.cluster_id());
+        // Majority mode: a voter step by reload keeps nodes talking.
+        let mut e = a.clone();
+        e.voters.push("d".into());
+        assert_eq!(a.cluster_id(), e.cluster_id());
+        // Two-node mode: the pair stays in it.
+        let mut off = a.clone();
+        off.quorum = QuorumMode::Off;
+        off.voters.pop();
+        let mut off2 = off.clone();
+        off2.voters[1] = "z".into();
+        assert_ne!(off.cluster_id(), off2.cluster_id());
+    }
+
+    #[test]
+    fn a_voter_set_must_fit_one_datagram() {
+        let mut c = cfg(FenceKind::Gate, Profile::Default);
+        c.voters = (0..63)
+            .map(|i| format!("{i:02}{}", "v".repeat(40)))
+            .collect();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("bytes"), "{e}");
+        c.voters = (0..63).map(|i| format!("node-{i:02}")).collect();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -54,6 +54,13 @@ impl ClusterConfig {
                 }
             }
         }
+        let set_bytes = self.voter_set().encoded_len();
+        if set_bytes > crate::core::lease::sets::MAX_SET_BYTES {
+            return Err(ConfigError::Voters(format!(
+                "the voter names take {set_bytes} bytes; at most {} fit the one datagram a voter set travels in: use shorter names or fewer voters",
+                crate::core::lease::sets::MAX_SET_BYTES
+            )));
+        }
         for w in &self.witnesses {
             if self.voter_index(w).is_none() {
                 return Err(ConfigError::Voters(format!(

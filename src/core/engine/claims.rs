@@ -29,7 +29,10 @@ impl Engine {
     pub(super) fn q_eff(&self, now: Instant) -> usize {
         self.rules
             .lease_quorum
-            .unwrap_or_else(|| self.presence.quorum(self.local.running_since, now))
+            .unwrap_or_else(|| match self.cfg.quorum {
+                QuorumMode::Majority => self.cfg.quorum_size(),
+                QuorumMode::Off => self.presence.quorum(self.local.running_since, now),
+            })
     }
 
     pub(super) fn on_claim(&mut self, from: SocketAddr, c: Claim, now: Instant) {
@@ -170,16 +173,29 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_answer(&mut self, a: Answer, now: Instant) {
+    pub(super) fn on_answer(&mut self, from: SocketAddr, a: Answer, now: Instant) {
+        // The answer names its voter by index in the voter's own set (which a reload
+        // step may have moved ahead of this node's or left behind it).
+        let own = self.cfg.voters_digest();
+        let voters = if a.set == own {
+            &self.cfg.voters
+        } else if let Some(s) = self.lease.sets.get(a.set) {
+            &s.voters
+        } else {
+            if self.lease.sets.should_request(a.set, now) {
+                self.out.send(from, &Body::VoterSetRequest(a.set));
+            }
+            self.out.drop("unknown_voter_set");
+            return;
+        };
         // Every index from the wire is checked before anything uses it (a voter's
         // answer is authenticated, not trusted to be well-formed).
-        if let Err(why) = a.validate(self.groups.len(), self.cfg.voters.len()) {
+        if let Err(why) = a.validate(self.groups.len(), voters.len()) {
             self.out.drop(why);
             return;
         }
-        let v = usize::from(a.voter);
-        let voter_name = self.cfg.voters.get(v);
-        if voter_name.is_some_and(|n| self.view.is_colliding(n)) {
+        let voter_name = voters[usize::from(a.voter)].clone();
+        if self.view.is_colliding(&voter_name) {
             self.out.drop("name_collision");
             return;
         }
@@ -187,41 +203,42 @@ impl Engine {
             self.out.drop("answer_not_claiming");
             return;
         };
-        if !c.handle_answer(&a) {
+        if !c.handle_answer(&a, &voter_name) {
             self.out.drop("stale_answer");
             return;
         }
+        self.lease.sets.touch(a.set, now);
         self.groups.dirty.extend(a.granted.iter().copied());
         self.groups.dirty.extend(a.denied.iter().map(|(g, _)| *g));
-        if let Some(h) = self.lease.heard.get_mut(v) {
-            *h = Some(now);
-        }
-        if voter_name.is_some_and(|n| self.presence.is_peer(n)) {
+        if self.presence.is_peer(&voter_name) {
             self.presence.heard(now);
         }
+        self.lease.heard.insert(voter_name, now);
     }
 
     /// Answers `claim` with [`Answer::empty`] (if this node is a voter).
     pub(super) fn answer_empty(&mut self, to: SocketAddr, claim: &Claim) {
         if let Some(v) = &self.lease.voter {
-            let answer = Answer::empty(v.index(), claim);
+            let answer = Answer::empty(v.index(), v.set(), claim);
             self.out.send(to, &Body::Answer(answer));
         }
     }
 
-    /// Where each other voter is: the freshest identity carrying its name. In two-node
-    /// mode, with the peer not in the view yet, every seed: so a peer that holds alone
-    /// hears us even if our SWIM announce was lost.
-    pub(super) fn voter_addrs(&self) -> Vec<(usize, SocketAddr)> {
+    /// Where each other voter is: the freshest identity carrying its name. The voters
+    /// are this node's own and those of every set a live member runs (a reload step
+    /// rolling through: a lease needs a majority of each set its grants name). In
+    /// two-node mode, with the peer not in the view yet, every seed: so a peer that
+    /// holds alone hears us even if our SWIM announce was lost.
+    pub(super) fn voter_addrs(&self) -> Vec<SocketAddr> {
         let mut out = Vec::new();
-        for (i, v) in self.cfg.voters.iter().enumerate() {
+        for v in self.claim_targets() {
             if *v == self.node.name {
                 continue;
             }
             if let Some(a) = self.view.freshest_addr(v) {
-                out.push((i, a));
+                out.push(a);
             } else if self.presence.is_peer(v) {
-                out.extend(self.membership.seeds().iter().map(|&a| (i, a)));
+                out.extend(self.membership.seeds().iter().copied());
             }
         }
         out
@@ -236,7 +253,6 @@ impl Engine {
         let claim = c.next_claim(now);
         self.out.stats.claims_sent += 1;
         if let Some(v) = &mut self.lease.voter {
-            let vi = usize::from(v.index());
             let ans = if self.rules.promise_per_group {
                 v.handle_claim(&claim, &ByIndex(&self.cfg.groups), now)
             } else {
@@ -245,12 +261,12 @@ impl Engine {
             if let Ok(ans) = ans
                 && let Some(c) = &mut self.lease.claimer
             {
-                c.handle_answer(&ans);
+                c.handle_answer(&ans, &self.node.name);
             }
-            self.lease.heard[vi] = Some(now);
+            self.lease.heard.insert(self.node.name.clone(), now);
         }
         let body = Body::Claim(claim);
-        for (_, addr) in self.voter_addrs() {
+        for addr in self.voter_addrs() {
             self.out.send(addr, &body);
         }
         self.timers

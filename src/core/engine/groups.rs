@@ -209,7 +209,7 @@ impl Engine {
             .lease
             .claimer
             .as_ref()
-            .and_then(|c| c.lease(g, self.q_eff(now)));
+            .and_then(|c| c.lease(g, self.q_eff(now), |d| self.lease.sets.get(d)));
         let deadlines = self.rules.fence.deadlines(lease);
         let window = self.rules.contention_window;
         let withdraw = match s.phase {
@@ -257,7 +257,8 @@ impl Engine {
                 .lease
                 .heard
                 .iter()
-                .flatten()
+                .filter(|(n, _)| self.cfg.voter_index(n).is_some())
+                .map(|(_, t)| t)
                 .filter(|&&t| t + window >= now)
                 .count(),
             window,

@@ -47,15 +47,18 @@ impl Engine {
             .set(Timer::Eligible, now + self.cfg.timing.failback_delay);
         let wait = self.rules.restart_wait;
         if let Some(i) = self.cfg.voter_index(&self.node.name) {
-            self.lease.voter = Some(Voter::new(
+            let mut v = Voter::new(
                 i as u16,
                 &self.node.name,
                 self.rules.promise_hold,
                 wait,
                 self.cfg.quorum == QuorumMode::Off,
                 now,
-            ));
+            );
+            v.set_seat(i as u16, self.cfg.voters_digest());
+            self.lease.voter = Some(v);
         }
+        self.lease.voters_since = now;
         self.out.event(Event::Started {
             voting_from: now + wait,
         });
@@ -188,7 +191,7 @@ impl Engine {
                 name: self.node.name.clone(),
                 nonce: c.nonce(),
             };
-            for (_, addr) in self.voter_addrs() {
+            for addr in self.voter_addrs() {
                 self.out.send(addr, &body);
             }
         }

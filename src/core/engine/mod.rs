@@ -57,7 +57,9 @@ mod rules;
 mod stories;
 mod timers;
 mod types;
+mod voters;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -77,7 +79,7 @@ use super::anti_entropy::AntiEntropy;
 pub use super::anti_entropy::META_REQUEST_PERIOD;
 use super::config::{ClusterConfig, GroupId, NodeConfig, QuorumMode, VipGroup};
 use super::hash::{StableHasher, hash_str};
-use super::lease::{Claimer, Voter};
+use super::lease::{Claimer, Voter, VoterSets};
 use super::membership::{Membership, NodeId};
 use super::ownership::{KernelOutcome, OpKind, Phase};
 use super::presence::Presence;
@@ -115,13 +117,25 @@ struct Local {
 struct LeaseSide {
     voter: Option<Voter>,
     claimer: Option<Claimer>,
-    /// Voter index → last time an answer came from it.
-    heard: Vec<Option<Instant>>,
+    /// Voter name → last time an answer came from it.
+    heard: BTreeMap<String, Instant>,
+    /// Voter sets other nodes run, by digest (answers name them).
+    sets: VoterSets,
+    /// When this node started running its current voter set, and the set before
+    /// with its own start.
+    voters_since: Instant,
+    voters_prev: Option<(u64, Instant)>,
+    /// Each member's gossiped voter-set digest, since when it has been seen, and
+    /// the digest seen before it with its start.
+    seen_sets: BTreeMap<String, SeenSet>,
     /// The digest of this node's group table (`cfg.groups`).
     table: TableDigest,
     /// Other nodes' group tables, by digest: what their claims' indices mean.
     tables: Tables,
 }
+
+/// A member's voter set as gossiped: (digest, since, previous digest and since).
+type SeenSet = (u64, Instant, Option<(u64, Instant)>);
 
 /// The deterministic core of one node.
 pub struct Engine {
@@ -220,7 +234,7 @@ impl Engine {
             let mut c = Claimer::new(
                 &node.name,
                 nonce,
-                cluster.voters.len(),
+                &cluster.voter_set(),
                 cluster.lease_validity(),
             );
             c.set_table(table);
@@ -255,7 +269,11 @@ impl Engine {
             lease: LeaseSide {
                 voter: None,
                 claimer,
-                heard: vec![None; cluster.voters.len()],
+                heard: BTreeMap::new(),
+                sets: VoterSets::default(),
+                voters_since: now,
+                voters_prev: None,
+                seen_sets: BTreeMap::new(),
                 table,
                 tables: Tables::default(),
             },
@@ -333,7 +351,8 @@ impl Engine {
                 .lease
                 .heard
                 .iter()
-                .flatten()
+                .filter(|(n, _)| self.cfg.voter_index(n).is_some())
+                .map(|(_, t)| t)
                 .filter(|&&t| t + recent > now)
                 .count(),
         }
@@ -411,7 +430,7 @@ impl Engine {
         match body {
             Body::Swim(data, version) => self.on_swim(from, &data, version, now),
             Body::Claim(c) => self.on_claim(from, c, now),
-            Body::Answer(a) => self.on_answer(a, now),
+            Body::Answer(a) => self.on_answer(from, a, now),
             Body::Released {
                 group,
                 from: who,
@@ -435,6 +454,10 @@ impl Engine {
             Body::Superseded { generation } => self.on_superseded(generation, now),
             Body::TableRequest(d) => self.on_table_request(from, d, now),
             Body::Table(part) => self.on_table_part(part, now),
+            Body::VoterSetRequest(d) => self.on_voter_set_request(from, d, now),
+            Body::VoterSet(set) => {
+                self.lease.sets.insert(set, now);
+            }
         }
         self.drive(now);
     }
@@ -655,6 +678,7 @@ impl Engine {
         let (view_changed, meta_changed) = self.membership.take_changed();
         if view_changed || meta_changed || std::mem::take(&mut self.groups.reassign) {
             self.view = View::new(self.membership.members());
+            self.note_voter_sets(now);
             self.recompute_assignment(now, view_changed);
             self.groups.dirty_all = true;
         }

@@ -125,8 +125,7 @@ impl Engine {
         let Some(parts) = table::split(&self.cfg.groups) else {
             return;
         };
-        let mut to: Vec<std::net::SocketAddr> =
-            self.voter_addrs().into_iter().map(|(_, a)| a).collect();
+        let mut to: Vec<std::net::SocketAddr> = self.voter_addrs();
         to.extend(self.view.active().map(|m| m.id.addr));
         to.sort();
         to.dedup();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::Breaks;
 use crate::core::assign;
-use crate::core::config::{ClusterConfig, FenceKind, QuorumMode};
+use crate::core::config::{ClusterConfig, FenceKind};
 use crate::core::hash::hash_str;
 use crate::core::lease::deadline::FenceMargins;
 
@@ -25,8 +25,9 @@ pub(super) struct Rules {
     pub absent_after: Duration,
     /// W (zero under `--break restart-wait`).
     pub restart_wait: Duration,
-    /// The grants that make a lease: q in majority mode, 1 under `--break
-    /// quorum-lease`, `None` in two-node mode (then [`Presence::quorum`](crate::core::presence::Presence::quorum) decides).
+    /// The grants that make a lease: 1 under `--break quorum-lease`, else `None`
+    /// (then the majority of the node's current voter set, or in two-node mode
+    /// [`Presence::quorum`](crate::core::presence::Presence::quorum), decides).
     pub lease_quorum: Option<usize>,
     /// `--break release-order`: drop a group from claims before its unbind is verified.
     pub release_before_verified: bool,
@@ -68,14 +69,7 @@ impl Rules {
             } else {
                 cfg.restart_wait()
             },
-            lease_quorum: if breaks.quorum_lease {
-                Some(1)
-            } else {
-                match cfg.quorum {
-                    QuorumMode::Majority => Some(cfg.quorum_size()),
-                    QuorumMode::Off => None,
-                }
-            },
+            lease_quorum: breaks.quorum_lease.then_some(1),
             release_before_verified: breaks.release_order,
             promise_per_group: breaks.promise_per_group,
 

@@ -221,6 +221,7 @@ fn answers_naming_unknown_or_repeated_groups_are_dropped_not_fatal() {
         for seq in 1..200 {
             let a = Answer {
                 voter: 0,
+                set: e.config().voters_digest(),
                 nonce: 7,
                 seq,
                 granted: granted.clone(),
@@ -236,6 +237,7 @@ fn answers_naming_unknown_or_repeated_groups_are_dropped_not_fatal() {
     // An answer from a voter index beyond the voter list is dropped too.
     let a = Answer {
         voter: 3,
+        set: e.config().voters_digest(),
         nonce: 7,
         seq: 1,
         granted: vec![0],
@@ -243,10 +245,18 @@ fn answers_naming_unknown_or_repeated_groups_are_dropped_not_fatal() {
     };
     e.handle_datagram(
         from,
-        &wire::encode(e.cluster_id(), &Body::Answer(a)).unwrap(),
+        &wire::encode(e.cluster_id(), &Body::Answer(a.clone())).unwrap(),
         now,
     );
     assert_eq!(e.stats().drops.get("bad_voter_index"), Some(&1));
+    // One naming a voter set nobody gossips is dropped, and the set asked for.
+    let a = Answer { set: 42, ..a };
+    e.handle_datagram(
+        from,
+        &wire::encode(e.cluster_id(), &Body::Answer(a)).unwrap(),
+        now,
+    );
+    assert_eq!(e.stats().drops.get("unknown_voter_set"), Some(&1));
     // The engine goes on holding its group.
     drive(&mut e, now, now + Duration::from_secs(1));
     assert!(matches!(e.phase(0), Phase::Held { .. }));

@@ -59,8 +59,11 @@ pub struct Claim {
 /// A voter's per-group answer to one claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
-    /// Index of the voter in the cluster's voter list.
+    /// Index of the voter in its voter set (the one `set` names).
     pub voter: u16,
+    /// The digest of the voter's set when it answered ([`sets`]): a claimer's lease
+    /// needs a majority of it too.
+    pub set: u64,
     /// Echo of the claim's nonce.
     pub nonce: u64,
     /// Echo of the claim's seq.
@@ -77,9 +80,10 @@ impl Answer {
     /// An answer that grants and denies nothing: "alive, but promising nothing to
     /// this claim" (start-up wait, an unknown lease identity, a name collision). The
     /// claimer then keeps claiming instead of withdrawing as if it were unheard.
-    pub fn empty(voter: u16, claim: &Claim) -> Answer {
+    pub fn empty(voter: u16, set: u64, claim: &Claim) -> Answer {
         Answer {
             voter,
+            set,
             nonce: claim.nonce,
             seq: claim.seq,
             granted: vec![],
@@ -124,9 +128,11 @@ pub struct LeaseId {
 mod claimer;
 pub mod contention;
 pub mod deadline;
+pub mod sets;
 mod voter;
 
 pub use claimer::{ClaimStatus, Claimer};
+pub use sets::{VoterSet, VoterSets};
 pub use voter::{ByIndex, GroupTable, Ignored, Voter};
 
 #[cfg(test)]
@@ -143,8 +149,11 @@ pub(super) mod fixtures {
         Instant::from_nanos(ms * 1_000_000)
     }
 
+    /// Voter `i` of [`vset`]`(3)`.
     pub fn voter(i: u16, name: &str) -> Voter {
-        Voter::new(i, name, MS * 400, MS * 400, false, t(0))
+        let mut v = Voter::new(i, name, MS * 400, MS * 400, false, t(0));
+        v.set_seat(i, vset(3).digest());
+        v
     }
 
     /// 10.0.0.`i`.
@@ -160,6 +169,16 @@ pub(super) mod fixtures {
     /// Four one-address groups, 10.0.0.0 … 10.0.0.3.
     pub fn table() -> Vec<VipGroup> {
         (0..4).map(|i| g(&[i])).collect()
+    }
+
+    /// The voter set v0 … v(n-1).
+    pub fn vset(n: usize) -> VoterSet {
+        VoterSet::new((0..n).map(|i| format!("v{i}")).collect(), vec![])
+    }
+
+    /// A resolver that knows no set but the claimer's own.
+    pub fn no_sets(_: u64) -> Option<&'static VoterSet> {
+        None
     }
 
     pub fn claim(name: &str, nonce: u64, seq: u64, groups: &[GroupId]) -> Claim {
@@ -182,6 +201,7 @@ mod tests {
     fn answers_are_checked_like_claims() {
         let a = |voter, granted: Vec<GroupId>, denied: Vec<(GroupId, String)>| Answer {
             voter,
+            set: 0,
             nonce: 1,
             seq: 1,
             granted,
@@ -212,7 +232,7 @@ mod tests {
             groups: vec![1],
             table: [0; 16],
         };
-        let e = Answer::empty(2, &claim);
+        let e = Answer::empty(2, 0, &claim);
         assert_eq!((e.voter, e.nonce, e.seq), (2, 7, 9));
         assert!(e.granted.is_empty() && e.denied.is_empty());
     }
@@ -223,8 +243,8 @@ mod tests {
         // answers interleave, at most one of them reaches a quorum of 2.
         for order in 0..8u32 {
             let mut voters: Vec<Voter> = (0..3).map(|i| voter(i, &format!("v{i}"))).collect();
-            let mut a = Claimer::new("a", 1, 3, MS * 300);
-            let mut b = Claimer::new("b", 2, 3, MS * 300);
+            let mut a = Claimer::new("a", 1, &vset(3), MS * 300);
+            let mut b = Claimer::new("b", 2, &vset(3), MS * 300);
             a.add(0);
             b.add(0);
             let ca = a.next_claim(t(500));
@@ -237,18 +257,19 @@ mod tests {
                 };
                 for c in [first, second] {
                     let ans = v.handle_claim(c, &table()[..], t(501)).unwrap();
+                    let name = format!("v{i}");
                     if c.name == "a" {
-                        a.handle_answer(&ans)
+                        a.handle_answer(&ans, &name)
                     } else {
-                        b.handle_answer(&ans)
+                        b.handle_answer(&ans, &name)
                     };
                 }
             }
             assert!(
-                !(a.lease(0, 2).is_some() && b.lease(0, 2).is_some()),
+                !(a.lease(0, 2, no_sets).is_some() && b.lease(0, 2, no_sets).is_some()),
                 "order {order}"
             );
-            assert!(a.lease(0, 2).is_some() || b.lease(0, 2).is_some());
+            assert!(a.lease(0, 2, no_sets).is_some() || b.lease(0, 2, no_sets).is_some());
         }
     }
 }

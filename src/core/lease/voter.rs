@@ -73,6 +73,8 @@ pub enum Ignored {
 #[derive(Debug)]
 pub struct Voter {
     index: u16,
+    /// The digest of the voter set this voter runs (answers name it).
+    set: u64,
     hold: Duration,
     wait_until: Instant,
     grant_others_during_wait: bool,
@@ -94,6 +96,7 @@ impl Voter {
     ) -> Voter {
         Voter {
             index,
+            set: 0,
             hold,
             wait_until: now + wait,
             grant_others_during_wait,
@@ -106,6 +109,18 @@ impl Voter {
     /// This voter's index in the voter list.
     pub fn index(&self) -> u16 {
         self.index
+    }
+
+    /// The digest of the voter set this voter runs.
+    pub fn set(&self) -> u64 {
+        self.set
+    }
+
+    /// Where this voter sits: its index in the set with digest `set` (a reload step
+    /// moves both; promises are kept).
+    pub fn set_seat(&mut self, index: u16, set: u64) {
+        self.index = index;
+        self.set = set;
     }
 
     /// When the start-up wait ends.
@@ -203,6 +218,7 @@ impl Voter {
         }
         Ok(Answer {
             voter: self.index,
+            set: self.set,
             nonce: claim.nonce,
             seq: claim.seq,
             granted,
