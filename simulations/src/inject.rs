@@ -159,6 +159,18 @@ impl World {
                 // or a configuration-management run would.
                 let target = f.other.unwrap_or(0);
                 if self.nodes[i].config < target {
+                    if !self.operator_reaches(i) || !self.may_write_voters(i, target) {
+                        // A node the network cuts off from the operator it cannot
+                        // reach (its run fails there; it goes on with the others
+                        // and comes back later). And it rolls the next step only
+                        // once the last one runs on every node it reaches
+                        // (`wackamole reload` said so).
+                        let e = self.schedule.push_end(FaultKind::Reconfigure, i);
+                        self.schedule.faults[e].other = Some(target);
+                        let wait = self.rng.random_range(200 * MS..800 * MS);
+                        self.queue.push(self.now + wait, Ev::Fault(e));
+                        return;
+                    }
                     self.nodes[i].config = target;
                 }
                 if self.nodes[i].agent != Agent::Running || !self.nodes[i].machine_up {
@@ -431,6 +443,36 @@ impl World {
             }
             at += self.rng.random_range(0..=dur / 4);
         }
+    }
+
+    /// Whether the operator (working from the machine of the voter being added, the
+    /// last node to become one) reaches node `k` over the network.
+    fn operator_reaches(&self, k: usize) -> bool {
+        let Some(op) = self.configs.last().and_then(|c| {
+            self.nodes.iter().position(|n| {
+                c.voter_index(&n.name).is_some() && self.configs[0].voter_index(&n.name).is_none()
+            })
+        }) else {
+            return true;
+        };
+        k == op || (!self.net.blocked.contains(&(op, k)) && !self.net.blocked.contains(&(k, op)))
+    }
+
+    /// Whether the operator may write voter configuration `target` into node
+    /// `node`'s file. It rolls a step once the last one runs on every running (or
+    /// frozen) agent it reaches — a node the network cuts off from it it cannot tell
+    /// from a slow one, so it goes ahead without it (the step rule must then keep the
+    /// cut-off node safe). A stopped node gets the file only when no running node at
+    /// all is two steps behind it (the fault model of `docs/safety.md`: no node
+    /// starts two steps from a set in use).
+    pub(crate) fn may_write_voters(&self, node: usize, target: usize) -> bool {
+        let running = |n: &crate::world::Node| {
+            n.machine_up && matches!(n.agent, Agent::Running | Agent::Frozen)
+        };
+        let stopped = !running(&self.nodes[node]);
+        self.nodes.iter().enumerate().all(|(k, n)| {
+            !running(n) || (!stopped && !self.operator_reaches(k)) || n.voters_at + 1 >= target
+        })
     }
 
     pub(crate) fn fault_after(&mut self, d: Tau, kind: FaultKind, node: usize) {

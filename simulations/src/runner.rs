@@ -242,6 +242,12 @@ pub fn break_names(b: Breaks, k: KernelBreaks) -> Vec<&'static str> {
     if b.promise_per_group {
         v.push("promise-per-group");
     }
+    if b.voter_settle {
+        v.push("voter-settle");
+    }
+    if b.voter_joint {
+        v.push("voter-joint");
+    }
     if k.gate_atomic {
         v.push("gate-atomic");
     }
@@ -261,6 +267,8 @@ pub fn set_break(b: &mut Breaks, k: &mut KernelBreaks, name: &str) -> bool {
         "release-order" => b.release_order = true,
         "nonce" => b.nonce = true,
         "promise-per-group" => b.promise_per_group = true,
+        "voter-settle" => b.voter_settle = true,
+        "voter-joint" => b.voter_joint = true,
         "gate-atomic" => k.gate_atomic = true,
         "fence" => k.fence = true,
         _ => return false,

@@ -503,7 +503,12 @@ impl World {
                     // the frozen node dropped the deferred command, and it came back
                     // on the old configuration for good).
                     if f.kind == FaultKind::Reconfigure {
-                        self.nodes[f.node].config = f.other.unwrap_or(0);
+                        let target = f.other.unwrap_or(0);
+                        if self.nodes[f.node].config < target
+                            && self.may_write_voters(f.node, target)
+                        {
+                            self.nodes[f.node].config = target;
+                        }
                     }
                     if f.kind == FaultKind::ReloadApply {
                         self.nodes[f.node].pool = f.other.unwrap_or(0);

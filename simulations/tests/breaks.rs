@@ -157,3 +157,25 @@ fn promise_per_group() {
         },
     );
 }
+
+#[test]
+fn voter_joint() {
+    // A voter replaced by reload during partitions: leases that count only the
+    // claimer's own voter set let a node behind the rollout count grants given under
+    // the new set (docs/safety.md §4.12, rule 1).
+    finds_violation(
+        Some("voter-joint"),
+        Sweep {
+            seeds: 400,
+            seed_start: 5000,
+            quorum: Some(QuorumMode::Majority),
+            faults: faults(&[
+                FaultKind::VoterChange,
+                FaultKind::Partition,
+                FaultKind::Isolate,
+                FaultKind::Asymmetric,
+            ]),
+            ..Sweep::default()
+        },
+    );
+}

@@ -4,6 +4,7 @@
 //! the seed-driven schedule generator draws in the future.
 
 use wackamole::core::config::QuorumMode;
+use wackamole::core::engine::Breaks;
 use wackamole_simulations::faults::{FaultKind, Schedule};
 use wackamole_simulations::world::{SimConfig, run};
 
@@ -109,4 +110,69 @@ fn two_nodes_one_machine_dies() {
         })
         .collect();
     assert_safe_and_live("two-node crash", runs);
+}
+
+/// A voter replaced by reload (n03 added, then one of n00–n02 removed) while a
+/// partition cuts {n0, n1, n4} from {n2, n3}: the operator reaches only the nodes it
+/// can, so the cut-off side stays on the old set while the other takes both steps.
+/// With the step rule's settling switched off (`voter-settle`), n2 and n3 form a
+/// majority of the new set while n0 and n1 still form one of the old: two holders.
+/// With leases that ignore the sets grants name (`voter-joint`), a node whose own
+/// set is behind counts grants the new set's voters gave.
+fn voter_steps_across_a_partition(breaks: Breaks) -> Vec<String> {
+    let s = Schedule::scripted()
+        .with_partition(3.5, &[0, 1, 4], 5, 9.0, false)
+        .with(4.0, FaultKind::VoterChange, 0, 6.0);
+    let mut found = Vec::new();
+    for seed in 0..60 {
+        let mut c = SimConfig::new(seed);
+        c.nodes = 5;
+        c.voters = 3;
+        c.groups = 6;
+        c.quorum = QuorumMode::Majority;
+        c.script = Some(s.clone());
+        c.breaks = breaks;
+        c.full_trace = std::env::var("SHOW").is_ok();
+        c.record_trace = c.full_trace;
+        let r = run(c);
+        if seed < 2 && std::env::var("SHOW").is_ok() {
+            for l in r
+                .trace
+                .iter()
+                .filter(|l| l.contains("voter") || l.contains("FAULT"))
+            {
+                eprintln!("{seed} {l}");
+            }
+        }
+        if !r.violations.is_empty() {
+            found.push(format!("seed {seed}: {:?}", r.violations));
+        }
+    }
+    found
+}
+
+#[test]
+fn voter_steps_across_a_partition_stay_safe_and_the_settle_break_is_caught() {
+    let fine = voter_steps_across_a_partition(Breaks::default());
+    assert!(fine.is_empty(), "{fine:?}");
+    let broken = voter_steps_across_a_partition(Breaks {
+        voter_settle: true,
+        ..Breaks::default()
+    });
+    eprintln!(
+        "voter-settle broken: {} of 60 seeds with violations",
+        broken.len()
+    );
+    assert!(
+        !broken.is_empty(),
+        "the checker never caught the broken step rule"
+    );
+    let broken = voter_steps_across_a_partition(Breaks {
+        voter_joint: true,
+        ..Breaks::default()
+    });
+    eprintln!(
+        "voter-joint broken: {} of 60 seeds with violations (the settling keeps the sets one step apart here; `breaks.rs` catches it)",
+        broken.len()
+    );
 }

@@ -205,11 +205,13 @@ impl Engine {
         } else {
             None
         };
-        let lease = self
-            .lease
-            .claimer
-            .as_ref()
-            .and_then(|c| c.lease(g, self.q_eff(now), |d| self.lease.sets.get(d)));
+        let lease = self.lease.claimer.as_ref().and_then(|c| {
+            if self.rules.voter_joint_off {
+                c.lease_own_set_only(g, self.q_eff(now))
+            } else {
+                c.lease(g, self.q_eff(now), |d| self.lease.sets.get(d))
+            }
+        });
         let deadlines = self.rules.fence.deadlines(lease);
         let window = self.rules.contention_window;
         let withdraw = match s.phase {

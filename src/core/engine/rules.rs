@@ -33,6 +33,10 @@ pub(super) struct Rules {
     pub release_before_verified: bool,
     /// Broken mode: promises keyed by group index, not by address.
     pub promise_per_group: bool,
+    /// Broken mode: voter steps skip the settle rule.
+    pub voter_settle_off: bool,
+    /// Broken mode: leases ignore the sets grants name.
+    pub voter_joint_off: bool,
 
     /// W_c = 3R.
     pub contention_window: Duration,
@@ -72,6 +76,8 @@ impl Rules {
             lease_quorum: breaks.quorum_lease.then_some(1),
             release_before_verified: breaks.release_order,
             promise_per_group: breaks.promise_per_group,
+            voter_settle_off: breaks.voter_settle,
+            voter_joint_off: breaks.voter_joint,
 
             contention_window: cfg.contention_window(),
             promise_hold: cfg.promise_hold(),

@@ -31,6 +31,12 @@ pub struct Breaks {
     /// an address that sits in different groups (or slots) on different nodes can
     /// then be promised twice.
     pub promise_per_group: bool,
+    /// A reload's voter step is applied at once: no wait for the last step to
+    /// settle, no look at the other members' sets (one voter per step still).
+    pub voter_settle: bool,
+    /// A lease counts a majority of the claimer's own voter set only, whatever set
+    /// its grants name.
+    pub voter_joint: bool,
 }
 
 /// Everything the engine needs to start.

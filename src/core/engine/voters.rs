@@ -91,6 +91,9 @@ impl Engine {
                 cur.voters, new.voters
             ));
         }
+        if self.rules.voter_settle_off {
+            return sets::step(&cur, new, &self.node.name);
+        }
         let own = self.cfg.voters_digest();
         let members: Vec<Seen<'_>> = self
             .view

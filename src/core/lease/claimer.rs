@@ -294,6 +294,21 @@ impl Claimer {
         Some(lease)
     }
 
+    /// The broken lease of `Breaks::voter_joint`: the q-th largest over this node's
+    /// own set only, whatever sets the grants name. Never used by the agent.
+    pub fn lease_own_set_only(&self, g: GroupId, q: usize) -> Option<Instant> {
+        let w = self.groups.get(&g)?;
+        qth(
+            w.grants
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.in_own.get(*i).copied().unwrap_or(false))
+                .filter_map(|(_, x)| x.and_then(|(s, _)| self.send_time(s)))
+                .map(|t| t + self.validity),
+            q,
+        )
+    }
+
     /// What the latest answers say about `g`, for contention decisions.
     pub fn status(&self, g: GroupId, now: Instant) -> ClaimStatus {
         let Some(w) = self.groups.get(&g) else {
