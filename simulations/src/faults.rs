@@ -68,7 +68,8 @@ pub enum FaultKind {
     /// A pool change by reload, rolled through the nodes at random spacing (all at
     /// once included), then rolled back: one group removed, two merged into one, an
     /// address added; back: the merged group split, the removed one re-added, the
-    /// added address removed.
+    /// added address removed. One in two (majority mode) also replaces a voter by
+    /// reload, as `VoterChange`.
     Reload,
     // ---- ends -------------------------------------------------------------------
     /// Machine boots.
@@ -394,6 +395,18 @@ impl Schedule {
                         continue;
                     }
                     f.dur = dur(rng, SEC, 8 * SEC);
+                    // One reload in two also replaces a voter (as `VoterChange`),
+                    // where a voter change may run.
+                    let settle = 3 * cluster.promise_hold().as_nanos() as u64 + 2 * SEC;
+                    if cfg.quorum == QuorumMode::Majority
+                        && !voter_change
+                        && cluster.voters.len() < n
+                        && f.at + f.dur + settle + 4 * SEC < quiet
+                        && rng.random_bool(0.5)
+                    {
+                        voter_change = true;
+                        f.other = Some(1);
+                    }
                 }
                 FaultKind::ClockBeyondRho => f.dur = dur(rng, SEC, 6 * SEC),
                 _ => continue,
@@ -413,6 +426,9 @@ impl Schedule {
         // A voter change raises q; a node dead for good could then leave no quorum.
         if voter_change && !dead.is_empty() {
             s.faults.retain(|f| f.kind != FaultKind::VoterChange);
+            for f in s.faults.iter_mut().filter(|f| f.kind == FaultKind::Reload) {
+                f.other = None;
+            }
         }
         s
     }

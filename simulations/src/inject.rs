@@ -219,7 +219,12 @@ impl World {
                     self.queue.push(self.now + wait, Ev::Fault(e));
                 }
             }
-            FaultKind::Reload => self.start_reload(f.dur),
+            FaultKind::Reload => {
+                self.start_reload(f.dur);
+                if f.other == Some(1) {
+                    self.start_voter_change(f.dur);
+                }
+            }
             FaultKind::ReloadApply => {
                 let pool = f.other.unwrap_or(0);
                 self.nodes[i].pool = pool;
