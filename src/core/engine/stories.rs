@@ -357,3 +357,48 @@ fn a_rolling_pool_change_leaves_untouched_groups_alone() {
         .collect();
     assert!(pools.windows(2).all(|w| w[0] == w[1]), "{pools:?}");
 }
+
+#[test]
+fn a_voter_leaves_and_rejoins_by_reload_steps_and_every_group_stays_served() {
+    use crate::core::lease::VoterSet;
+    let set = |v: &[&str]| VoterSet::new(v.iter().map(|s| s.to_string()).collect(), vec![]);
+    let mut c = settled(&["a", "b", "c"], 6, QuorumMode::Majority);
+    // Rolled node by node: a leaves the voters, then joins them again.
+    for (k, voters) in [&["b", "c"][..], &["a", "b", "c"][..]]
+        .into_iter()
+        .enumerate()
+    {
+        for i in 0..3 {
+            let now = c.now;
+            c.nodes[i]
+                .engine
+                .set_voters(set(voters), now)
+                .unwrap_or_else(|e| panic!("step {k}, node {i}: {e}"));
+            if (k, i) == (0, 0) {
+                // The next step waits until this one has settled (and the others
+                // have taken it): refused at once, with the reason.
+                let e = c.nodes[0]
+                    .engine
+                    .check_voters(&set(&["c"]), now)
+                    .unwrap_err();
+                assert!(e.starts_with("voters: "), "{e}");
+                assert!(c.nodes[0].engine.lease.voter.is_none(), "a stopped voting");
+            }
+            if (k, i) == (1, 0) {
+                // a votes again, with a fresh voter that grants nothing for W.
+                let w = c.nodes[0].engine.config().restart_wait();
+                let v = c.nodes[0].engine.lease.voter.as_ref().expect("a votes");
+                assert_eq!(v.wait_until(), now + w);
+            }
+            c.run_for(Duration::from_secs(1));
+            assert!(c.all_served(), "after step {k} on node {i}");
+        }
+    }
+    // Two voters at once are refused whatever the view.
+    let now = c.now;
+    let e = c.nodes[1]
+        .engine
+        .set_voters(set(&["b", "c", "d", "e"]), now)
+        .unwrap_err();
+    assert!(e.contains("one voter at a time"), "{e}");
+}
