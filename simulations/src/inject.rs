@@ -376,17 +376,7 @@ impl World {
             .min(1500 * MS);
         let mut at = self.now;
         for pool in [idx, 0] {
-            let mut order: Vec<usize> = (0..nodes).collect();
-            for k in 0..nodes {
-                let j = self.rng.random_range(k..nodes);
-                order.swap(k, j);
-            }
-            for &node in &order {
-                let e = self.schedule.push_end(FaultKind::ReloadApply, node);
-                self.schedule.faults[e].other = Some(pool);
-                self.queue.push(at, Ev::Fault(e));
-                at += step;
-            }
+            at = self.roll_out(FaultKind::ReloadApply, pool, at, step);
             at += self.rng.random_range(0..=dur / 4);
         }
     }
@@ -432,19 +422,27 @@ impl World {
                 .rng
                 .random_range(0..=dur / (2 * nodes as u64 + 2))
                 .min(1200 * MS);
-            let mut order: Vec<usize> = (0..nodes).collect();
-            for k in 0..nodes {
-                let j = self.rng.random_range(k..nodes);
-                order.swap(k, j);
-            }
-            for &k in &order {
-                let e = self.schedule.push_end(FaultKind::Reconfigure, k);
-                self.schedule.faults[e].other = Some(idx);
-                self.queue.push(at, Ev::Fault(e));
-                at += step;
-            }
+            at = self.roll_out(FaultKind::Reconfigure, idx, at, step);
             at += self.rng.random_range(0..=dur / 4);
         }
+    }
+
+    /// Schedules `kind` (with operand `other`) on every node in a random order from
+    /// `at`, `step` apart; returns the time after the last.
+    fn roll_out(&mut self, kind: FaultKind, other: usize, mut at: Tau, step: Tau) -> Tau {
+        let nodes = self.nodes.len();
+        let mut order: Vec<usize> = (0..nodes).collect();
+        for k in 0..nodes {
+            let j = self.rng.random_range(k..nodes);
+            order.swap(k, j);
+        }
+        for &node in &order {
+            let e = self.schedule.push_end(kind, node);
+            self.schedule.faults[e].other = Some(other);
+            self.queue.push(at, Ev::Fault(e));
+            at += step;
+        }
+        at
     }
 
     /// Whether the operator (working from the machine of the voter being added, the
