@@ -318,7 +318,7 @@ fn main() {
         "| same change, 3 nodes, node by node 3 s apart ({runs} run(s)) | untouched VIPs: unanswered sum / worst VIP | untouched: holder changes | dual-answering rounds | added VIPs answered after the first change | removed VIP silent after the last change |"
     );
     println!("|---|---|---|---|---|---|");
-    for (name, rs) in &rows {
+    for (name, rs) in rows.iter().filter(|(_, rs)| !rs.is_empty()) {
         let sum: Vec<f64> = rs.iter().map(|r| r.untouched_unanswered_ms).collect();
         let worst: Vec<f64> = rs.iter().map(|r| r.untouched_worst_ms).collect();
         let changes: usize = rs.iter().map(|r| r.untouched_changes).sum();
