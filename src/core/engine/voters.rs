@@ -95,6 +95,7 @@ impl Engine {
             return sets::step(&cur, new, &self.node.name);
         }
         let own = self.cfg.voters_digest();
+        let new_digest = new.digest();
         let members: Vec<Seen<'_>> = self
             .view
             .active()
@@ -107,13 +108,15 @@ impl Engine {
                     .copied()
                     .unwrap_or((0, now, None));
                 let set = if digest == own {
-                    None
+                    Some(&cur)
+                } else if digest == new_digest {
+                    Some(new)
                 } else {
                     self.lease.sets.get(digest)
                 };
                 Seen {
                     name: &m.id.name,
-                    set: if digest == own { Some(&cur) } else { set },
+                    set,
                     digest,
                     since,
                     prev,
