@@ -447,7 +447,7 @@ impl World {
 
     /// Whether the operator (working from the machine of the voter being added, the
     /// last node to become one) reaches node `k` over the network.
-    fn operator_reaches(&self, k: usize) -> bool {
+    pub(crate) fn operator_reaches(&self, k: usize) -> bool {
         let Some(op) = self.configs.last().and_then(|c| {
             self.nodes.iter().position(|n| {
                 c.voter_index(&n.name).is_some() && self.configs[0].voter_index(&n.name).is_none()

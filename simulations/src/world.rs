@@ -504,9 +504,19 @@ impl World {
                     // on the old configuration for good).
                     if f.kind == FaultKind::Reconfigure {
                         let target = f.other.unwrap_or(0);
-                        if self.nodes[f.node].config < target
-                            && self.may_write_voters(f.node, target)
-                        {
+                        if self.nodes[f.node].config < target {
+                            if !self.operator_reaches(f.node)
+                                || !self.may_write_voters(f.node, target)
+                            {
+                                // Not written yet: the operator comes back later (a
+                                // deferred command would be lost with a restart of
+                                // the frozen agent, seed 4400000787).
+                                let e = self.schedule.push_end(FaultKind::Reconfigure, f.node);
+                                self.schedule.faults[e].other = Some(target);
+                                let wait = self.rng.random_range(200 * MS..800 * MS);
+                                self.queue.push(self.now + wait, Ev::Fault(e));
+                                return;
+                            }
                             self.nodes[f.node].config = target;
                         }
                     }
