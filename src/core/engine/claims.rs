@@ -216,6 +216,15 @@ impl Engine {
         self.lease.heard.insert(voter_name, now);
     }
 
+    /// Voters of this node's own set whose last answer passes `fresh`.
+    pub(super) fn voters_heard(&self, fresh: impl Fn(Instant) -> bool) -> usize {
+        self.lease
+            .heard
+            .iter()
+            .filter(|&(n, &t)| self.cfg.voter_index(n).is_some() && fresh(t))
+            .count()
+    }
+
     /// Answers `claim` with [`Answer::empty`] (if this node is a voter).
     pub(super) fn answer_empty(&mut self, to: SocketAddr, claim: &Claim) {
         if let Some(v) = &self.lease.voter {

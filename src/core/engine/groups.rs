@@ -255,14 +255,7 @@ impl Engine {
             quorum: self.q_eff(now),
             me: (&self.node.name, self.rank(g, self.rules.name_hash)),
             since,
-            voters_heard: self
-                .lease
-                .heard
-                .iter()
-                .filter(|(n, _)| self.cfg.voter_index(n).is_some())
-                .map(|(_, t)| t)
-                .filter(|&&t| t + window >= now)
-                .count(),
+            voters_heard: self.voters_heard(|t| t + window >= now),
             window,
             promise_hold: self.rules.promise_hold,
         };

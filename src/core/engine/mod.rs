@@ -347,14 +347,7 @@ impl Engine {
             meta: self.membership.own_meta().clone(),
             members: self.view.members().to_vec(),
             groups: self.groups.status(),
-            voters_heard: self
-                .lease
-                .heard
-                .iter()
-                .filter(|(n, _)| self.cfg.voter_index(n).is_some())
-                .map(|(_, t)| t)
-                .filter(|&&t| t + recent > now)
-                .count(),
+            voters_heard: self.voters_heard(|t| t + recent > now),
         }
     }
 
