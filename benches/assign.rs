@@ -23,6 +23,7 @@ fn nodes(n: usize, weighted: bool) -> Vec<Candidate> {
             prefers: vec![],
             holds: vec![],
             fresh: vec![],
+            unable: vec![],
         })
         .collect()
 }

@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -276,63 +275,7 @@ fn bench_wackamole(
     row
 }
 
-fn keepalived_conf(i: usize, lab: &Lab, vip: IpAddr, dir: &std::path::Path) -> PathBuf {
-    let prio = 150 - 10 * i as u32;
-    let text = format!(
-        "global_defs {{\n  router_id n{i}\n  enable_script_security\n}}\nvrrp_instance VI_1 {{\n  state {}\n  interface {}\n  virtual_router_id 51\n  priority {prio}\n  advert_int 1\n  virtual_ipaddress {{\n    {vip}/32 dev {}\n  }}\n}}\n",
-        if i == 0 { "MASTER" } else { "BACKUP" },
-        lab.nodes[i].ifname,
-        lab.nodes[i].ifname
-    );
-    let p = dir.join(format!("keepalived-n{i}.conf"));
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn start_keepalived(lab: &Lab, i: usize, conf: &std::path::Path, dir: &std::path::Path) -> Child {
-    lab.nodes[i]
-        .command("keepalived")
-        .args([
-            "--dont-fork",
-            "--log-console",
-            "--vrrp",
-            "-f",
-            conf.to_str().unwrap(),
-        ])
-        .args([
-            "-p",
-            dir.join(format!("k{i}.pid")).to_str().unwrap(),
-            "-r",
-            dir.join(format!("v{i}.pid")).to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own process group: keepalived runs its VRRP instance in a child
-        // process, and a fault must hit the parent and the child alike (killing
-        // only the parent lets the child wind down gracefully, which is a leave).
-        .process_group(0)
-        .spawn()
-        .expect("keepalived")
-}
-
-/// Sends `sig` to keepalived's whole process group (parent and VRRP child).
-fn signal_group(leader: i32, sig: Signal) {
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(leader), sig);
-}
-
-fn holders_k(lab: &Lab, vip: IpAddr) -> Vec<usize> {
-    (0..lab.nodes.len())
-        .filter(|&i| {
-            !wackamole::lab::cluster::answering(
-                &lab.nodes[i].ns,
-                &lab.nodes[i].ifname,
-                &[vip],
-                false,
-            )
-            .is_empty()
-        })
-        .collect()
-}
+use wackamole::lab::keepalived::{holders_k, keepalived_conf, signal_group, start_keepalived};
 
 fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
     let lab = Lab::new(&format!("kb{idx}"), 3, [89, idx]).expect("lab");

@@ -19,6 +19,8 @@ mod exit {
     pub const SOFTWARE: u8 = 70;
     /// `wackamole reload`: the agent refused the new configuration.
     pub const CONFIG: u8 = 78;
+    /// Malformed input data (sysexits EX_DATAERR).
+    pub const DATAERR: u8 = 65;
 }
 
 /// Everything that can end the binary unsuccessfully.
@@ -42,6 +44,9 @@ enum CliError {
     /// `wackamole reload`: the agent refused the configuration (nothing changed).
     #[error("{0}")]
     Refused(String),
+    /// `wackamole import`: the input file is malformed.
+    #[error("{0}")]
+    Data(String),
 }
 
 impl CliError {
@@ -53,6 +58,7 @@ impl CliError {
             CliError::NotHealthy(_) => exit::NOT_HEALTHY,
             CliError::Internal(_) => exit::SOFTWARE,
             CliError::Refused(_) => exit::CONFIG,
+            CliError::Data(_) => exit::DATAERR,
         }
     }
 }
@@ -131,7 +137,25 @@ fn run(cli: Cli, source: Source) -> Result<ExitCode, CliError> {
             }
         }
         Command::Demo(d) => Ok(wackamole::demo::main(d)),
+        Command::Import(f) => import(&f),
     }
+}
+
+/// `wackamole import`: the original's file in, this agent's config file out.
+fn import(f: &wackamole::cli::ImportFlags) -> Result<ExitCode, CliError> {
+    use wackamole::cli::import;
+    wackamole::core::config::validate_name(&f.node_name)
+        .map_err(|e| CliError::Usage(format!("--node-name: {e}")))?;
+    let text = std::fs::read_to_string(&f.path)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", f.path.display())))?;
+    let o =
+        import::parse(&text).map_err(|e| CliError::Data(format!("{}: {e}", f.path.display())))?;
+    let t = import::Target {
+        node_name: f.node_name.clone(),
+        key_file: f.key_file.as_ref().map(|p| p.display().to_string()),
+    };
+    print!("{}", import::render(&o, &f.path.display().to_string(), &t));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Validates what `run` and `check-config` were given (flags, variables, the config
@@ -182,7 +206,7 @@ fn run_agent(l: Loaded, source: Source) -> Result<ExitCode, CliError> {
         tracing::info!(file = %p.display(), "configuration read; SIGHUP re-reads it");
     }
     let cluster = settings.cluster.clone();
-    let ifname = settings.interface.clone().unwrap_or_default();
+    let homes = settings.homes.clone();
     let prepared = agent::prepare(settings, opts)?.with_reload(Reloading {
         source,
         set_log: Some(set_log),
@@ -218,11 +242,11 @@ fn run_agent(l: Loaded, source: Source) -> Result<ExitCode, CliError> {
     match result {
         Ok(Ok(())) => Ok(ExitCode::SUCCESS),
         Ok(Err(e)) => {
-            agent::emergency_flush(&cluster, &ifname);
+            agent::emergency_flush(&cluster, &homes);
             Err(e.into())
         }
         Err(_) => {
-            agent::emergency_flush(&cluster, &ifname);
+            agent::emergency_flush(&cluster, &homes);
             Err(CliError::Internal("internal error; VIPs released".into()))
         }
     }

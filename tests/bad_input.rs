@@ -150,6 +150,13 @@ flag_rows! {
     witness_not_a_voter: |a| with(with(a, "--vip", "10.9.9.9"), "--witness", "z"), env [], 64, "witness \"z\" is not in the voter set";
     garp_count_not_a_number: |a| with(with(a, "--vip", "10.9.9.9"), "--garp-count", "many"), env [], 64, "--garp-count";
     notify_bad_cidr: |a| with(with(a, "--vip", "10.9.9.9"), "--notify", "10.0.0.0/40"), env [], 64, "--notify";
+    notify_on_an_interface_without_vips: |a| with(with(a, "--vip", "10.9.9.9"), "--notify", "eth9:10.9.9.1"), env [], 64, "no VIP lives on eth9";
+    neighbour_interval_too_short: |a| with(with(a, "--vip", "10.9.9.9"), "--neighbour-interval", "200ms"), env [], 64, "--neighbour-interval";
+    notify_neighbours_not_a_bool: |a| with(with(a, "--vip", "10.9.9.9"), "--notify-neighbours", "often"), env [], 64, "--notify-neighbours";
+    vip_interface_with_space: |a| with(a, "--vip", "eth 1:10.9.9.9"), env [], 64, "may not contain";
+    vip_interface_without_address: |a| with(a, "--vip", "eth1:"), env [], 64, "no address after the interface";
+    vip_on_two_interfaces: |a| with(with(a, "--vip", "eth1:10.9.9.9"), "--vip-group", "eth2:10.9.9.9,10.9.9.8"), env [], 64, "two interfaces";
+    vip_group_interface_name_too_long: |a| with(a, "--vip-group", "a-very-long-interface:10.9.9.9,10.9.9.8"), env [], 64, "1 to 15 characters";
     metrics_addr_bad: |a| with(with(a, "--vip", "10.9.9.9"), "--metrics-addr", "nowhere"), env [], 64, "--metrics-addr";
     log_format_unknown: |a| with(with(a, "--vip", "10.9.9.9"), "--log-format", "yaml"), env [], 64, "--log-format";
     check_rise_zero: |a| with(with(a, "--vip", "10.9.9.9"), "--check-rise", "0"), env [], 64, "--check-rise";
@@ -316,6 +323,12 @@ fn kernel_rows() {
         64,
         "is a permanent address",
         "VIP is the node's address",
+    );
+    row(
+        node_args(&l, &format!("nope1:{vip}")),
+        64,
+        "--vip: no interface named \"nope1\"",
+        "a VIP's own interface missing",
     );
     row(
         node_args(&l, &l.addr4(0).to_string()),

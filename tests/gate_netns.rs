@@ -35,7 +35,7 @@ fn gate_batches_are_atomic_and_expire() {
         lab::enter(&ns).unwrap();
         let v4: IpAddr = "10.77.1.100".parse().unwrap();
         let v6: IpAddr = "fd00::100".parse().unwrap();
-        gate::install(&[v4, v6], ms(80), ms(20)).expect("nft install");
+        gate::install(&[(v4, "eth0"), (v6, "eth0")], ms(80), ms(20)).expect("nft install");
         let mut g = Gate::open().unwrap();
         // A reload extends the pool sets over netlink (both tables; present already
         // is fine).

@@ -304,6 +304,10 @@ fn metrics_status_cli_drain_health_and_hooks() {
             "echo \"$WACKAMOLE_EVENT $WACKAMOLE_VIP $WACKAMOLE_REASON $WACKAMOLE_INTERFACE $WACKAMOLE_NODE\" >> {}",
             dir.join(format!("hooks-n{i}.log")).display()
         );
+        let round = format!(
+            "echo \"$WACKAMOLE_EVENT|$WACKAMOLE_ACQUIRED|$WACKAMOLE_RELEASED|$WACKAMOLE_HELD|$WACKAMOLE_NODE\" >> {}",
+            dir.join(format!("rounds-n{i}.log")).display()
+        );
         let mut extra: Vec<&str> = vec![
             "--on-acquire",
             &hook,
@@ -311,6 +315,8 @@ fn metrics_status_cli_drain_health_and_hooks() {
             &hook,
             "--on-conflict",
             &hook,
+            "--on-round",
+            &round,
         ];
         if i == 2 {
             extra.extend([
@@ -496,6 +502,71 @@ fn metrics_status_cli_drain_health_and_hooks() {
             got.entry(f[1].to_string()).or_default().push(f[0]);
         }
         assert_eq!(got, want, "n{i}: hooks vs events");
+        // --on-round: one run per round that changed something, every acquired
+        // and released group in one of them, fewer runs than events, and the last
+        // one's holdings are what the node holds now.
+        let rounds =
+            std::fs::read_to_string(dir.join(format!("rounds-n{i}.log"))).unwrap_or_default();
+        let mut in_rounds: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        let mut last_held: Vec<String> = Vec::new();
+        for line in rounds.lines() {
+            let f: Vec<&str> = line.split('|').collect();
+            assert_eq!(f.len(), 5, "{line:?}");
+            assert_eq!(
+                (f[0], f[4]),
+                ("round", format!("n{i}").as_str()),
+                "{line:?}"
+            );
+            assert!(
+                !f[1].is_empty() || !f[2].is_empty(),
+                "an empty round: {line:?}"
+            );
+            for (k, list) in [("acquire", f[1]), ("release", f[2])] {
+                for g in list.split_whitespace() {
+                    let first = g.split(',').next().unwrap_or_default().to_string();
+                    in_rounds.entry(first).or_default().push(k);
+                }
+            }
+            last_held = f[3].split_whitespace().map(str::to_string).collect();
+        }
+        let events: usize = want
+            .values()
+            .map(|v| v.iter().filter(|k| **k != "conflict").count())
+            .sum();
+        let runs = rounds.lines().count();
+        assert!(
+            (events == 0) == (runs == 0) && runs <= events,
+            "n{i}: {runs} round runs for {events} events\n{rounds}\n{}",
+            std::fs::read_to_string(dir.join(format!("n{i}.log")))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("hook"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        for (vip, kinds) in &want {
+            for k in kinds.iter().filter(|k| **k != "conflict") {
+                assert!(
+                    in_rounds.get(vip).is_some_and(|x| x.contains(k)),
+                    "n{i}: {k} of {vip} in no round\n{rounds}"
+                );
+            }
+        }
+        let mut held_now: Vec<String> = c
+            .holders()
+            .into_iter()
+            .filter(|(_, h)| h == &vec![i])
+            .map(|(v, _)| v.to_string())
+            .collect();
+        held_now.sort();
+        last_held.sort();
+        if runs > 0 {
+            assert_eq!(
+                last_held, held_now,
+                "n{i}: the last round's WACKAMOLE_HELD\n{rounds}"
+            );
+        }
+        eprintln!("n{i}: {runs} round runs for {events} acquire/release events");
         let m = scrape(&c, i);
         let acquires = text.lines().filter(|l| l.starts_with("acquire ")).count();
         assert_eq!(

@@ -34,6 +34,10 @@ pub enum FaultKind {
     Drain,
     /// Health check failing, then recovering.
     Health,
+    /// An interface goes down on a node for some of its groups (a random subset:
+    /// a multi-homed group's second interface), then comes back: those groups move,
+    /// the others stay.
+    Link,
     /// A preference change.
     Prefer,
     /// Symmetric split into two sides.
@@ -82,6 +86,8 @@ pub enum FaultKind {
     Undrain,
     /// Health recovers.
     Healthy,
+    /// The interface is back.
+    LinkUp,
     /// Apply a stored set of cuts.
     Cut,
     /// Remove a stored set of cuts.
@@ -103,7 +109,8 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every schedulable class that S1 must survive in majority mode.
-    pub const ALL_SAFE: [FaultKind; 20] = [
+    pub const ALL_SAFE: [FaultKind; 21] = [
+        FaultKind::Link,
         FaultKind::Reload,
         FaultKind::VoterChange,
         FaultKind::Delay,
@@ -156,6 +163,8 @@ impl FaultKind {
             FaultKind::Join => "join",
             FaultKind::Drain => "drain",
             FaultKind::Health => "health",
+            FaultKind::Link => "link",
+            FaultKind::LinkUp => "link-up",
             FaultKind::Prefer => "prefer",
             FaultKind::Partition => "partition",
             FaultKind::Isolate => "isolate",
@@ -336,6 +345,11 @@ impl Schedule {
                     }
                 }
                 FaultKind::Drain | FaultKind::Health => f.dur = dur(rng, 300 * MS, 4 * SEC),
+                FaultKind::Link => {
+                    f.dur = dur(rng, 300 * MS, 4 * SEC);
+                    // Which groups (bit g % 64) the interface carries; never none.
+                    f.other = Some(rng.random_range(1..usize::MAX));
+                }
                 FaultKind::Prefer => {
                     f.other = Some(rng.random_range(0..cluster.groups.len().max(1)))
                 }

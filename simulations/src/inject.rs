@@ -136,6 +136,15 @@ impl World {
                 self.nodes[i].healthy = true;
                 self.with_engine(i, |e, now| e.set_healthy(true, now));
             }
+            FaultKind::Link | FaultKind::LinkUp => {
+                // The machine's link state was set when the fault fired (world.rs);
+                // the agent learns the current state.
+                let mask = self.nodes[i].link_down;
+                self.with_engine(i, |e, now| {
+                    let unable = crate::world::unable_of(e, mask);
+                    e.set_unable(unable, now)
+                });
+            }
             FaultKind::Prefer => {
                 let g = f.other.unwrap_or(0) % self.cluster.groups.len();
                 self.with_engine(i, |e, now| e.set_prefers(vec![g as GroupId], now));

@@ -149,6 +149,9 @@ pub(crate) struct Node {
     pub last_now: Instant,
     pub frozen_events: Vec<Ev>,
     pub healthy: bool,
+    /// The groups (bit g % 64) whose interface is down on this machine (the
+    /// `link` fault); a starting agent finds it so.
+    pub link_down: u64,
     pub draining: bool,
     pub started_at: Tau,
     pub restarts: u64,
@@ -175,6 +178,9 @@ pub struct World {
     pub(crate) configs: Vec<ClusterConfig>,
     /// Pools in use: the initial one, then one per reload fault.
     pub(crate) pools: Vec<Vec<VipGroup>>,
+    /// `link`/`link-up` faults whose machine part (the interface's state, the
+    /// scheduled end) is done: a replay after a freeze only tells the agent.
+    pub(crate) links_applied: std::collections::BTreeSet<usize>,
     pub(crate) rng: StdRng,
     pub(crate) now: Tau,
     pub(crate) queue: EventQueue,
@@ -272,6 +278,7 @@ impl World {
                 last_now: Instant::ZERO,
                 frozen_events: Vec::new(),
                 healthy: true,
+                link_down: 0,
                 draining: false,
                 started_at: 0,
                 restarts: 0,
@@ -310,6 +317,7 @@ impl World {
             vips,
             net: Network::new(loss),
             schedule,
+            links_applied: Default::default(),
             check: Checker {
                 history: vec![Vec::new(); groups],
                 ..Checker::default()
@@ -491,11 +499,28 @@ impl World {
                         | FaultKind::Undrain
                         | FaultKind::Health
                         | FaultKind::Healthy
+                        | FaultKind::Link
+                        | FaultKind::LinkUp
                         | FaultKind::Prefer
                         | FaultKind::Leave
                         | FaultKind::Reconfigure
                         | FaultKind::ReloadApply
                 );
+                // An interface is the machine's: it goes down and up at the fault's
+                // times whatever the agent is doing (a frozen agent is told when it
+                // runs again, a restarted one reads it at start; seed 9300000873:
+                // a crash of the frozen node dropped the deferred `link-up`, and its
+                // next agent found the link down for good).
+                if matches!(f.kind, FaultKind::Link | FaultKind::LinkUp)
+                    && self.links_applied.insert(i)
+                {
+                    if f.kind == FaultKind::Link {
+                        self.nodes[f.node].link_down = f.other.unwrap_or(1) as u64;
+                        self.fault_after(f.dur, FaultKind::LinkUp, f.node);
+                    } else {
+                        self.nodes[f.node].link_down = 0;
+                    }
+                }
                 if command && self.nodes[f.node].agent == Agent::Frozen {
                     // A new configuration is a file on disk: whatever starts the
                     // agent next (this deferred restart, or a crash and a restart
@@ -679,7 +704,14 @@ impl World {
         let engine = Engine::new(config, init, now);
         self.nodes[node].engine = Some(engine);
         self.log(Tag::Started { node }, || format!("n{node} agent started"));
-        self.with_engine(node, |_, _| {});
+        let mask = self.nodes[node].link_down;
+        self.with_engine(node, |e, now| {
+            if mask != 0 {
+                // The shell reads the links at start (greet).
+                let unable = unable_of(e, mask);
+                e.set_unable(unable, now);
+            }
+        });
     }
 
     pub(crate) fn stop_agent(&mut self, node: usize, to: Agent) {
@@ -719,4 +751,12 @@ pub fn run(cfg: SimConfig) -> RunResult {
         r.seed
     );
     again
+}
+
+/// The slots of `e`'s table whose interface is down under `mask` (bit g % 64).
+pub(crate) fn unable_of(e: &Engine, mask: u64) -> Vec<GroupId> {
+    (0..e.config().groups.len())
+        .filter(|g| mask >> (g % 64) & 1 == 1)
+        .map(|g| g as GroupId)
+        .collect()
 }

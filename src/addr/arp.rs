@@ -161,6 +161,24 @@ impl Link {
         self.send(&buf)
     }
 
+    /// A neighbour advertisement for `target` at our MAC, with the override flag.
+    fn na_body(&self, target: Ipv6Addr) -> Vec<u8> {
+        let mut body = vec![0u8; 32];
+        {
+            let mut na = MutableNeighborAdvertPacket::new(&mut body).expect("32 bytes");
+            na.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
+            na.set_icmpv6_code(Icmpv6Code(0));
+            na.set_flags(NeighborAdvertFlags::Override);
+            na.set_target_addr(target);
+            na.set_options(&[NdpOption {
+                option_type: NdpOptionTypes::TargetLLAddr,
+                length: 1,
+                data: self.mac.octets().to_vec(),
+            }]);
+        }
+        body
+    }
+
     /// Gratuitous ARP (request and reply) or an unsolicited NA, once.
     pub fn announce_once(&mut self, vip: IpAddr) -> io::Result<()> {
         match vip {
@@ -177,22 +195,32 @@ impl Link {
                 self.arp(ArpOperations::Reply, MacAddr::broadcast(), me, v, me, v)
             }
             IpAddr::V6(v) => {
-                let mut body = vec![0u8; 32];
-                {
-                    let mut na = MutableNeighborAdvertPacket::new(&mut body).expect("32 bytes");
-                    na.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
-                    na.set_icmpv6_code(Icmpv6Code(0));
-                    na.set_flags(NeighborAdvertFlags::Override);
-                    na.set_target_addr(v);
-                    na.set_options(&[NdpOption {
-                        option_type: NdpOptionTypes::TargetLLAddr,
-                        length: 1,
-                        data: self.mac.octets().to_vec(),
-                    }]);
-                }
+                let body = self.na_body(v);
                 let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
                 self.icmp6(MacAddr::new(0x33, 0x33, 0, 0, 0, 1), v, all, &body)
             }
+        }
+    }
+
+    /// A unicast reply to a known neighbour (`ip` at `mac`) that `vip` is at our
+    /// MAC: an ARP reply addressed to it (IPv4), or a neighbour advertisement with
+    /// the override flag (IPv6). A host that ignores gratuitous ARP believes this:
+    /// it is a reply, to its own address, on its own MAC.
+    pub fn tell(&mut self, vip: IpAddr, ip: IpAddr, mac: [u8; 6]) -> io::Result<()> {
+        let to = MacAddr::from(mac);
+        match (vip, ip) {
+            (IpAddr::V4(v), IpAddr::V4(t)) => {
+                let me = self.mac;
+                self.arp(ArpOperations::Reply, to, me, v, to, t)
+            }
+            (IpAddr::V6(v), IpAddr::V6(t)) => {
+                let body = self.na_body(v);
+                self.icmp6(to, v, t, &body)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a VIP and a neighbour of different families",
+            )),
         }
     }
 
@@ -271,38 +299,29 @@ impl Link {
     /// Probes all `vips` at once: two probes each, 10 ms apart, then listens until
     /// `wait` has passed. Returns, per VIP, whether another MAC claimed it.
     pub fn probe(&mut self, vips: &[IpAddr], wait: Duration) -> io::Result<Vec<bool>> {
-        let mut conflict = vec![false; vips.len()];
-        let start = Instant::now();
-        let second = start + Duration::from_millis(10);
-        let mut sent_second = false;
-        for v in vips {
-            self.send_probe(*v)?;
-        }
-        loop {
-            let now = Instant::now();
-            if !sent_second && now >= second {
-                for v in vips {
-                    self.send_probe(*v)?;
+        Ok(probe_links(&mut [(self, vips)], wait)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Reads one frame (waiting at most the read timeout) and marks the VIP it
+    /// claims, if any.
+    fn listen_once(&mut self, vips: &[IpAddr], conflict: &mut [bool]) -> io::Result<()> {
+        let me = self.mac;
+        match self.rx.next() {
+            Ok(frame) => {
+                if let Some(i) = Self::claims(me, frame, vips) {
+                    conflict[i] = true;
                 }
-                sent_second = true;
+                Ok(())
             }
-            if now >= start + wait {
-                break;
+            Err(e)
+                if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock =>
+            {
+                Ok(())
             }
-            let me = self.mac;
-            match self.rx.next() {
-                Ok(frame) => {
-                    if let Some(i) = Self::claims(me, frame, vips) {
-                        conflict[i] = true;
-                    }
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::TimedOut
-                        || e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
+            Err(e) => Err(e),
         }
-        Ok(conflict)
     }
 
     /// Asks who has `target` (a normal ARP request from `sender`), as a client does.
@@ -403,4 +422,40 @@ impl Link {
             }
         }
     }
+}
+
+/// Probes on several interfaces in one window: each link its own addresses, two
+/// probes each 10 ms apart, then every link is listened to until `wait` has passed.
+/// Returns, per link and VIP, whether another MAC claimed it.
+pub fn probe_links(
+    set: &mut [(&mut Link, &[IpAddr])],
+    wait: Duration,
+) -> io::Result<Vec<Vec<bool>>> {
+    let mut conflict: Vec<Vec<bool>> = set.iter().map(|(_, v)| vec![false; v.len()]).collect();
+    let start = Instant::now();
+    let second = start + Duration::from_millis(10);
+    let mut sent_second = false;
+    for (l, vips) in set.iter_mut() {
+        for v in vips.iter() {
+            l.send_probe(*v)?;
+        }
+    }
+    loop {
+        let now = Instant::now();
+        if !sent_second && now >= second {
+            for (l, vips) in set.iter_mut() {
+                for v in vips.iter() {
+                    l.send_probe(*v)?;
+                }
+            }
+            sent_second = true;
+        }
+        if now >= start + wait {
+            break;
+        }
+        for ((l, vips), c) in set.iter_mut().zip(conflict.iter_mut()) {
+            l.listen_once(vips, c)?;
+        }
+    }
+    Ok(conflict)
 }

@@ -5,7 +5,11 @@
 //! Table names (for `nft list ruleset`):
 //!
 //! * `table arp wackamole` — chain `out` drops every ARP packet whose sender address
-//!   is a pool VIP not in `live4`.
+//!   is a pool VIP not in `live4`, or that leaves by another interface than the one
+//!   the VIP lives on (`home4`, `ifname . ipv4_addr`); chain `in` the same for ARP
+//!   asking for a pool VIP, so a multi-homed node answers ARP for a VIP only on its
+//!   own interface (no "ARP flux"). IPv6 needs no such set: Linux answers a
+//!   neighbour solicitation only on the interface that has the address.
 //! * `table inet wackamole` — chain `in` drops traffic to pool VIPs not in
 //!   `live4`/`live6`; chain `out` drops traffic from them. That covers neighbour
 //!   advertisements: Linux sends an NA for a local address with that address as
@@ -177,17 +181,28 @@ impl std::fmt::Debug for Gate {
     }
 }
 
-/// The ruleset that creates the gate for these VIPs (applied with `nft -f -`).
-pub fn ruleset(vips: &[IpAddr], e: Duration, a: Duration) -> String {
+/// `"eth1" . 192.0.2.5`: an element of `home4`.
+fn home_elem(addr: IpAddr, ifname: &str) -> String {
+    format!("\"{}\" . {addr}", ifname.replace(['"', '\\'], ""))
+}
+
+/// The ruleset that creates the gate for these VIPs, each with the interface it
+/// lives on (applied with `nft -f -`).
+pub fn ruleset(vips: &[(IpAddr, &str)], e: Duration, a: Duration) -> String {
     let v4: Vec<String> = vips
         .iter()
-        .filter(|v| v.is_ipv4())
-        .map(|v| v.to_string())
+        .filter(|v| v.0.is_ipv4())
+        .map(|v| v.0.to_string())
         .collect();
     let v6: Vec<String> = vips
         .iter()
-        .filter(|v| v.is_ipv6())
-        .map(|v| v.to_string())
+        .filter(|v| v.0.is_ipv6())
+        .map(|v| v.0.to_string())
+        .collect();
+    let home4: Vec<String> = vips
+        .iter()
+        .filter(|v| v.0.is_ipv4())
+        .map(|&(a, i)| home_elem(a, i))
         .collect();
     let elems = |v: &Vec<String>| {
         if v.is_empty() {
@@ -200,13 +215,16 @@ pub fn ruleset(vips: &[IpAddr], e: Duration, a: Duration) -> String {
     format!(
         "table arp {TABLE} {{\n\
          \x20 set pool4 {{ type ipv4_addr;{p4} }}\n\
+         \x20 set home4 {{ type ifname . ipv4_addr;{h4} }}\n\
          \x20 set live4 {{ type ipv4_addr; flags timeout; timeout {e}ms; }}\n\
          \x20 set armed4 {{ type ipv4_addr; flags timeout; timeout {a}ms; }}\n\
          \x20 chain out {{ type filter hook output priority 0; policy accept;\n\
          \x20   arp saddr ip @pool4 arp saddr ip != @live4 counter drop\n\
+         \x20   arp saddr ip @pool4 meta oifname . arp saddr ip != @home4 counter drop\n\
          \x20 }}\n\
          \x20 chain in {{ type filter hook input priority 0; policy accept;\n\
          \x20   arp daddr ip @pool4 arp daddr ip != @live4 counter drop\n\
+         \x20   arp daddr ip @pool4 meta iifname . arp daddr ip != @home4 counter drop\n\
          \x20 }}\n\
          }}\n\
          table inet {TABLE} {{\n\
@@ -227,20 +245,28 @@ pub fn ruleset(vips: &[IpAddr], e: Duration, a: Duration) -> String {
          }}\n",
         p4 = elems(&v4),
         p6 = elems(&v6),
+        h4 = elems(&home4),
     )
 }
 
-/// Creates (or re-creates) the gate tables with the `nft` binary: one-time setup.
-pub fn install(vips: &[IpAddr], e: Duration, a: Duration) -> io::Result<()> {
-    // Replace a previous incarnation's tables (an earlier crash) in the same
-    // transaction that creates ours: `add` makes the delete safe when they are
-    // absent, and there is no instant without a gate. Deleting first and creating
-    // after, as two steps, left a window in which a killed predecessor's addresses
-    // (alive until their lifetime runs out) were answered next to their new holder.
-    let text = format!(
-        "add table arp {TABLE}\ndelete table arp {TABLE}\nadd table inet {TABLE}\ndelete table inet {TABLE}\n{}",
-        ruleset(vips, e, a)
-    );
+/// Tells the gate which interface new IPv4 VIPs live on (`home4`; a reload that
+/// adds VIPs, before they join the pool sets). One `nft` run; rare.
+pub fn add_homes(vips: &[(IpAddr, &str)]) -> io::Result<()> {
+    let home4: Vec<String> = vips
+        .iter()
+        .filter(|v| v.0.is_ipv4())
+        .map(|&(a, i)| home_elem(a, i))
+        .collect();
+    if home4.is_empty() {
+        return Ok(());
+    }
+    nft_stdin(&format!(
+        "add element arp {TABLE} home4 {{ {} }}\n",
+        home4.join(", ")
+    ))
+}
+
+fn nft_stdin(text: &str) -> io::Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -265,6 +291,20 @@ pub fn install(vips: &[IpAddr], e: Duration, a: Duration) -> io::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Creates (or re-creates) the gate tables with the `nft` binary: one-time setup.
+pub fn install(vips: &[(IpAddr, &str)], e: Duration, a: Duration) -> io::Result<()> {
+    // Replace a previous incarnation's tables (an earlier crash) in the same
+    // transaction that creates ours: `add` makes the delete safe when they are
+    // absent, and there is no instant without a gate. Deleting first and creating
+    // after, as two steps, left a window in which a killed predecessor's addresses
+    // (alive until their lifetime runs out) were answered next to their new holder.
+    let text = format!(
+        "add table arp {TABLE}\ndelete table arp {TABLE}\nadd table inet {TABLE}\ndelete table inet {TABLE}\n{}",
+        ruleset(vips, e, a)
+    );
+    nft_stdin(&text)
 }
 
 /// Removes the gate tables (clean shutdown, once every VIP address is gone: the

@@ -28,6 +28,8 @@ use tracing::warn;
 use crate::clock;
 use crate::core::config::{ClusterConfig, FenceKind, GroupId, Vip};
 use crate::core::engine::KernelOp;
+use crate::core::links::Homes;
+use crate::core::neighbours::Neighbour;
 use crate::core::ownership::KernelOutcome;
 
 use super::gate::{self, ElemOp, Gate, GateError, GateSet};
@@ -54,14 +56,24 @@ pub struct KernelStats {
     pub link_changes: u64,
 }
 
+/// One interface VIPs live on.
+#[derive(Debug)]
+struct LinkSlot {
+    name: String,
+    /// Its index; `None` while no interface of that name exists.
+    index: Option<u32>,
+}
+
+/// A VIP and the slot of the interface it lives on.
+type Homed = (Vip, usize);
+
 struct Worker {
     rtnl: Rtnl,
     gate: Option<Gate>,
-    /// The interface's index; `None` while no interface of that name exists.
-    index: Option<u32>,
-    ifname: String,
-    groups: Vec<Vec<Vip>>,
-    pool: Vec<Vip>,
+    links: Vec<LinkSlot>,
+    homes: Homes,
+    groups: Vec<Vec<Homed>>,
+    pool: Vec<Homed>,
     e: Duration,
     a: Duration,
     stats: KernelStats,
@@ -81,31 +93,72 @@ fn is_enoent(e: &GateError) -> bool {
 }
 
 impl Worker {
-    /// Resolves the interface by name again; updates the index. `None` when no
+    /// The slot of interface `name` (added if new).
+    fn slot_of(&mut self, name: &str) -> usize {
+        if let Some(i) = self.links.iter().position(|l| l.name == name) {
+            return i;
+        }
+        self.links.push(LinkSlot {
+            name: name.to_string(),
+            index: None,
+        });
+        self.links.len() - 1
+    }
+
+    /// `vips` with the slots of their interfaces (an address without one — not
+    /// possible past start-up checks — is put on the first interface).
+    fn homed(&mut self, vips: &[Vip]) -> Vec<Homed> {
+        vips.iter()
+            .map(|v| {
+                let name = self.homes.iface(v.addr).map(str::to_string);
+                let slot = name.map_or(0, |n| self.slot_of(&n));
+                (*v, slot)
+            })
+            .collect()
+    }
+
+    /// Resolves interface `slot` by name again; updates its index. `None` when no
     /// interface of that name exists (or the kernel could not be asked).
-    fn relink(&mut self) -> Option<Link> {
-        match self.rtnl.link(&self.ifname) {
+    fn relink(&mut self, slot: usize) -> Option<Link> {
+        let l = self.links.get_mut(slot)?;
+        match self.rtnl.link(&l.name) {
             Ok(link) => {
                 let index = link.as_ref().map(|l| l.index);
-                if index != self.index {
+                if index != l.index {
                     self.stats.link_changes += 1;
                     match index {
                         Some(i) => {
-                            warn!(interface = %self.ifname, index = i, "interface (re)appeared")
+                            warn!(interface = %l.name, index = i, "interface (re)appeared")
                         }
                         None => {
-                            warn!(interface = %self.ifname, "interface is gone; its VIPs went with it")
+                            warn!(interface = %l.name, "interface is gone; its VIPs went with it")
                         }
                     }
-                    self.index = index;
+                    l.index = index;
                 }
                 link
             }
             Err(e) => {
-                warn!(interface = %self.ifname, error = %e, "cannot look up the interface");
+                warn!(interface = %l.name, error = %e, "cannot look up the interface");
                 None
             }
         }
+    }
+
+    /// The index of interface `slot`, looked up if not known.
+    fn index(&mut self, slot: usize) -> Option<u32> {
+        self.links
+            .get(slot)
+            .and_then(|l| l.index)
+            .or_else(|| self.relink(slot).map(|l| l.index))
+    }
+
+    /// Every pool VIP with the name of its interface (what the gate closes over).
+    fn pool_homes(&self) -> Vec<(IpAddr, &str)> {
+        self.pool
+            .iter()
+            .map(|&(v, l)| (v.addr, self.links[l].name.as_str()))
+            .collect()
     }
 
     /// The gate write failed with ENOENT: either an element expired (the normal
@@ -120,8 +173,7 @@ impl Worker {
             Ok(false) => {
                 self.stats.gate_reinstalls += 1;
                 warn!("the nftables gate tables are gone (a firewall reload?): re-creating them");
-                let vips: Vec<IpAddr> = self.pool.iter().map(|v| v.addr).collect();
-                if let Err(e) = gate::install(&vips, self.e, self.a) {
+                if let Err(e) = gate::install(&self.pool_homes(), self.e, self.a) {
                     warn!(error = %e, "cannot re-create the nftables gate; retrying");
                 }
                 true
@@ -133,9 +185,9 @@ impl Worker {
         }
     }
 
-    fn label(&self) -> String {
+    fn label(&self, slot: usize) -> String {
         // IFNAMSIZ-1 = 15 bytes: "<ifname>:wm", truncated.
-        let mut l = format!("{}:wm", self.ifname);
+        let mut l = format!("{}:wm", self.links[slot].name);
         l.truncate(15);
         l
     }
@@ -144,42 +196,61 @@ impl Worker {
         self.set_addrs_of(&[g]).pop().unwrap_or(Ok(()))
     }
 
-    /// Adds or renews the addresses of several groups in one netlink write; one
-    /// result per group (its first failure).
+    /// Adds (replaces) the addresses of groups `gs`, one netlink write per
+    /// interface; one result per group.
     fn set_addrs_of(&mut self, gs: &[GroupId]) -> Vec<Result<(), String>> {
-        let label = self.label();
-        let vips: Vec<Vip> = gs
+        let vips: Vec<Homed> = gs
             .iter()
             .flat_map(|&g| self.groups[usize::from(g)].iter().copied())
             .collect();
-        let missing = format!("interface {} is missing", self.ifname);
-        let mut all = match self.index.or_else(|| self.relink().map(|l| l.index)) {
-            Some(index) => self
-                .rtnl
-                .addr_set_many(index, &vips, LIFETIME_S, true, Some(&label)),
-            None => return gs.iter().map(|_| Err(missing.clone())).collect(),
-        };
-        if all.iter().any(|r| r.as_ref().is_err_and(is_enodev)) {
-            // A stale index (the interface was deleted, perhaps re-created): once more
-            // under the name's current index, if there is one.
-            let before = self.index;
-            match self.relink() {
-                Some(l) if Some(l.index) != before => {
-                    all = self
-                        .rtnl
-                        .addr_set_many(l.index, &vips, LIFETIME_S, true, Some(&label));
+        let mut res: Vec<Result<(), String>> = vec![Ok(()); vips.len()];
+        let slots: std::collections::BTreeSet<usize> = vips.iter().map(|v| v.1).collect();
+        for slot in slots {
+            let at: Vec<usize> = (0..vips.len()).filter(|&i| vips[i].1 == slot).collect();
+            let these: Vec<Vip> = at.iter().map(|&i| vips[i].0).collect();
+            let label = self.label(slot);
+            let missing = format!("interface {} is missing", self.links[slot].name);
+            let Some(index) = self.index(slot) else {
+                for &i in &at {
+                    res[i] = Err(missing.clone());
                 }
-                Some(_) => {}
-                None => return gs.iter().map(|_| Err(missing.clone())).collect(),
+                continue;
+            };
+            let mut all = self
+                .rtnl
+                .addr_set_many(index, &these, LIFETIME_S, true, Some(&label));
+            if all.iter().any(|r| r.as_ref().is_err_and(is_enodev)) {
+                let before = self.links[slot].index;
+                match self.relink(slot) {
+                    Some(l) if Some(l.index) != before => {
+                        all = self.rtnl.addr_set_many(
+                            l.index,
+                            &these,
+                            LIFETIME_S,
+                            true,
+                            Some(&label),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        for &i in &at {
+                            res[i] = Err(missing.clone());
+                        }
+                        continue;
+                    }
+                }
+            }
+            for (&i, r) in at.iter().zip(all) {
+                res[i] = r.map_err(|e| err_text(&e));
             }
         }
-        let mut results = all.into_iter();
+        let mut results = res.into_iter();
         gs.iter()
             .map(|&g| {
                 let mut r = Ok(());
                 for res in results.by_ref().take(self.groups[usize::from(g)].len()) {
                     if let (Ok(()), Err(e)) = (&r, res) {
-                        r = Err(err_text(&e));
+                        r = Err(e);
                     }
                 }
                 r
@@ -187,29 +258,30 @@ impl Worker {
             .collect()
     }
 
-    /// Deletes a group's addresses. With the interface gone, they are gone too.
     fn del_addrs(&mut self, g: GroupId) -> Result<(), String> {
-        for v in self.groups[usize::from(g)].clone() {
-            let Some(index) = self.index.or_else(|| self.relink().map(|l| l.index)) else {
-                return Ok(());
+        for (v, slot) in self.groups[usize::from(g)].clone() {
+            let Some(index) = self.index(slot) else {
+                // No such interface: its addresses went with it.
+                continue;
             };
             match self.rtnl.addr_del(index, &v) {
                 Ok(_) => {}
-                Err(e) if is_enodev(&e) => match self.relink() {
-                    None => return Ok(()),
-                    Some(l) => {
+                Err(e) if is_enodev(&e) => {
+                    if let Some(l) = self.relink(slot) {
                         self.rtnl.addr_del(l.index, &v).map_err(|e| err_text(&e))?;
                     }
-                },
+                }
                 Err(e) => return Err(err_text(&e)),
             }
         }
         Ok(())
     }
 
-    /// Removes a group's gate elements one by one (absent ones are fine).
     fn del_gate(&mut self, g: GroupId) -> Result<(), String> {
-        let addrs: Vec<IpAddr> = self.groups[usize::from(g)].iter().map(|v| v.addr).collect();
+        let addrs: Vec<IpAddr> = self.groups[usize::from(g)]
+            .iter()
+            .map(|v| v.0.addr)
+            .collect();
         if let Some(gate) = &mut self.gate {
             for a in addrs {
                 for set in [GateSet::Live, GateSet::Armed] {
@@ -223,9 +295,13 @@ impl Worker {
         Ok(())
     }
 
-    fn verify_gone(&mut self, addrs: &[IpAddr]) -> Result<(), String> {
-        // Without the interface there is nothing to list: its addresses went with it.
-        if let Some(index) = self.index.or_else(|| self.relink().map(|l| l.index)) {
+    fn verify_gone(&mut self, vips: &[Homed]) -> Result<(), String> {
+        let addrs: Vec<IpAddr> = vips.iter().map(|v| v.0.addr).collect();
+        let slots: std::collections::BTreeSet<usize> = vips.iter().map(|v| v.1).collect();
+        for slot in slots {
+            let Some(index) = self.index(slot) else {
+                continue;
+            };
             let present: Vec<IpAddr> = self
                 .rtnl
                 .addrs(index)
@@ -275,8 +351,7 @@ impl Worker {
                 Err(e) => return KernelOutcome::Failed(e.to_string()),
             }
         }
-        let addrs: Vec<IpAddr> = pool.iter().map(|v| v.addr).collect();
-        match self.verify_gone(&addrs) {
+        match self.verify_gone(&pool) {
             Ok(()) => KernelOutcome::Ok,
             Err(e) => KernelOutcome::Failed(e),
         }
@@ -289,8 +364,8 @@ impl Worker {
         if let Err(e) = self.del_addrs(g) {
             return KernelOutcome::Failed(e);
         }
-        let addrs: Vec<IpAddr> = self.groups[usize::from(g)].iter().map(|v| v.addr).collect();
-        match self.verify_gone(&addrs) {
+        let vips = self.groups[usize::from(g)].clone();
+        match self.verify_gone(&vips) {
             Ok(()) => KernelOutcome::Ok,
             Err(e) => KernelOutcome::Failed(e),
         }
@@ -303,7 +378,10 @@ impl Worker {
     }
 
     fn bind(&mut self, g: GroupId, deadline: crate::core::time::Instant) -> KernelOutcome {
-        let addrs: Vec<IpAddr> = self.groups[usize::from(g)].iter().map(|v| v.addr).collect();
+        let addrs: Vec<IpAddr> = self.groups[usize::from(g)]
+            .iter()
+            .map(|v| v.0.addr)
+            .collect();
         if clock::now() > deadline {
             return KernelOutcome::Lapsed;
         }
@@ -374,8 +452,11 @@ impl Worker {
         idx: &[usize],
     ) -> Vec<ElemOp> {
         let addrs = || {
-            idx.iter()
-                .flat_map(|&i| self.groups[usize::from(items[i].0)].iter().map(|v| v.addr))
+            idx.iter().flat_map(|&i| {
+                self.groups[usize::from(items[i].0)]
+                    .iter()
+                    .map(|v| v.0.addr)
+            })
         };
         addrs()
             .map(|a| ElemOp::Del(GateSet::Live, a))
@@ -526,32 +607,44 @@ pub struct KernelIo(Worker);
 impl std::fmt::Debug for KernelIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KernelIo")
-            .field("ifname", &self.0.ifname)
+            .field("links", &self.0.links)
             .finish_non_exhaustive()
     }
 }
 
 impl KernelIo {
-    /// Opens the netlink sockets for interface `ifname` (index `index`).
-    pub fn open(cfg: &ClusterConfig, ifname: &str, index: u32) -> std::io::Result<KernelIo> {
+    /// Opens the netlink sockets; `links` are the interfaces the VIPs live on
+    /// (name, index), `homes` which VIP lives on which.
+    pub fn open(
+        cfg: &ClusterConfig,
+        homes: &Homes,
+        links: &[(String, u32)],
+    ) -> std::io::Result<KernelIo> {
         let rtnl = Rtnl::new()?;
         let gate = match cfg.fence {
             FenceKind::Gate => Some(Gate::open()?),
             FenceKind::Address => None,
         };
-        let groups: Vec<Vec<Vip>> = cfg.groups.iter().map(|g| g.vips.clone()).collect();
-        let pool: Vec<Vip> = groups.iter().flatten().copied().collect();
-        Ok(KernelIo(Worker {
+        let mut w = Worker {
             rtnl,
             gate,
-            index: Some(index),
-            ifname: ifname.to_string(),
-            groups,
-            pool,
+            links: links
+                .iter()
+                .map(|(name, index)| LinkSlot {
+                    name: name.clone(),
+                    index: Some(*index),
+                })
+                .collect(),
+            homes: homes.clone(),
+            groups: Vec::new(),
+            pool: Vec::new(),
             e: cfg.timing.gate_timeout,
             a: cfg.timing.gate_arm,
             stats: KernelStats::default(),
-        }))
+        };
+        w.groups = cfg.groups.iter().map(|g| w.homed(&g.vips)).collect();
+        w.pool = w.groups.iter().flatten().copied().collect();
+        Ok(KernelIo(w))
     }
 
     /// Performs the engine's operations, in order.
@@ -564,22 +657,27 @@ impl KernelIo {
         self.0.flush()
     }
 
-    /// Resolves the interface by name again (after a link event): its current
-    /// state, `None` if it is gone. Later operations use the new index.
-    pub fn relink(&mut self) -> Option<Link> {
-        self.0.relink()
+    /// Resolves every interface by name again (after a link event): each one's
+    /// current state, `None` if it is gone. Later operations use the new indices.
+    pub fn relink(&mut self) -> Vec<(String, Option<Link>)> {
+        (0..self.0.links.len())
+            .map(|i| (self.0.links[i].name.clone(), self.0.relink(i)))
+            .collect()
     }
 
     /// The engine's group table changed (a reload): operations name slots of the new
-    /// table. The pool (what a flush removes and a re-created gate closes over) keeps
-    /// every address this process has had, so that nothing it may have bound is left
-    /// out.
-    pub fn set_groups(&mut self, groups: &[crate::core::config::VipGroup]) {
+    /// table; `homes` says where the new addresses live. The pool (what a flush
+    /// removes and a re-created gate closes over) keeps every address this process
+    /// has had, so that nothing it may have bound is left out.
+    pub fn set_groups(&mut self, groups: &[crate::core::config::VipGroup], homes: &Homes) {
         let w = &mut self.0;
-        w.groups = groups.iter().map(|g| g.vips.clone()).collect();
-        for v in groups.iter().flat_map(|g| g.vips.iter()) {
-            if !w.pool.contains(v) {
-                w.pool.push(*v);
+        for (a, i) in &homes.of {
+            w.homes.of.entry(*a).or_insert_with(|| i.clone());
+        }
+        w.groups = groups.iter().map(|g| w.homed(&g.vips)).collect();
+        for v in w.groups.clone().into_iter().flatten() {
+            if !w.pool.iter().any(|p| p.0 == v.0) {
+                w.pool.push(v);
             }
         }
     }
@@ -588,6 +686,14 @@ impl KernelIo {
     /// netlink batch, both tables): from then on they are gated — dropped unless
     /// live — before the engine may bind them. Without the gate there is nothing to do.
     pub fn extend_gate_pool(&mut self, vips: &[IpAddr]) -> Result<(), String> {
+        if self.0.gate.is_none() {
+            return Ok(());
+        }
+        let homes: Vec<(IpAddr, &str)> = vips
+            .iter()
+            .filter_map(|&a| self.0.homes.iface(a).map(|i| (a, i)))
+            .collect();
+        gate::add_homes(&homes).map_err(|e| e.to_string())?;
         let Some(gate) = &mut self.0.gate else {
             return Ok(());
         };
@@ -596,6 +702,33 @@ impl KernelIo {
             .map(|&a| ElemOp::Insert(GateSet::Pool, a))
             .collect();
         gate.batch(&ops).map_err(|e| e.to_string())
+    }
+
+    /// The neighbour-cache entries (reachable, stale, delay) of each interface VIPs
+    /// live on, and each interface's own permanent prefixes (what its neighbours'
+    /// addresses fall in). An interface that cannot be read is left out.
+    #[allow(clippy::type_complexity)]
+    pub fn neighbours(&mut self) -> Vec<(String, Vec<Neighbour>, Vec<(IpAddr, u8)>)> {
+        let w = &mut self.0;
+        let mut out = Vec::new();
+        for slot in 0..w.links.len() {
+            let Some(index) = w.index(slot) else {
+                continue;
+            };
+            let Ok(neigh) = w.rtnl.neighbours(index) else {
+                continue;
+            };
+            let Ok(addrs) = w.rtnl.addrs(index) else {
+                continue;
+            };
+            let prefixes = addrs
+                .into_iter()
+                .filter(|a| a.valid_lft == u32::MAX)
+                .map(|a| (a.addr, a.prefix_len))
+                .collect();
+            out.push((w.links[slot].name.clone(), neigh, prefixes));
+        }
+        out
     }
 
     /// What had to be repaired so far.

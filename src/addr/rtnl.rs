@@ -20,6 +20,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::core::config::Vip;
+use crate::core::neighbours::Neighbour;
 
 /// A netlink request the kernel refused (or a socket error).
 #[derive(Debug, thiserror::Error)]
@@ -366,6 +367,57 @@ impl Rtnl {
                     tentative: flags.contains(AddressFlags::Tentative),
                     valid_lft: valid,
                 });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Rtnl {
+    /// The neighbour-cache entries of interface `index` that name a live host:
+    /// reachable, stale or delay, with a MAC (IPv4 ARP and IPv6 ND).
+    pub fn neighbours(&mut self, index: u32) -> Result<Vec<Neighbour>, NlError> {
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+        };
+        let replies = self.request(
+            RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+            NLM_F_DUMP,
+            "list neighbours",
+        )?;
+        let mut out = Vec::new();
+        for m in replies {
+            let RouteNetlinkMessage::NewNeighbour(n) = m else {
+                continue;
+            };
+            if n.header.ifindex != index
+                || !matches!(
+                    n.header.state,
+                    NeighbourState::Reachable | NeighbourState::Stale | NeighbourState::Delay
+                )
+            {
+                continue;
+            }
+            let mut ip = None;
+            let mut mac = None;
+            for a in &n.attributes {
+                match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
+                        ip = Some(IpAddr::V4(*v))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
+                        ip = Some(IpAddr::V6(*v))
+                    }
+                    NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                        let mut m = [0u8; 6];
+                        m.copy_from_slice(l);
+                        mac = Some(m);
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(ip), Some(mac)) = (ip, mac) {
+                out.push(Neighbour { ip, mac });
             }
         }
         Ok(out)

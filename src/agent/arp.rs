@@ -2,6 +2,7 @@
 //! window) and announcement bursts after binding, each frame checked against the
 //! group's lease deadline first (raw frames bypass the gate).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,10 +13,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::NotifyOptions;
 use super::ShellOptions;
 use crate::addr::arp;
 use crate::clock;
 use crate::core::config::GroupId;
+use crate::core::links::Homes;
+use crate::core::neighbours::Neighbour;
 
 pub(super) enum ArpJob {
     Probe {
@@ -26,15 +30,19 @@ pub(super) enum ArpJob {
         group: GroupId,
         addrs: Vec<IpAddr>,
     },
-    /// The interface changed (deleted, re-created): open the raw socket again.
+    /// An interface changed (deleted, re-created): open the raw sockets again.
     Reopen,
+    /// A reload added VIPs, possibly on interfaces not used before.
+    Homes(Homes),
     /// A reload changed the announcement settings (`--garp-count`,
-    /// `--garp-interval`, `--notify`).
+    /// `--garp-interval`, `--notify…`).
     Configure {
         count: u32,
         interval: Duration,
-        notify: Vec<std::net::Ipv4Addr>,
+        notify: NotifyOptions,
     },
+    /// The known neighbours of each interface (`--notify-neighbours`).
+    Neighbours(BTreeMap<String, Vec<Neighbour>>),
 }
 
 /// Groups that may be announced, with the lease-derived deadline of their latest
@@ -45,30 +53,38 @@ pub(super) type Announceable = std::sync::Arc<
     std::sync::Mutex<std::collections::BTreeMap<GroupId, crate::core::time::Instant>>,
 >;
 
-/// Gratuitous ARP (0) and unsolicited NA (1) frames sent by the ARP thread.
-pub(super) type Announced = Arc<[AtomicU64; 2]>;
+/// Frames sent by the ARP thread: gratuitous ARP (0), unsolicited NA (1), directed
+/// replies to `--notify` targets (2), unicast replies / NAs to known neighbours (3).
+pub(super) type Announced = Arc<[AtomicU64; 4]>;
 
 pub(super) struct ProbeDone {
     pub group: GroupId,
     pub conflict: bool,
 }
 
-/// Starts the ARP thread on `ifname`; returns where to send it jobs.
+/// Starts the ARP thread for the interfaces the VIPs live on (`homes`); returns
+/// where to send it jobs.
 pub(super) fn spawn_arp(
-    ifname: &str,
+    homes: &Homes,
+    ifnames: &[String],
     probe_wait: Duration,
     opts: &ShellOptions,
     results: mpsc::UnboundedSender<ProbeDone>,
     allowed: Announceable,
     sent: Announced,
 ) -> io::Result<std_mpsc::Sender<ArpJob>> {
+    let mut links = BTreeMap::new();
+    for name in ifnames {
+        links.insert(name.clone(), Some(arp::Link::open(name)?));
+    }
     let mut t = ArpThread {
-        link: Some(arp::Link::open(ifname)?),
-        ifname: ifname.to_string(),
+        links,
+        homes: homes.clone(),
         probe_wait,
         count: opts.garp_count.max(1),
         interval: opts.garp_interval,
         notify: opts.notify.clone(),
+        neighbours: BTreeMap::new(),
         results,
         allowed,
         sent,
@@ -90,47 +106,59 @@ pub(super) fn spawn_arp(
 
 /// The ARP thread's state.
 struct ArpThread {
-    link: Option<arp::Link>,
-    ifname: String,
+    /// One raw socket per interface VIPs live on (`None` while it cannot be opened:
+    /// the interface is gone).
+    links: BTreeMap<String, Option<arp::Link>>,
+    homes: Homes,
     probe_wait: Duration,
     /// Frames per announcement burst, and their spacing.
     count: u32,
     interval: Duration,
-    /// Addresses that get directed ARP replies after each announcement.
-    notify: Vec<std::net::Ipv4Addr>,
+    /// Directed notifications after each announcement.
+    notify: NotifyOptions,
+    /// Known neighbours per interface (sent unicast replies when enabled).
+    neighbours: BTreeMap<String, Vec<Neighbour>>,
     results: mpsc::UnboundedSender<ProbeDone>,
     allowed: Announceable,
     sent: Announced,
 }
 
 impl ArpThread {
-    /// Every job waiting: announcements in order, then all probes in one window.
-    fn batch(&mut self, jobs: Vec<ArpJob>) {
-        let mut probes: Vec<(GroupId, Vec<IpAddr>)> = Vec::new();
-        for j in jobs {
-            if matches!(j, ArpJob::Reopen) || self.link.is_none() {
-                // A raw socket is bound to an interface index, which a deleted and
-                // re-created interface does not keep.
-                self.link = arp::Link::open(&self.ifname)
+    /// (Re)opens the raw socket of every interface that has none, or of all of them.
+    fn reopen(&mut self, all: bool) {
+        for (name, link) in self.links.iter_mut() {
+            if all || link.is_none() {
+                *link = arp::Link::open(name)
                     .inspect_err(
-                        |e| debug!(interface = %self.ifname, error = %e, "raw socket not reopened"),
+                        |e| debug!(interface = %name, error = %e, "raw socket not reopened"),
                     )
                     .ok();
             }
-            if self.link.is_none() {
-                if let ArpJob::Probe { group, .. } = j {
-                    // No interface, nobody to hear: silent, as a failed probe (the bind
-                    // then fails on the missing interface; the lease is what keeps a
-                    // bind safe, never the probe).
-                    let _ = self.results.send(ProbeDone {
-                        group,
-                        conflict: false,
-                    });
-                }
-                continue;
-            }
+        }
+    }
+
+    /// The raw socket for `addr`'s interface, if open.
+    fn link_of(&mut self, addr: IpAddr) -> Option<&mut arp::Link> {
+        let name = self.homes.iface(addr)?;
+        self.links.get_mut(name)?.as_mut()
+    }
+
+    /// Every job waiting: announcements in order, then all probes in one window.
+    fn batch(&mut self, jobs: Vec<ArpJob>) {
+        let mut probes: Vec<(GroupId, Vec<IpAddr>)> = Vec::new();
+        if self.links.values().any(Option::is_none) {
+            self.reopen(false);
+        }
+        for j in jobs {
             match j {
-                ArpJob::Reopen => {}
+                ArpJob::Reopen => self.reopen(true),
+                ArpJob::Homes(h) => {
+                    for name in h.of.values().chain(h.default.iter()) {
+                        self.links.entry(name.clone()).or_insert(None);
+                    }
+                    self.homes = h;
+                    self.reopen(false);
+                }
                 ArpJob::Configure {
                     count,
                     interval,
@@ -140,6 +168,7 @@ impl ArpThread {
                     self.interval = interval;
                     self.notify = notify;
                 }
+                ArpJob::Neighbours(n) => self.neighbours = n,
                 ArpJob::Probe { group, addrs } => probes.push((group, addrs)),
                 ArpJob::Announce { group, addrs } => self.announce(group, &addrs),
             }
@@ -149,14 +178,19 @@ impl ArpThread {
         }
     }
 
-    /// One announcement burst; each frame only while the group's lease allows.
+    /// One announcement burst; each frame only while the group's lease allows, on
+    /// the interface each address lives on. After the first round of the burst,
+    /// the directed notifications: `--notify` targets, and with
+    /// `--notify-neighbours` a unicast reply to every known neighbour of the
+    /// address's interface (paced by `--notify-rate`).
     fn announce(&mut self, group: GroupId, addrs: &[IpAddr]) {
-        let Some(link) = self.link.as_mut() else {
-            return;
-        };
         for k in 0..self.count {
             for a in addrs {
-                let guard = self.allowed.lock().unwrap_or_else(|e| e.into_inner());
+                let allowed = Arc::clone(&self.allowed);
+                let Some(link) = self.link_of(*a) else {
+                    continue;
+                };
+                let guard = allowed.lock().unwrap_or_else(|e| e.into_inner());
                 if guard.get(&group).is_none_or(|d| clock::now() > *d) {
                     return;
                 }
@@ -168,13 +202,9 @@ impl ArpThread {
                     }
                     Err(e) => warn!(vip = %a, error = %e, "announce failed"),
                 }
-                if let IpAddr::V4(v) = a
-                    && k == 0
-                {
-                    for t in &self.notify {
-                        let _ = link.notify(*v, *t);
-                    }
-                }
+            }
+            if k == 0 && !self.directed(group, addrs) {
+                return;
             }
             if k + 1 < self.count {
                 std::thread::sleep(self.interval);
@@ -182,21 +212,95 @@ impl ArpThread {
         }
     }
 
-    /// All waiting probes share one listening window.
+    /// The directed notifications of one bind (see [`ArpThread::announce`]); false
+    /// once the group's lease no longer allows a frame.
+    fn directed(&mut self, group: GroupId, addrs: &[IpAddr]) -> bool {
+        let pace = (self.notify.rate > 0).then(|| Duration::from_secs(1) / self.notify.rate);
+        for a in addrs {
+            let Some(ifname) = self.homes.iface(*a).map(str::to_string) else {
+                continue;
+            };
+            let mut to: Vec<(IpAddr, Option<[u8; 6]>, usize)> = Vec::new();
+            if a.is_ipv4() {
+                for (i, t) in &self.notify.targets {
+                    if i.as_deref().is_none_or(|i| i == ifname) {
+                        to.push((IpAddr::V4(*t), None, 2));
+                    }
+                }
+            }
+            if self.notify.neighbours {
+                for n in self.neighbours.get(&ifname).into_iter().flatten() {
+                    if n.ip.is_ipv4() == a.is_ipv4() && n.ip != *a {
+                        to.push((n.ip, Some(n.mac), 3));
+                    }
+                }
+            }
+            for (ip, mac, kind) in to {
+                let allowed = Arc::clone(&self.allowed);
+                let Some(link) = self.link_of(*a) else {
+                    break;
+                };
+                let guard = allowed.lock().unwrap_or_else(|e| e.into_inner());
+                if guard.get(&group).is_none_or(|d| clock::now() > *d) {
+                    return false;
+                }
+                let r = match (mac, a, ip) {
+                    (Some(mac), _, _) => link.tell(*a, ip, mac),
+                    (None, IpAddr::V4(v), IpAddr::V4(t)) => link.notify(*v, t),
+                    _ => Ok(()),
+                };
+                drop(guard);
+                match r {
+                    Ok(()) => {
+                        self.sent[kind].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => debug!(vip = %a, to = %ip, error = %e, "notification failed"),
+                }
+                if let Some(p) = pace {
+                    std::thread::sleep(p);
+                }
+            }
+        }
+        true
+    }
+
+    /// All waiting probes share one listening window, over every interface.
     fn probe(&mut self, probes: Vec<(GroupId, Vec<IpAddr>)>) {
-        let Some(l) = self.link.as_mut() else {
-            return;
-        };
         let all: Vec<IpAddr> = probes.iter().flat_map(|(_, a)| a.iter().copied()).collect();
-        l.drain();
-        let conflicts = l.probe(&all, self.probe_wait).unwrap_or_else(|e| {
-            warn!(error = %e, "probe failed; treating as silent");
-            vec![false; all.len()]
-        });
-        let mut i = 0;
+        // Per interface: its open socket and the addresses it probes.
+        let mut by_link: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+        for a in &all {
+            if let Some(name) = self.homes.iface(*a)
+                && matches!(self.links.get(name), Some(Some(_)))
+            {
+                by_link.entry(name.to_string()).or_default().push(*a);
+            }
+        }
+        let mut conflicts: BTreeMap<IpAddr, bool> = BTreeMap::new();
+        {
+            let mut set: Vec<(&mut arp::Link, &[IpAddr])> = Vec::new();
+            for (name, link) in self.links.iter_mut() {
+                if let (Some(l), Some(v)) = (link.as_mut(), by_link.get(name)) {
+                    l.drain();
+                    set.push((l, v.as_slice()));
+                }
+            }
+            // An address whose interface has no socket is silent, as a failed probe
+            // (its bind then fails on the missing interface; the lease is what keeps
+            // a bind safe, never the probe).
+            match arp::probe_links(&mut set, self.probe_wait) {
+                Ok(c) => {
+                    for ((_, v), c) in set.iter().zip(c) {
+                        for (a, x) in v.iter().zip(c) {
+                            conflicts.insert(*a, x);
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "probe failed; treating as silent"),
+            }
+        }
         for (group, addrs) in probes {
-            let conflict = conflicts[i..i + addrs.len()].iter().any(|c| *c);
-            i += addrs.len();
+            let conflict = addrs.iter().any(|a| conflicts.get(a) == Some(&true));
             let _ = self.results.send(ProbeDone { group, conflict });
         }
     }

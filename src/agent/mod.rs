@@ -29,7 +29,9 @@ mod timer;
 
 use std::future::Future;
 
-pub use self::setup::{Prepared, Reloading, SetLogFilter, ShellOptions, StartError, prepare};
+pub use self::setup::{
+    NotifyOptions, Prepared, Reloading, SetLogFilter, ShellOptions, StartError, prepare,
+};
 use self::shell::Shell;
 use crate::addr::gate;
 use crate::addr::rtnl::Rtnl;
@@ -58,20 +60,37 @@ pub(crate) fn note_pool(vips: impl IntoIterator<Item = Vip>) {
 }
 
 /// Removes this agent's VIPs and gate after a panic or a fatal error.
-pub fn emergency_flush(cfg: &ClusterConfig, ifname: &str) {
+pub fn emergency_flush(cfg: &ClusterConfig, homes: &crate::core::links::Homes) {
     let mut vips: Vec<Vip> = cfg.groups.iter().flat_map(|g| g.vips.clone()).collect();
     for v in EVER_POOL.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         if !vips.contains(v) {
             vips.push(*v);
         }
     }
+    // Every interface any of them may be on; an address is gone when no interface
+    // still has it.
+    let mut ifaces = homes.interfaces(&cfg.groups);
+    ifaces.extend(homes.of.values().cloned());
+    ifaces.extend(homes.default.clone());
+    ifaces.sort();
+    ifaces.dedup();
     let mut all_gone = false;
-    if let Ok(mut r) = Rtnl::new()
-        && let Ok(Some(link)) = r.link(ifname)
-    {
+    if let Ok(mut r) = Rtnl::new() {
         all_gone = true;
-        for v in &vips {
-            all_gone &= r.addr_del(link.index, v).is_ok();
+        for ifname in &ifaces {
+            let Ok(Some(link)) = r.link(ifname) else {
+                continue;
+            };
+            let Ok(present) = r.addrs(link.index) else {
+                all_gone = false;
+                continue;
+            };
+            for v in vips
+                .iter()
+                .filter(|v| present.iter().any(|a| a.addr == v.addr))
+            {
+                all_gone &= r.addr_del(link.index, v).is_ok();
+            }
         }
     }
     // The gate stays (closed) unless every address is known to be gone.

@@ -24,6 +24,8 @@ pub(super) struct OpsState {
     pub announced: Announced,
     /// The `config` section of `/status`: the file and the last reload.
     pub config: serde_json::Value,
+    /// What the current round of the loop acquired and released (`--on-round`).
+    pub round: crate::ops::hooks::RoundEvent,
 }
 
 impl OpsState {
@@ -38,6 +40,11 @@ impl OpsState {
 
     fn hook(&mut self, engine: &Engine, kind: HookKind, group: GroupId, reason: String) {
         let vips = Self::vips(engine, group);
+        match kind {
+            HookKind::Acquire => self.round.acquired.push(vips.join(",")),
+            HookKind::Release => self.round.released.push(vips.join(",")),
+            _ => {}
+        }
         self.hooks.fire(HookEvent {
             kind,
             group,
@@ -95,6 +102,20 @@ impl OpsState {
             ),
         );
         self.hook(engine, HookKind::Acquire, g, kind.to_string());
+    }
+
+    /// The end of a round of the agent's loop: one `--on-round` run if it acquired
+    /// or released anything.
+    pub fn end_round(&mut self, engine: &Engine) {
+        if self.round.is_empty() {
+            return;
+        }
+        let mut ev = std::mem::take(&mut self.round);
+        ev.held = engine
+            .bound_groups()
+            .map(|g| Self::vips(engine, g).join(","))
+            .collect();
+        self.hooks.fire_round(ev);
     }
 
     /// Logs an engine event (one line per ownership change), records it for
@@ -172,6 +193,8 @@ impl OpsState {
     pub fn sync(&mut self, engine: &Engine, now: crate::core::time::Instant) {
         self.shell.garp = self.announced[0].load(Ordering::Relaxed);
         self.shell.na = self.announced[1].load(Ordering::Relaxed);
+        self.shell.notified = self.announced[2].load(Ordering::Relaxed);
+        self.shell.told_neighbours = self.announced[3].load(Ordering::Relaxed);
         let ready = status::ready(engine, self.healthy(), now);
         self.metrics.sync(engine, &self.shell, ready, now);
     }
@@ -312,27 +335,33 @@ impl OpsState {
                         if h { "healthy" } else { "unhealthy" }
                     ),
                 );
-                engine.set_healthy(h && self.shell.link_up, clock::now());
+                engine.set_healthy(h, clock::now());
             }
         }
     }
 
-    /// The interface came, went, or changed state: a node whose interface is missing
-    /// or down cannot answer for its VIPs, so it is not eligible (its groups move away
-    /// by the release path, like a failed health check) until the interface is back.
-    pub fn link(&mut self, engine: &mut Engine, up: bool, what: &str) {
-        self.shell.link_up = up;
+    /// An interface came, went, or changed state. The shell tells the engine which
+    /// groups it cannot hold meanwhile (those with an address on it); here it is
+    /// logged and journaled.
+    pub fn link(&mut self, engine: &Engine, ifname: &str, up: bool, what: &str) {
         if up {
             info!(
                 node = engine.name(),
-                "interface {what}: eligible for VIPs again"
+                interface = ifname,
+                "interface {what}: its VIPs may be held here again"
             );
         } else {
-            warn!(node = engine.name(), "interface {what}: moving VIPs away");
+            warn!(
+                node = engine.name(),
+                interface = ifname,
+                "interface {what}: moving the VIPs that live on it away"
+            );
         }
-        self.journal
-            .event("link", None, format!("{}: interface {what}", engine.name()));
-        engine.set_healthy(self.shell.healthy && up, clock::now());
+        self.journal.event(
+            "link",
+            None,
+            format!("{}: interface {ifname} {what}", engine.name()),
+        );
     }
 
     /// Health as `/readyz`, `/status` and the metrics report it: the checks and

@@ -81,6 +81,24 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
         format!("{:?}", s.interface),
         format!("{:?}", ns.interface),
     );
+    // An address that stays in the pool stays on its interface: moving it is a
+    // removal in one reload and an addition in the next.
+    for v in c.groups.iter().flat_map(|g| g.vips.iter()) {
+        let stays = nc
+            .groups
+            .iter()
+            .any(|g| g.vips.iter().any(|w| w.addr == v.addr));
+        let (from, to) = (s.homes.iface(v.addr), ns.homes.iface(v.addr));
+        fixed(
+            &format!(
+                "interface of {} (or remove it in one reload and add it in the next)",
+                v.addr
+            ),
+            stays && from != to,
+            from.unwrap_or("none").to_string(),
+            to.unwrap_or("none").to_string(),
+        );
+    }
     fixed(
         "quorum",
         c.quorum != nc.quorum,
@@ -188,7 +206,7 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
     note(
         &mut arp,
         (o.garp_count, o.garp_interval, &o.notify) != (no.garp_count, no.garp_interval, &no.notify),
-        "announcements (garp-count, garp-interval, notify)".into(),
+        "announcements (garp-count, garp-interval, notify, notify-rate, notify-neighbours, neighbour-interval)".into(),
     );
     let mut garp_refresh = false;
     note(

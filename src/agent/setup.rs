@@ -47,8 +47,8 @@ pub struct ShellOptions {
     pub garp_interval: Duration,
     /// Re-announce held VIPs this often (zero: never).
     pub garp_refresh: Duration,
-    /// Addresses that get directed ARP replies after each announcement.
-    pub notify: Vec<std::net::Ipv4Addr>,
+    /// Directed notifications after each announcement.
+    pub notify: NotifyOptions,
     /// Secrets for the envelope (empty with `--insecure`).
     pub secrets: Vec<Vec<u8>>,
     /// Metrics, status API, health checks and hooks.
@@ -57,6 +57,21 @@ pub struct ShellOptions {
     pub log: String,
     /// The log format (`--log-format`).
     pub log_format: String,
+}
+
+/// Who is told directly, besides the broadcast announcements, when this node binds
+/// a VIP (`--notify`, `--notify-rate`, `--notify-neighbours`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyOptions {
+    /// Addresses that get an ARP reply for every IPv4 VIP (of the named interface
+    /// only, when one is given).
+    pub targets: Vec<(Option<String>, std::net::Ipv4Addr)>,
+    /// Most directed frames per second per interface (0: no limit).
+    pub rate: u32,
+    /// Share neighbour caches and send unicast replies to every known neighbour.
+    pub neighbours: bool,
+    /// How often the neighbour caches are sampled and shared.
+    pub interval: Duration,
 }
 
 pub(super) fn map_io(what: &str, e: io::Error) -> StartError {
@@ -93,8 +108,9 @@ pub struct Prepared {
     pub(super) socket: std::net::UdpSocket,
     pub(super) lock: UnixListener,
     pub(super) http: Option<std::net::TcpListener>,
-    pub(super) ifname: String,
-    pub(super) index: u32,
+    /// The interfaces the VIPs live on, with their indices at start (the default
+    /// interface first when there is one).
+    pub(super) links: Vec<(String, u32)>,
 }
 
 impl Prepared {
@@ -108,13 +124,13 @@ impl Prepared {
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
-            .field("ifname", &self.ifname)
+            .field("links", &self.links)
             .finish_non_exhaustive()
     }
 }
 
 /// Whether `x` and `y` are in the same `/p` subnet (same family).
-fn same_subnet(x: IpAddr, y: IpAddr, p: u8) -> bool {
+pub(super) fn same_subnet(x: IpAddr, y: IpAddr, p: u8) -> bool {
     match (x, y) {
         (IpAddr::V4(x), IpAddr::V4(y)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(p.min(32))).unwrap_or(0);
@@ -189,35 +205,59 @@ pub(super) fn check_vip_on_link(
 /// interface, the address family of each VIP, privileges, the host lock (one agent
 /// per node name per network namespace), and the UDP port.
 pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, StartError> {
-    let ifname = settings.interface.clone().ok_or_else(|| {
-        StartError::Usage("--interface: required to run (the interface the VIPs live on)".into())
-    })?;
-    let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
-    let link = rtnl
-        .link(&ifname)
-        .map_err(|e| StartError::Unavailable(e.to_string()))?
-        .ok_or_else(|| {
-            StartError::Usage(format!(
-                "--interface: no interface named {ifname:?} in this network namespace"
-            ))
-        })?;
-    // A VIP must not be one of the interface's own addresses, nor the network or
-    // broadcast address of one of its subnets, and the interface must speak the
-    // VIP's family.
-    let own: Vec<(IpAddr, u8)> = rtnl
-        .addrs(link.index)
-        .map_err(|e| StartError::Unavailable(e.to_string()))?
-        .into_iter()
-        .filter(|a| a.valid_lft == u32::MAX)
-        .map(|a| (a.addr, a.prefix_len))
-        .collect();
-    for g in &settings.cluster.groups {
-        for v in &g.vips {
-            check_vip_on_link(v.addr, &ifname, &own).map_err(StartError::Usage)?;
-        }
+    let homes = &settings.homes;
+    let homeless = homes.homeless(&settings.cluster.groups);
+    if homes.default.is_none() && (!homeless.is_empty() || settings.cluster.groups.is_empty()) {
+        return Err(StartError::Usage(match homeless.first() {
+            Some(a) => format!(
+                "--interface: required to run ({a} has no interface: give --interface, the default, or write it IF:{a})"
+            ),
+            None => "--interface: required to run (the interface the VIPs live on)".into(),
+        }));
     }
-    // Privileges: raw sockets (ARP) need CAP_NET_RAW; address changes CAP_NET_ADMIN.
-    arp::Link::open(&ifname).map_err(|e| map_io(&format!("raw socket on {ifname}"), e))?;
+    let mut names = homes.interfaces(&settings.cluster.groups);
+    if let Some(d) = &homes.default {
+        names.retain(|n| n != d);
+        names.insert(0, d.clone());
+    }
+    let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
+    let mut links = Vec::new();
+    for ifname in &names {
+        let flag = if Some(ifname) == homes.default.as_ref() {
+            "--interface"
+        } else {
+            "--vip"
+        };
+        let link = rtnl
+            .link(ifname)
+            .map_err(|e| StartError::Unavailable(e.to_string()))?
+            .ok_or_else(|| {
+                StartError::Usage(format!(
+                    "{flag}: no interface named {ifname:?} in this network namespace"
+                ))
+            })?;
+        // A VIP must not be one of its interface's own addresses, nor the network
+        // or broadcast address of one of its subnets, and the interface must speak
+        // the VIP's family.
+        let own: Vec<(IpAddr, u8)> = rtnl
+            .addrs(link.index)
+            .map_err(|e| StartError::Unavailable(e.to_string()))?
+            .into_iter()
+            .filter(|a| a.valid_lft == u32::MAX)
+            .map(|a| (a.addr, a.prefix_len))
+            .collect();
+        for g in &settings.cluster.groups {
+            for v in &g.vips {
+                if homes.iface(v.addr) == Some(ifname.as_str()) {
+                    check_vip_on_link(v.addr, ifname, &own).map_err(StartError::Usage)?;
+                }
+            }
+        }
+        // Privileges: raw sockets (ARP) need CAP_NET_RAW; address changes
+        // CAP_NET_ADMIN.
+        arp::Link::open(ifname).map_err(|e| map_io(&format!("raw socket on {ifname}"), e))?;
+        links.push((ifname.clone(), link.index));
+    }
     if settings.cluster.fence == FenceKind::Gate {
         match std::process::Command::new("nft").arg("--version").output() {
             Ok(o) if o.status.success() => {}
@@ -262,7 +302,6 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
         socket,
         lock,
         http,
-        ifname,
-        index: link.index,
+        links,
     })
 }

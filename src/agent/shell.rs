@@ -27,6 +27,7 @@ use crate::cli::Settings;
 use crate::clock;
 use crate::core::config::{ClusterConfig, FenceKind};
 use crate::core::engine::{Action, Engine, EngineConfig, EngineInit, KernelOp};
+use crate::core::neighbours::Neighbour;
 use crate::core::ownership::KernelOutcome;
 use crate::core::time::Instant;
 use crate::net::envelope::Envelope;
@@ -72,7 +73,8 @@ pub(super) struct Shell {
     buf: Vec<u8>,
     kernel: KernelIo,
     link_watch: AsyncFd<LinkWatch>,
-    link_index: Option<u32>,
+    /// Each interface VIPs live on: its index (`None`: gone) and whether it is up.
+    links: BTreeMap<String, (Option<u32>, bool)>,
     arp: std_mpsc::Sender<ArpJob>,
     /// Groups that may be announced, with their latest write deadline.
     allowed: Announceable,
@@ -89,6 +91,8 @@ pub(super) struct Shell {
     kernel_logged: BTreeMap<String, Instant>,
     suspend: clock::SuspendDetector,
     next_reannounce: tokio::time::Instant,
+    /// When the neighbour caches are sampled and shared next (`--notify-neighbours`).
+    next_neighbours: tokio::time::Instant,
     leave_deadline: Option<tokio::time::Instant>,
     /// What a reload reads again (`None`: reloads are refused).
     reloading: Option<super::setup::Reloading>,
@@ -125,12 +129,14 @@ impl Shell {
             socket,
             lock,
             http,
-            ifname,
-            index,
+            links,
         } = p;
         let cfg = settings.cluster.clone();
-        install_gate(&cfg)?;
-        let kernel = KernelIo::open(&cfg, &ifname, index).map_err(|e| map_io("netlink", e))?;
+        install_gate(&cfg, &settings.homes)?;
+        let kernel =
+            KernelIo::open(&cfg, &settings.homes, &links).map_err(|e| map_io("netlink", e))?;
+        let names: Vec<String> = links.iter().map(|l| l.0.clone()).collect();
+        let ifname = names.join(",");
         // The interface may be deleted, re-created (new index) or set down under a
         // running agent.
         let link_watch = readable(
@@ -141,7 +147,8 @@ impl Shell {
         let allowed = Announceable::default();
         let announced = Default::default();
         let arp = spawn_arp(
-            &ifname,
+            &settings.homes,
+            &names,
             cfg.timing.probe_wait,
             &opts,
             probe_tx,
@@ -165,6 +172,7 @@ impl Shell {
         let table_seen = engine.table_digest();
         let mut shell = Shell {
             next_reannounce: tokio::time::Instant::now() + reannounce_period(&opts),
+            next_neighbours: tokio::time::Instant::now() + first_neighbours(&opts),
             groups: cfg
                 .groups
                 .iter()
@@ -186,7 +194,10 @@ impl Shell {
             buf: vec![0u8; RECV_BUF],
             kernel,
             link_watch,
-            link_index: Some(index),
+            links: links
+                .iter()
+                .map(|(n, i)| (n.clone(), (Some(*i), true)))
+                .collect(),
             arp,
             allowed,
             ops: started.ops,
@@ -208,14 +219,10 @@ impl Shell {
         Ok(shell)
     }
 
-    /// The interface as it is now (it may be down already at start), and the start
-    /// line in the log.
+    /// The interfaces as they are now (one may be down already at start), and the
+    /// start line in the log.
     fn greet(&mut self, ifname: &str) {
-        if let Some(l) = self.kernel.relink()
-            && !(l.up && l.running)
-        {
-            self.ops.link(&mut self.engine, false, "down");
-        }
+        self.on_link_change();
         let s = &self.settings;
         info!(node = %s.node.name, interface = %ifname, bind = %s.bind, cluster = format!("{:016x}", self.cfg.cluster_id()), "starting");
     }
@@ -265,6 +272,7 @@ impl Shell {
                     self.engine.handle_timeout(clock::now());
                 }
                 _ = tokio::time::sleep_until(self.next_reannounce) => self.reannounce(),
+                _ = tokio::time::sleep_until(self.next_neighbours) => self.share_neighbours(),
                 r = self.link_watch.readable_mut() => {
                     if let Ok(mut g) = r {
                         g.get_inner_mut().drain();
@@ -293,14 +301,17 @@ impl Shell {
         let ks = self.kernel.stats();
         (self.ops.shell.gate_reinstalls, self.ops.shell.link_changes) =
             (ks.gate_reinstalls, ks.link_changes);
+        let mut left = true;
         for _ in 0..MAX_KERNEL_ROUNDS {
             let kops = self.dispatch_actions();
             if kops.is_empty() {
-                return false;
+                left = false;
+                break;
             }
             self.kernel_round(kops);
         }
-        self.engine.has_actions()
+        self.ops.end_round(&self.engine);
+        left && self.engine.has_actions()
     }
 
     /// Follows the engine's group table (a reload changed the pool, a removed group's
@@ -316,8 +327,10 @@ impl Shell {
             .iter()
             .map(|g| g.vips.iter().map(|v| v.addr).collect())
             .collect();
-        self.kernel.set_groups(groups);
+        self.kernel.set_groups(groups, &self.settings.homes);
         super::note_pool(groups.iter().flat_map(|g| g.vips.clone()));
+        // New interfaces are resolved; the engine learns what it cannot hold.
+        self.on_link_change();
     }
 
     /// Sends, probes, announces and logs what the engine asked for; returns its
@@ -425,22 +438,94 @@ impl Shell {
         }
     }
 
-    /// The interface came, went, was re-created or changed state.
+    /// `--notify-neighbours`: samples the neighbour caches of the VIP interfaces,
+    /// shares them with the members, and hands the ARP thread every known
+    /// neighbour of each interface (this node's and the members' shares, by the
+    /// interface's own prefixes). Link-local IPv6 neighbours are left out (their
+    /// prefix is on every interface), and so are the VIPs themselves.
+    fn share_neighbours(&mut self) {
+        let n = &self.opts.notify;
+        self.next_neighbours = tokio::time::Instant::now()
+            + if n.neighbours {
+                n.interval
+            } else {
+                Duration::from_secs(3600)
+            };
+        if !n.neighbours {
+            return;
+        }
+        let vips: Vec<IpAddr> = self.groups.iter().flatten().copied().collect();
+        let usable = |ip: &IpAddr| {
+            !vips.contains(ip)
+                && !matches!(ip, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80)
+        };
+        let sampled = self.kernel.neighbours();
+        let own: Vec<Neighbour> = sampled
+            .iter()
+            .flat_map(|(_, n, _)| n.iter().copied())
+            .filter(|n| usable(&n.ip))
+            .collect();
+        let now = clock::now();
+        self.engine.share_neighbours(&own, now);
+        let known = self.engine.neighbours(now);
+        let per: BTreeMap<String, Vec<Neighbour>> = sampled
+            .iter()
+            .map(|(ifname, _, prefixes)| {
+                let on: Vec<Neighbour> = known
+                    .iter()
+                    .filter(|k| usable(&k.ip))
+                    .filter(|k| {
+                        prefixes
+                            .iter()
+                            .any(|(a, p)| super::setup::same_subnet(k.ip, *a, *p))
+                    })
+                    .copied()
+                    .collect();
+                (ifname.clone(), on)
+            })
+            .collect();
+        self.ops.shell.neighbours_known = per.values().map(Vec::len).sum::<usize>() as u64;
+        let _ = self.arp.send(ArpJob::Neighbours(per));
+    }
+
+    /// An interface came, went, was re-created or changed state: reopen raw
+    /// sockets on a new index, and tell the engine which groups cannot be held
+    /// while an interface they need is missing or down (they move; the others stay).
     fn on_link_change(&mut self) {
-        let link = self.kernel.relink();
-        let index = link.as_ref().map(|l| l.index);
-        if index != self.link_index {
-            self.link_index = index;
+        let mut reopen = false;
+        for (name, link) in self.kernel.relink() {
+            let index = link.as_ref().map(|l| l.index);
+            let up = link.as_ref().is_some_and(|l| l.up && l.running);
+            let was = self.links.insert(name.clone(), (index, up));
+            reopen |= was.is_some_and(|w| w.0 != index);
+            if was.is_none_or(|w| w.1 != up) {
+                let what = match &link {
+                    None => "gone",
+                    Some(_) if up => "up",
+                    Some(_) => "down",
+                };
+                self.ops.link(&self.engine, &name, up, what);
+            }
+        }
+        if reopen {
             let _ = self.arp.send(ArpJob::Reopen);
         }
-        let up = link.as_ref().is_some_and(|l| l.up && l.running);
-        if up != self.ops.shell.link_up {
-            let what = match &link {
-                None => "gone",
-                Some(_) if up => "up",
-                Some(_) => "down",
-            };
-            self.ops.link(&mut self.engine, up, what);
+        self.ops.shell.link_up = self.links.values().all(|l| l.1);
+        self.update_unable();
+    }
+
+    /// The groups of the engine's table that an interface which is not up keeps
+    /// this node from holding.
+    fn update_unable(&mut self) {
+        let links = &self.links;
+        let unable = self
+            .settings
+            .homes
+            .unable(&self.engine.config().groups, |i| {
+                links.get(i).is_some_and(|l| l.1)
+            });
+        if unable != self.engine.unable() {
+            self.engine.set_unable(unable, clock::now());
         }
     }
 
@@ -458,7 +543,7 @@ impl Shell {
                     .check_voters(&new.settings.cluster.voter_set(), clock::now())?;
             }
             if p.pool {
-                self.prepare_pool(&new.settings.cluster)?;
+                self.prepare_pool(&new.settings)?;
             }
             Ok((p, new))
         });
@@ -481,9 +566,10 @@ impl Shell {
     /// reload never stalls the loop long enough for a refresh to lapse). A failure
     /// refuses the reload with nothing changed (a gate element added for a VIP that
     /// then stays out of the pool is harmless: the gate only ever drops).
-    fn prepare_pool(&mut self, new: &ClusterConfig) -> Result<(), String> {
+    fn prepare_pool(&mut self, new: &Settings) -> Result<(), String> {
         let have: Vec<IpAddr> = self.groups.iter().flatten().copied().collect();
         let added: Vec<IpAddr> = new
+            .cluster
             .groups
             .iter()
             .flat_map(|g| g.vips.iter().map(|v| v.addr))
@@ -492,11 +578,20 @@ impl Shell {
         if added.is_empty() {
             return Ok(());
         }
-        let ifname = self.settings.interface.clone().unwrap_or_default();
-        let own = super::setup::own_addrs(&ifname).map_err(|e| e.to_string())?;
+        let mut own: BTreeMap<&str, Vec<(IpAddr, u8)>> = BTreeMap::new();
         for a in &added {
-            super::setup::check_vip_on_link(*a, &ifname, &own)?;
+            let ifname = new.homes.iface(*a).ok_or_else(|| {
+                format!("{a} has no interface: give --interface, the default, or write it IF:{a}")
+            })?;
+            if !own.contains_key(ifname) {
+                own.insert(ifname, super::setup::own_addrs(ifname)?);
+            }
+            super::setup::check_vip_on_link(*a, ifname, &own[ifname])?;
         }
+        // The kernel side learns where the new addresses live before the gate
+        // closes over them.
+        self.kernel
+            .set_groups(&self.engine.config().groups.clone(), &new.homes);
         self.kernel
             .extend_gate_pool(&added)
             .map_err(|e| format!("cannot add the new VIPs to the nftables gate: {e}"))?;
@@ -515,6 +610,15 @@ impl Shell {
             warn!(error = %e, "voter step refused after its check");
         }
         if plan.pool {
+            // New interfaces are watched (and get raw sockets) from now on.
+            for name in s.homes.interfaces(&s.cluster.groups) {
+                self.links.entry(name).or_insert((None, false));
+            }
+            self.settings.homes = s.homes.clone();
+            let _ = self.arp.send(ArpJob::Homes(s.homes.clone()));
+            let mut h = self.ops.hooks.config().clone();
+            h.homes = s.homes.clone();
+            self.ops.hooks.set_config(h);
             self.engine.set_pool(s.cluster.groups.clone(), now);
         }
         if plan.node || plan.pool {
@@ -550,6 +654,7 @@ impl Shell {
         if plan.hooks {
             let mut h = o.ops.hooks.clone();
             h.interface = self.ops.hooks.config().interface.clone();
+            h.homes = s.homes.clone();
             h.node = self.ops.hooks.config().node.clone();
             self.ops.hooks.set_config(h);
         }
@@ -559,6 +664,9 @@ impl Shell {
                 interval: o.garp_interval,
                 notify: o.notify.clone(),
             });
+        }
+        if plan.arp {
+            self.next_neighbours = tokio::time::Instant::now() + first_neighbours(&o);
         }
         if plan.garp_refresh {
             self.next_reannounce = tokio::time::Instant::now() + reannounce_period(&o);
@@ -618,12 +726,16 @@ impl Shell {
 }
 
 /// With the gate: the nftables tables and sets, closed over every pool address.
-fn install_gate(cfg: &ClusterConfig) -> Result<(), StartError> {
+fn install_gate(cfg: &ClusterConfig, homes: &crate::core::links::Homes) -> Result<(), StartError> {
     if cfg.fence == FenceKind::Gate {
-        let vips: Vec<IpAddr> = cfg
+        let vips: Vec<(IpAddr, &str)> = cfg
             .groups
             .iter()
-            .flat_map(|g| g.vips.iter().map(|v| v.addr))
+            .flat_map(|g| {
+                g.vips
+                    .iter()
+                    .map(|v| (v.addr, homes.iface(v.addr).unwrap_or("")))
+            })
             .collect();
         gate::install(&vips, cfg.timing.gate_timeout, cfg.timing.gate_arm)
             .map_err(|e| map_io("nftables gate", e))?;
@@ -656,6 +768,7 @@ fn start_ops(
     let (hook_tx, hooks) = mpsc::unbounded_channel();
     let mut hook_cfg = opts.ops.hooks.clone();
     hook_cfg.interface = ifname.to_string();
+    hook_cfg.homes = settings.homes.clone();
     hook_cfg.node = settings.node.name.clone();
     let ops = OpsState {
         metrics: Metrics::new(),
@@ -668,6 +781,7 @@ fn start_ops(
         hooks: Hooks::new(hook_cfg, hook_tx),
         announced,
         config: serde_json::Value::Null,
+        round: Default::default(),
     };
     let (cmd_tx, cmds) = mpsc::unbounded_channel();
     let (health_tx, health) = mpsc::unbounded_channel();
@@ -739,6 +853,15 @@ fn serve_http(
             token: std::sync::Arc::clone(token),
         },
     )))
+}
+
+/// The first neighbour share: soon after start (2 s at most), then every interval.
+fn first_neighbours(opts: &ShellOptions) -> Duration {
+    if opts.notify.neighbours {
+        opts.notify.interval.min(Duration::from_secs(2))
+    } else {
+        Duration::from_secs(3600)
+    }
 }
 
 fn reannounce_period(opts: &ShellOptions) -> Duration {

@@ -10,6 +10,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 
@@ -175,7 +176,29 @@ pub fn validate(r: &RunFlags) -> Result<Loaded, String> {
             settings.warnings.push(w);
         }
     }
-    let notify = parse_notify(&r.notify).map_err(|e| s(&e))?;
+    let targets = parse_notify(&r.notify).map_err(|e| s(&e))?;
+    if r.neighbour_interval < Duration::from_secs(1) {
+        return Err(format!(
+            "--neighbour-interval: {:?} is too short; use 1s or more",
+            r.neighbour_interval
+        ));
+    }
+    let used = settings.homes.interfaces(&settings.cluster.groups);
+    if let Some((Some(i), ip)) = targets
+        .iter()
+        .find(|(i, _)| i.as_ref().is_some_and(|i| !used.contains(i)))
+    {
+        return Err(format!(
+            "--notify: {i}:{ip}: no VIP lives on {i} (VIP interfaces: {})",
+            used.join(", ")
+        ));
+    }
+    let notify = crate::agent::NotifyOptions {
+        targets,
+        rate: r.notify_rate,
+        neighbours: r.notify_neighbours,
+        interval: r.neighbour_interval,
+    };
     let secrets = match &r.flags.key_file {
         Some(path) => Envelope::load_secrets(path).map_err(|e| format!("--key-file: {e}"))?,
         None => Vec::new(),

@@ -12,12 +12,14 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 pub mod file;
+pub mod import;
 pub mod load;
 
 use crate::core::config::{
     ClusterConfig, FenceKind, GroupId, NodeConfig, Profile, QuorumMode, Timing, Vip, VipGroup,
     validate_name,
 };
+use crate::core::links::Homes;
 
 /// Exit code for bad usage (sysexits.h `EX_USAGE`).
 pub const EX_USAGE: u8 = 64;
@@ -50,6 +52,9 @@ pub enum Command {
     /// Exit 0 if the local agent answers /healthz (or /readyz with --ready), 1 if
     /// not: for container HEALTHCHECKs and probes without curl.
     Health(HealthFlags),
+    /// Print a config file for this agent made from an original Wackamole
+    /// `wackamole.conf` (exit 65 with the line on a syntax error).
+    Import(ImportFlags),
     /// As root: a throw-away three-node cluster in network namespaces, with a live
     /// ownership table and a failover you can watch.
     Demo(DemoFlags),
@@ -74,9 +79,22 @@ pub struct RunFlags {
     /// Re-announce held VIPs this often (0 = only on changes).
     #[arg(long, env = "WACKAMOLE_GARP_REFRESH", default_value = "0s", value_parser = parse_duration)]
     pub garp_refresh: Duration,
-    /// Also send directed ARP replies to these addresses (ADDR or CIDR, comma-separated; IPv4).
+    /// Also send directed ARP replies to these addresses: ADDR or CIDR (/22–/32, IPv4,
+    /// comma-separated), each optionally IF:ADDR, then only for the VIPs on interface IF.
     #[arg(long, env = "WACKAMOLE_NOTIFY", value_delimiter = ',')]
     pub notify: Vec<String>,
+    /// Most directed notifications (--notify targets, neighbours) per second per interface
+    /// (0 = no limit; a limit paces the announcing thread).
+    #[arg(long, env = "WACKAMOLE_NOTIFY_RATE", default_value_t = 0)]
+    pub notify_rate: u32,
+    /// Share the neighbour caches (ARP, ND) of the VIP interfaces between nodes and, on
+    /// every bind, send a unicast ARP reply / NA to each known neighbour: reaches hosts that
+    /// ignore gratuitous ARP.
+    #[arg(long, env = "WACKAMOLE_NOTIFY_NEIGHBOURS", default_value = "false", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, value_parser = parse_bool)]
+    pub notify_neighbours: bool,
+    /// How often the neighbour caches are sampled and shared (--notify-neighbours).
+    #[arg(long, env = "WACKAMOLE_NEIGHBOUR_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub neighbour_interval: Duration,
     /// Log filter: a level (`info`, `debug`) or per-module directives
     /// (`info,wackamole::agent=debug`). Changed by a reload.
     #[arg(long, env = "WACKAMOLE_LOG", default_value = "info")]
@@ -120,6 +138,10 @@ pub struct RunFlags {
     /// Hook run when a probe finds a VIP answered by another machine.
     #[arg(long, env = "WACKAMOLE_ON_CONFLICT")]
     pub on_conflict: Option<String>,
+    /// Hook run once after a round in which this node acquired or released VIP groups,
+    /// with all of them (WACKAMOLE_ACQUIRED, WACKAMOLE_RELEASED, WACKAMOLE_HELD).
+    #[arg(long, env = "WACKAMOLE_ON_ROUND")]
+    pub on_round: Option<String>,
     /// Longest a hook may run before it is killed.
     #[arg(long, env = "WACKAMOLE_HOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub hook_timeout: Duration,
@@ -140,6 +162,19 @@ pub struct ClientFlags {
     /// drain: wait this long for this node to hold nothing (0: don't wait).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub wait: Duration,
+}
+
+/// Flags of `import`.
+#[derive(Args, Debug, Clone)]
+pub struct ImportFlags {
+    /// The original `wackamole.conf`.
+    pub path: PathBuf,
+    /// This node's name in the output (each node runs the file with its own).
+    #[arg(long, default_value = "node1")]
+    pub node_name: String,
+    /// The key file the output names (without it: `insecure = true` and how to make one).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Flags of `health`.
@@ -164,10 +199,17 @@ pub struct DemoFlags {
     pub profile: String,
 }
 
-/// Expands `--notify` entries (addresses or IPv4 CIDRs up to /22) into addresses.
-pub fn parse_notify(list: &[String]) -> Result<Vec<std::net::Ipv4Addr>, UsageError> {
+/// Expands `--notify` entries (`[IF:]ADDR` or `[IF:]CIDR` up to /22, IPv4) into
+/// addresses, each with the interface it is limited to.
+pub fn parse_notify(
+    list: &[String],
+) -> Result<Vec<(Option<String>, std::net::Ipv4Addr)>, UsageError> {
     let mut out = Vec::new();
-    for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    for full in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (iface, item) =
+            crate::core::links::split_iface(full).map_err(|e| usage("notify", e))?;
+        let iface = iface.map(str::to_string);
+        let mut one = Vec::new();
         if let Some((a, p)) = item.split_once('/') {
             let base: std::net::Ipv4Addr = a
                 .parse()
@@ -188,13 +230,14 @@ pub fn parse_notify(list: &[String]) -> Result<Vec<std::net::Ipv4Addr>, UsageErr
                 if n > 2 && (k == 0 || k == n - 1) {
                     continue; // network and broadcast
                 }
-                out.push(ip);
+                one.push(ip);
             }
         } else {
-            out.push(item.parse().map_err(|_| {
+            one.push(item.parse().map_err(|_| {
                 usage("notify", format!("{item:?} is not an IPv4 address or CIDR"))
             })?);
         }
+        out.extend(one.into_iter().map(|ip| (iface.clone(), ip)));
     }
     Ok(out)
 }
@@ -295,8 +338,10 @@ pub fn ops_options(r: &RunFlags) -> Result<OpsOptions, UsageError> {
             acquire: hook(&r.on_acquire),
             release: hook(&r.on_release),
             conflict: hook(&r.on_conflict),
+            round: hook(&r.on_round),
             timeout: r.hook_timeout,
             interface: r.flags.interface.clone().unwrap_or_default(),
+            homes: Default::default(),
             node: r.flags.node_name.clone(),
         },
     })
@@ -348,7 +393,7 @@ pub struct Flags {
     /// This node's name: unique in the cluster, 1–63 of [A-Za-z0-9._-].
     #[arg(long, env = "WACKAMOLE_NODE_NAME")]
     pub node_name: String,
-    /// Network interface the VIPs live on.
+    /// Network interface the VIPs live on (those not given as IF:ADDR).
     #[arg(long, env = "WACKAMOLE_INTERFACE")]
     pub interface: Option<String>,
     /// Gossip and lease address (UDP).
@@ -357,10 +402,12 @@ pub struct Flags {
     /// Addresses of cluster members to join through (the same list on every node is fine).
     #[arg(long, env = "WACKAMOLE_JOIN", value_delimiter = ',')]
     pub join: Vec<SocketAddr>,
-    /// A VIP, ADDR or ADDR/PREFIX (repeatable or comma-separated); each is its own group.
+    /// A VIP: ADDR, ADDR/PREFIX or IF:ADDR[/PREFIX] (repeatable or comma-separated); each is
+    /// its own group. IF (default --interface) is the interface it lives on.
     #[arg(long, env = "WACKAMOLE_VIP", value_delimiter = ',')]
     pub vip: Vec<String>,
-    /// Addresses that always move together: ADDR,ADDR,… (repeatable; separate groups with ';' in the env var).
+    /// Addresses that always move together, each ADDR or IF:ADDR (with /PREFIX): ADDR,ADDR,… (repeatable;
+    /// separate groups with ';' in the env var). They may live on different interfaces.
     #[arg(long, env = "WACKAMOLE_VIP_GROUP", value_delimiter = ';')]
     pub vip_group: Vec<String>,
     /// Preferred holder of a VIP while that node is eligible: ADDR=NODE (repeatable or comma-separated).
@@ -430,21 +477,24 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// Seeds.
     pub join: Vec<SocketAddr>,
-    /// Interface.
+    /// The default interface of the VIPs (`--interface`).
     pub interface: Option<String>,
+    /// Which interface each VIP lives on.
+    pub homes: Homes,
     /// Warnings to print.
     pub warnings: Vec<String>,
 }
 
-fn parse_vip(s: &str) -> Result<Vip, String> {
-    let s = s.trim();
+/// `[IF:]ADDR[/PREFIX]`: a VIP and the interface it lives on, if named.
+fn parse_vip(s: &str) -> Result<(Vip, Option<String>), String> {
+    let (iface, s) = crate::core::links::split_iface(s)?;
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
     };
     let addr: IpAddr = addr
         .parse()
-        .map_err(|_| format!("{s:?} is not an IP address"))?;
+        .map_err(|_| format!("{s:?} is not an IP address (use ADDR, ADDR/PREFIX or IF:ADDR)"))?;
     let mut v = Vip::host(addr);
     if let Some(p) = prefix {
         v.prefix_len = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
@@ -454,7 +504,19 @@ fn parse_vip(s: &str) -> Result<Vip, String> {
             "{s:?} cannot be a VIP (unspecified, multicast or loopback)"
         ));
     }
-    Ok(v)
+    Ok((v, iface.map(str::to_string)))
+}
+
+/// Records where `v` lives; an address named twice must name one interface.
+fn home(homes: &mut Homes, v: &Vip, iface: Option<String>) -> Result<(), String> {
+    let Some(i) = iface else { return Ok(()) };
+    match homes.of.insert(v.addr, i.clone()) {
+        Some(old) if old != i => Err(format!(
+            "{} is given on two interfaces ({old} and {i})",
+            v.addr
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Settings {
@@ -484,14 +546,25 @@ impl Settings {
             )
         })?;
         let mut groups = Vec::new();
+        let mut homes = Homes {
+            default: f.interface.clone(),
+            of: Default::default(),
+        };
+        if let Some(i) = &f.interface {
+            crate::core::links::validate_ifname(i).map_err(|e| usage("interface", e))?;
+        }
         for v in f.vip.iter().filter(|v| !v.trim().is_empty()) {
-            groups.push(VipGroup::new(vec![
-                parse_vip(v).map_err(|e| usage("vip", e))?,
-            ]));
+            let (vip, iface) = parse_vip(v).map_err(|e| usage("vip", e))?;
+            home(&mut homes, &vip, iface).map_err(|e| usage("vip", e))?;
+            groups.push(VipGroup::new(vec![vip]));
         }
         for g in f.vip_group.iter().filter(|v| !v.trim().is_empty()) {
-            let vips: Result<Vec<Vip>, String> = g.split(',').map(parse_vip).collect();
-            let vips = vips.map_err(|e| usage("vip-group", e))?;
+            let mut vips = Vec::new();
+            for x in g.split(',') {
+                let (vip, iface) = parse_vip(x).map_err(|e| usage("vip-group", e))?;
+                home(&mut homes, &vip, iface).map_err(|e| usage("vip-group", e))?;
+                vips.push(vip);
+            }
             if vips.len() < 2 {
                 return Err(usage(
                     "vip-group",
@@ -581,6 +654,7 @@ impl Settings {
             bind: f.bind,
             join: f.join.clone(),
             interface: f.interface.clone(),
+            homes,
             warnings,
         })
     }
@@ -611,7 +685,16 @@ impl Settings {
             "VIP groups",
             c.groups
                 .iter()
-                .map(|g| g.to_string())
+                .map(|g| {
+                    g.vips
+                        .iter()
+                        .map(|v| match self.homes.iface(v.addr) {
+                            Some(i) => format!("{i}:{}", v.addr),
+                            None => v.addr.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .collect::<Vec<_>>()
                 .join(" | "),
         );

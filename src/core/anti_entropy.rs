@@ -152,6 +152,7 @@ mod tests {
                 lease_nonce: 1,
                 config: Default::default(),
                 table: [0; 16],
+                unable: Vec::new(),
             }),
         }])
     }

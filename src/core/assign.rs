@@ -52,6 +52,9 @@ pub struct Candidate {
     /// holds more than its room, it gives up the most recent first, so that a change
     /// (a rollout, a failback) moves the groups it touched rather than calm ones.
     pub fresh: Vec<u16>,
+    /// Groups this candidate cannot hold now (an interface they need is down there):
+    /// it is never assigned them and its holdings of them do not count.
+    pub unable: Vec<u16>,
 }
 
 impl Candidate {
@@ -63,6 +66,7 @@ impl Candidate {
             prefers: Vec::new(),
             holds: Vec::new(),
             fresh: Vec::new(),
+            unable: Vec::new(),
         }
     }
 }
@@ -156,6 +160,10 @@ pub fn assign_masked(
 ) -> Vec<Option<usize>> {
     let v = groups.len();
     let mut out = vec![None; v];
+    // The caller's mask and each candidate's own `unable` list.
+    let masked = |g: usize, ci: usize| {
+        allowed.is_some_and(|f| !f(g, ci)) || candidates[ci].unable.contains(&(g as u16))
+    };
     // Canonical order of candidates: by name. Output maps back to caller indices.
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by(|&a, &b| candidates[a].name.cmp(&candidates[b].name));
@@ -198,7 +206,7 @@ pub fn assign_masked(
     for (c, &ci) in order.iter().enumerate() {
         for &g in &candidates[ci].prefers {
             let g = usize::from(g);
-            if g >= v || allowed.is_some_and(|f| !f(g, ci)) {
+            if g >= v || masked(g, ci) {
                 continue;
             }
             preferred[g] = match preferred[g] {
@@ -244,7 +252,7 @@ pub fn assign_masked(
     for (c, &ci) in order.iter().enumerate() {
         for &g in &candidates[ci].holds {
             let g = usize::from(g);
-            if g >= v || preferred[g].is_some() || allowed.is_some_and(|f| !f(g, ci)) {
+            if g >= v || preferred[g].is_some() || masked(g, ci) {
                 continue;
             }
             holder[g] = match holder[g] {
@@ -299,7 +307,7 @@ pub fn assign_masked(
         let gh = groups[g];
         let mut threshold = 0u64;
         for (c, &nm) in node_mix.iter().enumerate() {
-            if allowed.is_some_and(|f| !f(g, order[c])) {
+            if masked(g, order[c]) {
                 continue;
             }
             if !weighted {
@@ -340,7 +348,7 @@ pub fn assign_masked(
             *t = [NONE; TOP_K];
             let mut len = 0;
             for (c, &ci) in order.iter().enumerate() {
-                if allowed.is_some_and(|f| !f(g, ci)) {
+                if masked(g, ci) {
                     continue;
                 }
                 let e = (key(g, c), c);
@@ -393,11 +401,11 @@ pub fn assign_masked(
     }
     // 5. Overflow (masks only): a group whose allowed candidates had no room goes to
     //    the best-scoring of them.
-    if let Some(f) = allowed {
+    if allowed.is_some() || candidates.iter().any(|c| !c.unable.is_empty()) {
         for &g in &free_groups {
             if result[g].is_none() {
                 result[g] = (0..n)
-                    .filter(|&c| f(g, order[c]))
+                    .filter(|&c| !masked(g, order[c]))
                     .map(|c| (key(g, c), c))
                     .reduce(|a, b| if better(b, a) { b } else { a })
                     .map(|(_, c)| c);
@@ -838,5 +846,32 @@ mod tests {
         let after = assign_masked(&g8, &held, Some(&allowed));
         assert_eq!(&after[..6], &before[..], "the six held groups stay");
         assert_eq!(&after[6..], &[Some(0), Some(0)]);
+    }
+
+    #[test]
+    fn a_candidate_never_gets_a_group_it_is_unable_to_hold_and_keeps_the_rest() {
+        // n1 loses the interface of two of the groups it holds: those two move, every
+        // other group stays where it was, and a group nobody can hold stays free.
+        let c: Vec<Candidate> = (0..3).map(|i| Candidate::new(format!("n{i}"))).collect();
+        let g9 = groups(9);
+        let before = assign(&g9, &c);
+        let mut held = holding(&c, &before);
+        let of_n1: Vec<u16> = (0..9u16)
+            .filter(|&g| before[usize::from(g)] == Some(1))
+            .collect();
+        assert!(of_n1.len() >= 2);
+        held[1].unable = of_n1[..2].to_vec();
+        let after = assign(&g9, &held);
+        for g in 0..9 {
+            if of_n1[..2].contains(&(g as u16)) {
+                assert!(after[g].is_some() && after[g] != Some(1), "group {g} moved");
+            } else {
+                assert_eq!(after[g], before[g], "group {g} stayed");
+            }
+        }
+        for c in held.iter_mut() {
+            c.unable = (0..9).collect();
+        }
+        assert!(assign(&g9, &held).iter().all(Option::is_none));
     }
 }

@@ -598,6 +598,7 @@ mod tests {
             lease_nonce: 0,
             config: Default::default(),
             table: [0; 16],
+            unable: Vec::new(),
         }
     }
 

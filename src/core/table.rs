@@ -309,6 +309,7 @@ pub fn union(
         cand.prefers = map(t, &cand.prefers);
         cand.holds = map(t, &cand.holds);
         cand.fresh = map(t, &cand.fresh);
+        cand.unable = map(t, &cand.unable);
         serves.push(t.iter().filter_map(|g| index.get(g).copied()).collect());
     }
     let own = own.iter().map(|g| index.get(g).copied()).collect();

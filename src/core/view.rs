@@ -130,6 +130,7 @@ impl View {
                         prefers: meta.prefers.clone(),
                         holds: meta.held.clone(),
                         fresh: meta.recent.clone(),
+                        unable: meta.unable.clone(),
                     },
                     meta.table,
                 ));
@@ -169,6 +170,7 @@ mod tests {
             lease_nonce: nonce,
             config: Default::default(),
             table: [0; 16],
+            unable: Vec::new(),
         }
     }
 

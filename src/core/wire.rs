@@ -21,7 +21,12 @@ pub const MAX_DATAGRAM: usize = 1400;
 
 /// Most groups a node lists in [`NodeMeta::recent`] (keeps the metadata within one
 /// datagram).
-pub const MAX_RECENT: usize = 64;
+pub const MAX_RECENT: usize = 40;
+
+/// Most payload bytes of [`NodeMeta::unable`] (keeps the metadata within one
+/// datagram): any set of groups below 384, or up to ~45 groups anywhere. A node
+/// whose unable groups do not fit is not eligible at all instead.
+pub const MAX_UNABLE_BYTES: usize = 48;
 
 /// Gossiped per-node metadata (foca custom broadcast and direct replies).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +62,12 @@ pub struct NodeMeta {
     /// Digests of the node's pool, voter set and keyring: drift made visible (a node
     /// left on an old configuration after a rollout).
     pub config: ConfigDigests,
-    /// The digest of the group table `prefers` and `held` index into.
+    /// The digest of the group table `prefers`, `held` and `unable` index into.
     pub table: TableDigest,
+    /// Groups this node cannot hold now: an interface one of their addresses lives
+    /// on is missing or down here (sorted). The assignment gives them to others.
+    #[serde(with = "group_set")]
+    pub unable: Vec<GroupId>,
 }
 
 /// Digests of the parts of a node's configuration that a rollout changes
@@ -146,6 +155,9 @@ pub enum Body {
     VoterSetRequest(u64),
     /// A voter set (stored under the digest the receiver computes).
     VoterSet(crate::core::lease::VoterSet),
+    /// The sender's sampled neighbour caches (at most
+    /// [`crate::core::neighbours::MAX_SHARED`] entries are kept).
+    Neighbours(Vec<crate::core::neighbours::Neighbour>),
 }
 
 /// Why a datagram was dropped.
@@ -246,8 +258,7 @@ pub(crate) mod group_set {
         }
     }
 
-    /// Serializes `ids` (any order, duplicates allowed) as a set.
-    pub fn serialize<S: Serializer>(ids: &[GroupId], s: S) -> Result<S::Ok, S::Error> {
+    fn plan(ids: &[GroupId]) -> (Vec<u16>, Vec<u16>, usize, usize) {
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -261,6 +272,19 @@ pub(crate) mod group_set {
             .collect();
         let gaps_len: usize = gaps.iter().map(|&d| varint_len(d)).sum();
         let bits_len = sorted.last().map_or(0, |&m| usize::from(m) / 8 + 1);
+        (sorted, gaps, gaps_len, bits_len)
+    }
+
+    /// The payload bytes of `ids` as serialized (without the tag and length, 1–3
+    /// bytes more).
+    pub fn payload_len(ids: &[GroupId]) -> usize {
+        let (_, _, gaps_len, bits_len) = plan(ids);
+        gaps_len.min(bits_len)
+    }
+
+    /// Serializes `ids` (any order, duplicates allowed) as a set.
+    pub fn serialize<S: Serializer>(ids: &[GroupId], s: S) -> Result<S::Ok, S::Error> {
+        let (sorted, gaps, gaps_len, bits_len) = plan(ids);
         if bits_len < gaps_len {
             let mut bits = vec![0u8; bits_len];
             for &g in &sorted {
@@ -425,6 +449,11 @@ mod tests {
                 keys: u64::MAX,
             },
             table: [0xff; 16],
+            // The most `unable` a node publishes: a full budget of gaps.
+            unable: (0..MAX_UNABLE_BYTES as u16 - 1)
+                .rev()
+                .map(|i| 4095 - 2 * i)
+                .collect(),
         }
     }
 
@@ -434,6 +463,7 @@ mod tests {
         // few hundred groups produced metadata the receivers refused and claims the
         // sender could not send (2 nodes × 2,000 VIPs never converged).
         let meta = worst_meta();
+        assert_eq!(group_set::payload_len(&meta.unable), MAX_UNABLE_BYTES);
         let bytes = postcard::to_allocvec(&meta).unwrap();
         assert!(
             bytes.len() <= crate::core::membership::MAX_META_BYTES,

@@ -363,7 +363,14 @@ impl Cluster {
 
     /// Node `i`'s MAC (of its lab interface).
     pub fn mac(&self, i: usize) -> Option<[u8; 6]> {
-        let h = &self.lab.nodes[i];
+        self.lab.mac(i)
+    }
+}
+
+impl Lab {
+    /// Node `i`'s MAC (of its lab interface).
+    pub fn mac(&self, i: usize) -> Option<[u8; 6]> {
+        let h = &self.nodes[i];
         let (ns, ifname) = (h.ns.clone(), h.ifname.clone());
         std::thread::spawn(move || {
             enter(&ns).ok()?;

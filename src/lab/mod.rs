@@ -218,11 +218,15 @@ impl Lab {
     /// Connects host `h` to the bridge: a veth pair created in the bridge namespace,
     /// one end moved into `h`'s namespace as its interface, with its addresses.
     fn wire(&self, h: &Host, host_octet: u8) -> io::Result<()> {
+        self.wire_on(h, "br0", self.addr6(host_octet))
+    }
+
+    fn wire_on(&self, h: &Host, bridge: &str, addr6: std::net::Ipv6Addr) -> io::Result<()> {
         self.bridge(&[
             "ip", "link", "add", &h.port, "type", "veth", "peer", "name", &h.ifname,
         ])?;
         self.bridge(&["ip", "link", "set", &h.ifname, "netns", &h.ns])?;
-        self.bridge(&["ip", "link", "set", &h.port, "master", "br0"])?;
+        self.bridge(&["ip", "link", "set", &h.port, "master", bridge])?;
         self.bridge(&["ip", "link", "set", &h.port, "up"])?;
         h.run(&[
             "ip",
@@ -236,7 +240,7 @@ impl Lab {
             "ip",
             "addr",
             "add",
-            &format!("{}/64", self.addr6(host_octet)),
+            &format!("{addr6}/64"),
             "dev",
             &h.ifname,
             "nodad",
@@ -249,6 +253,49 @@ impl Lab {
             &format!("net.ipv4.conf.{}.arp_announce=2", h.ifname),
         ]);
         Ok(())
+    }
+
+    /// Adds a second network (a multi-homed setup): bridge `br1`, an `eth1` on every
+    /// node with `10.{a}.{b}.{i+1}/24`, and a second client namespace (`prefix-d`,
+    /// `eth0`, .250) on it.
+    pub fn second_net(&self, subnet: [u8; 2]) -> io::Result<Net> {
+        self.bridge(&["ip", "link", "add", "br1", "type", "bridge"])?;
+        self.bridge(&["ip", "link", "set", "br1", "up"])?;
+        let addr6 = |host: u8| {
+            std::net::Ipv6Addr::new(
+                0xfd00,
+                u16::from(subnet[0]),
+                u16::from(subnet[1]),
+                0,
+                0,
+                0,
+                0,
+                u16::from(host),
+            )
+        };
+        let mut net = Net {
+            nodes: Vec::new(),
+            client: Host {
+                ns: format!("{}-d", self.prefix),
+                ifname: "eth0".into(),
+                addr: Ipv4Addr::new(10, subnet[0], subnet[1], 250),
+                port: "qc".into(),
+            },
+            subnet: [10, subnet[0], subnet[1]],
+        };
+        for (i, n) in self.nodes.iter().enumerate() {
+            let h = Host {
+                ns: n.ns.clone(),
+                ifname: "eth1".into(),
+                addr: Ipv4Addr::new(10, subnet[0], subnet[1], i as u8 + 1),
+                port: format!("q{i}"),
+            };
+            self.wire_on(&h, "br1", addr6(i as u8 + 1))?;
+            net.nodes.push(h);
+        }
+        sh(&["ip", "netns", "add", &net.client.ns])?;
+        self.wire_on(&net.client, "br1", addr6(250))?;
+        Ok(net)
     }
 
     /// Deletes node `i`'s interface (both ends of its veth pair go), as
@@ -335,6 +382,24 @@ impl Lab {
     }
 }
 
+/// A second network of a lab ([`Lab::second_net`]): the nodes' `eth1` and a client.
+#[derive(Debug)]
+pub struct Net {
+    /// Each node's host on this network (same namespaces as the lab's nodes).
+    pub nodes: Vec<Host>,
+    /// The client on this network.
+    pub client: Host,
+    /// 10.a.b.
+    pub subnet: [u8; 3],
+}
+
+impl Net {
+    /// An IPv4 address on this network.
+    pub fn addr4(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(self.subnet[0], self.subnet[1], self.subnet[2], host)
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         Lab::sweep(&self.prefix);
@@ -342,6 +407,7 @@ impl Drop for Lab {
 }
 
 pub mod cluster;
+pub mod keepalived;
 pub mod watch;
 
 /// The agent binary next to the running example (`target/release/wackamole`),

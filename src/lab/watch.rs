@@ -153,10 +153,30 @@ impl Watch {
         period: Duration,
         client_period: Duration,
     ) -> Watch {
+        Watch::start_on(
+            &lab.nodes,
+            (&lab.client, lab.addr6(250)),
+            vips,
+            gate,
+            period,
+            client_period,
+        )
+    }
+
+    /// [`Watch::start`] on any hosts: the nodes' interfaces `nodes_on` (one per
+    /// node, in node order) and a client with its IPv6 source address.
+    pub fn start_on(
+        nodes_on: &[crate::lab::Host],
+        client: (&crate::lab::Host, std::net::Ipv6Addr),
+        vips: &[IpAddr],
+        gate: bool,
+        period: Duration,
+        client_period: Duration,
+    ) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let start = Instant::now();
         let mut nodes = Vec::new();
-        for h in &lab.nodes {
+        for h in nodes_on {
             let (ns, ifname, vips, stop) =
                 (h.ns.clone(), h.ifname.clone(), vips.to_vec(), stop.clone());
             nodes.push(std::thread::spawn(move || {
@@ -165,12 +185,12 @@ impl Watch {
         }
         let client = (!client_period.is_zero()).then(|| {
             let (ns, ifname, vips, stop) = (
-                lab.client.ns.clone(),
-                lab.client.ifname.clone(),
+                client.0.ns.clone(),
+                client.0.ifname.clone(),
                 vips.to_vec(),
                 stop.clone(),
             );
-            let (src4, src6) = (lab.client.addr, lab.addr6(250));
+            let (src4, src6) = (client.0.addr, client.1);
             std::thread::spawn(move || {
                 sample_client(&ns, &ifname, &vips, src4, src6, client_period, start, &stop)
             })
@@ -331,4 +351,88 @@ fn sample_client(
         }
     }
     rounds
+}
+
+/// (seconds since start, the MAC the client's cache named), at each change.
+type CacheSeen = Arc<std::sync::Mutex<Vec<(f64, Option<[u8; 6]>)>>>;
+
+/// A client that sends to a VIP through its kernel's own neighbour cache (a UDP
+/// datagram to port 9 every `period`) and records which MAC that cache names for
+/// the VIP over time: what its traffic really reaches. (The ARP-probing client of
+/// [`Watch`] uses raw frames and does not touch the cache.)
+#[derive(Debug)]
+pub struct NeighWatch {
+    stop: Arc<AtomicBool>,
+    seen: CacheSeen,
+    handle: JoinHandle<()>,
+}
+
+impl NeighWatch {
+    /// Starts in namespace `ns` on `ifname`, times relative to `start`.
+    pub fn start(
+        ns: &str,
+        ifname: &str,
+        vip: IpAddr,
+        period: Duration,
+        start: Instant,
+    ) -> NeighWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: CacheSeen = Arc::default();
+        let (ns, ifname, flag, out) = (
+            ns.to_string(),
+            ifname.to_string(),
+            stop.clone(),
+            seen.clone(),
+        );
+        let handle = std::thread::spawn(move || {
+            if enter(&ns).is_err() {
+                return;
+            }
+            let Ok(mut rtnl) = Rtnl::new() else {
+                return;
+            };
+            let Ok(Some(link)) = rtnl.link(&ifname) else {
+                return;
+            };
+            let bind: std::net::SocketAddr = if vip.is_ipv4() {
+                "0.0.0.0:0".parse().expect("addr")
+            } else {
+                "[::]:0".parse().expect("addr")
+            };
+            let Ok(sock) = std::net::UdpSocket::bind(bind) else {
+                return;
+            };
+            let mut last: Option<Option<[u8; 6]>> = None;
+            while !flag.load(Ordering::SeqCst) {
+                let _ = sock.send_to(b"wackamole-lab", (vip, 9));
+                let mac = rtnl
+                    .neighbours(link.index)
+                    .ok()
+                    .and_then(|v| v.into_iter().find(|n| n.ip == vip).map(|n| n.mac));
+                if last != Some(mac) {
+                    if let Ok(mut o) = out.lock() {
+                        o.push((start.elapsed().as_secs_f64(), mac));
+                    }
+                    last = Some(mac);
+                }
+                std::thread::sleep(period);
+            }
+        });
+        NeighWatch { stop, seen, handle }
+    }
+
+    /// The MAC the cache names now (as last sampled).
+    pub fn current(&self) -> Option<[u8; 6]> {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|v| v.last().and_then(|x| x.1))
+    }
+
+    /// Stops; the changes seen: (seconds since start, MAC the cache named).
+    pub fn finish(self) -> Vec<(f64, Option<[u8; 6]>)> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.handle.join();
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
 }

@@ -19,7 +19,7 @@
 //! | `wackamole_lease_refreshes_total` / `wackamole_lease_refresh_failures_total` | counter | gate/address refreshes |
 //! | `wackamole_claims_total` | counter | claims sent |
 //! | `wackamole_probe_conflicts_total` | counter | ARP/NS probes that found another holder |
-//! | `wackamole_announcements_total{kind}` | counter | gratuitous ARP / unsolicited NA frames sent |
+//! | `wackamole_announcements_total{kind}` | counter | frames sent: gratuitous ARP (`garp`), unsolicited NA (`na`), directed replies to `--notify` targets (`notify`), unicast replies / NAs to known neighbours (`neighbour`) |
 //! | `wackamole_datagrams_total{direction}` / `wackamole_bytes_total{direction}` | counter | traffic |
 //! | `wackamole_datagram_drops_total{cause}` | counter | dropped datagrams (auth, replay, malformed, …) |
 //! | `wackamole_failover_seconds{kind}` | histogram | from this node's view naming it a group's owner to answering it; `kind` is `failover` (previous owner gone) or `handover` (previous owner released it) |
@@ -103,6 +103,12 @@ pub struct ShellCounters {
     pub garp: u64,
     /// Unsolicited NA frames sent.
     pub na: u64,
+    /// Directed ARP replies sent to `--notify` targets.
+    pub notified: u64,
+    /// Unicast ARP replies / NAs sent to known neighbours (`--notify-neighbours`).
+    pub told_neighbours: u64,
+    /// Neighbours known on the VIP interfaces at the last share.
+    pub neighbours_known: u64,
     /// Health checks: (check, result) → runs.
     pub checks: BTreeMap<(String, &'static str), u64>,
     /// Hooks: (hook, result) → runs.
@@ -418,6 +424,9 @@ impl Metrics {
             counter!("wackamole_probe_conflicts_total").absolute(st.conflicts);
             counter!("wackamole_announcements_total", "kind" => "garp").absolute(shell.garp);
             counter!("wackamole_announcements_total", "kind" => "na").absolute(shell.na);
+            counter!("wackamole_announcements_total", "kind" => "notify").absolute(shell.notified);
+            counter!("wackamole_announcements_total", "kind" => "neighbour")
+                .absolute(shell.told_neighbours);
             counter!("wackamole_datagrams_total", "direction" => "in").absolute(shell.datagrams_in);
             counter!("wackamole_datagrams_total", "direction" => "out").absolute(st.datagrams_out);
             counter!("wackamole_bytes_total", "direction" => "in").absolute(shell.bytes_in);

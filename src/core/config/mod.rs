@@ -501,7 +501,7 @@ impl ClusterConfig {
     /// two names stay in it.
     pub fn cluster_id(&self) -> u64 {
         let mut h = StableHasher::new();
-        h.write_str("wackamole-cluster-v3");
+        h.write_str("wackamole-cluster-v4");
         h.write_u64(match self.quorum {
             QuorumMode::Majority => 1,
             QuorumMode::Off => 2,

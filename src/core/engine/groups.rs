@@ -202,6 +202,8 @@ impl Engine {
             Some(ReleaseReason::Drain)
         } else if !own.eligible && self.local.eligible {
             Some(ReleaseReason::Ineligible)
+        } else if self.local.unable.binary_search(&g).is_ok() {
+            Some(ReleaseReason::LinkDown)
         } else {
             None
         };

@@ -8,7 +8,7 @@ use crate::core::config::QuorumMode;
 use crate::core::lease::Voter;
 use crate::core::ownership::KernelOutcome;
 use crate::core::time::Instant;
-use crate::core::wire::Body;
+use crate::core::wire::{self, Body};
 
 impl Engine {
     /// Any input at `now` (see [`Presence::note_input`](crate::core::presence::Presence::note_input)).
@@ -92,13 +92,24 @@ impl Engine {
             && self.node.eligible
             && !l.draining
             && l.life == Life::Running
-            && self.cfg.may_hold(&self.node.name);
+            && self.cfg.may_hold(&self.node.name)
+            && (l.unable.is_empty()
+                || (l.unable.len() < self.cfg.groups.len()
+                    && wire::group_set::payload_len(&l.unable) <= wire::MAX_UNABLE_BYTES));
         let draining = l.draining || l.life == Life::Leaving;
+        // A node ineligible altogether has nothing to say per group.
+        let unable = if eligible {
+            l.unable.clone()
+        } else {
+            Vec::new()
+        };
         let before = self.membership.own_meta();
-        let changed = (before.eligible, before.draining) != (eligible, draining);
+        let changed =
+            (before.eligible, before.draining, &before.unable) != (eligible, draining, &unable);
         self.membership.update_meta(|m| {
             m.eligible = eligible;
             m.draining = draining;
+            m.unable = unable;
         });
         if changed {
             let meta = Body::Meta(self.membership.own_meta().clone());

@@ -81,6 +81,7 @@ use super::config::{ClusterConfig, GroupId, NodeConfig, QuorumMode, VipGroup};
 use super::hash::{StableHasher, hash_str};
 use super::lease::{Claimer, Voter, VoterSets};
 use super::membership::{Membership, NodeId};
+use super::neighbours::{Neighbour, NeighbourTable};
 use super::ownership::{KernelOutcome, OpKind, Phase};
 use super::presence::Presence;
 use super::table::{TableDigest, Tables};
@@ -97,6 +98,8 @@ const GC_PERIOD: Duration = Duration::from_secs(1);
 pub const COLLISION_HOLD: Duration = Duration::from_secs(5);
 /// Most rounds of [`Engine::drive_alone`].
 pub const DRIVE_ALONE_STEPS: usize = 100_000;
+/// How long a shared neighbour sample counts ([`Engine::neighbours`]).
+pub const NEIGHBOUR_TTL: Duration = Duration::from_secs(120);
 /// Most actions queued before the shell drains them (a bound, not a target).
 pub const MAX_QUEUED_ACTIONS: usize = 65_536;
 
@@ -110,6 +113,9 @@ struct Local {
     healthy: bool,
     draining: bool,
     leave_claim_sent: bool,
+    /// Groups this node cannot hold now (an interface they need is down here;
+    /// sorted slots of the current table).
+    unable: Vec<GroupId>,
 }
 
 /// Both halves of the lease on this node, and when each voter last answered.
@@ -151,6 +157,8 @@ pub struct Engine {
     groups: Groups,
     kernel: KernelOps,
     timers: Timers,
+    /// Shared neighbour caches (`--notify-neighbours`).
+    neighbours: NeighbourTable,
     presence: Presence,
     anti_entropy: AntiEntropy,
     out: Outbox,
@@ -215,6 +223,7 @@ impl Engine {
                 keys: keyring,
             },
             table,
+            unable: Vec::new(),
         };
         let id = NodeId {
             addr: bind,
@@ -256,6 +265,7 @@ impl Engine {
         timers.set(Timer::Gc, now + GC_PERIOD);
         let mut e = Engine {
             rng: StdRng::seed_from_u64(init.rng_seed),
+            neighbours: NeighbourTable::default(),
             local: Local {
                 life: Life::Flushing,
                 running_since: now,
@@ -263,6 +273,7 @@ impl Engine {
                 healthy: true,
                 draining: false,
                 leave_claim_sent: false,
+                unable: Vec::new(),
             },
             membership,
             view: View::default(),
@@ -451,6 +462,15 @@ impl Engine {
             Body::VoterSet(set) => {
                 self.lease.sets.insert(set, now);
             }
+            Body::Neighbours(list) => {
+                if self.view.active().any(|m| m.id.addr == from) {
+                    self.neighbours.note(from, &list, now);
+                } else {
+                    self.out.drop("neighbours_from_stranger");
+                }
+                // Nothing else changes: no drive needed.
+                return;
+            }
         }
         self.drive(now);
     }
@@ -530,6 +550,54 @@ impl Engine {
         self.drive(now);
     }
 
+    /// The groups this node cannot hold now, because an interface one of their
+    /// addresses lives on is missing or down here (the shell watches the links;
+    /// [`crate::core::links`] decides). They are gossiped, the assignment gives
+    /// them to others, and this node releases any of them it holds at once. A node
+    /// that can hold none of its groups is not eligible.
+    pub fn set_unable(&mut self, unable: Vec<GroupId>, now: Instant) {
+        let unable = self.slots(unable);
+        if unable == self.local.unable {
+            return;
+        }
+        self.local.unable = unable;
+        self.groups.dirty_all = true;
+        self.refresh_meta();
+        self.drive(now);
+    }
+
+    /// Slots of this node's table, sorted, each once (others dropped).
+    fn slots(&self, mut gs: Vec<GroupId>) -> Vec<GroupId> {
+        let n = self.cfg.groups.len();
+        gs.retain(|&g| usize::from(g) < n);
+        gs.sort_unstable();
+        gs.dedup();
+        gs
+    }
+
+    /// The groups [`Engine::set_unable`] last set.
+    pub fn unable(&self) -> &[GroupId] {
+        &self.local.unable
+    }
+
+    /// This node's sampled neighbour caches ([`crate::core::neighbours`]): kept,
+    /// and shared with every active member (one datagram each).
+    pub fn share_neighbours(&mut self, sample: &[Neighbour], now: Instant) {
+        let share = self.neighbours.set_own(sample, now);
+        let body = Body::Neighbours(share);
+        let to: Vec<_> = self.view.active().map(|m| m.id.addr).collect();
+        for a in to {
+            self.out.send(a, &body);
+        }
+        self.neighbours.expire(now, NEIGHBOUR_TTL);
+    }
+
+    /// Every neighbour known (this node's sample and the members' shares, at most
+    /// [`NEIGHBOUR_TTL`] old).
+    pub fn neighbours(&self, now: Instant) -> Vec<Neighbour> {
+        self.neighbours.known(now, NEIGHBOUR_TTL)
+    }
+
     /// Operator drain on/off.
     pub fn set_draining(&mut self, draining: bool, now: Instant) {
         self.local.draining = draining;
@@ -540,13 +608,7 @@ impl Engine {
 
     /// Changes the groups this node prefers (gossiped to everyone).
     pub fn set_prefers(&mut self, prefers: Vec<GroupId>, now: Instant) {
-        let n = self.cfg.groups.len();
-        let mut prefers: Vec<GroupId> = prefers
-            .into_iter()
-            .filter(|&g| usize::from(g) < n)
-            .collect();
-        prefers.sort_unstable();
-        prefers.dedup();
+        let prefers = self.slots(prefers);
         if !self.cfg.is_witness(&self.node.name) {
             self.node.prefers = prefers.clone();
             self.groups.dirty_all = true;

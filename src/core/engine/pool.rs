@@ -54,6 +54,12 @@ impl Engine {
                 self.rules.group_hash[s] = hash;
             }
         }
+        // A slot whose group changed is not known to be unable any more (the shell
+        // sets the list again for the new table).
+        let table = &self.cfg.groups;
+        self.local
+            .unable
+            .retain(|&g| old.get(usize::from(g)) == table.get(usize::from(g)));
         self.table_changed(old, now);
         self.groups.dirty_all = true;
         self.drive(now);

@@ -171,6 +171,55 @@ fn a_reload_that_makes_a_holder_ineligible_moves_its_groups_and_weight_is_gossip
     .expect("b holds its share again");
 }
 
+#[test]
+fn a_holder_unable_to_hold_one_group_hands_over_that_group_only() {
+    // An interface one group needs goes down on its holder: that group moves (released
+    // as link_down), every other group stays put, and it comes back to nobody in
+    // particular once the link is up again (no move for balance alone).
+    let mut c = settled(&["a", "b", "c"], 6, QuorumMode::Majority);
+    let t0 = c.now;
+    let before: Vec<Vec<u16>> = c
+        .nodes
+        .iter()
+        .map(|n| n.bound.iter().copied().collect())
+        .collect();
+    let lost = before[1][0];
+    c.nodes[1].engine.set_unable(vec![lost], t0);
+    c.run_until_true(Duration::from_secs(3), |c| {
+        c.all_served() && !c.nodes[1].bound.contains(&lost)
+    })
+    .expect("the group moved away from b");
+    assert!(
+        c.first_event(1, t0, released(lost, ReleaseReason::LinkDown))
+            .is_some()
+    );
+    for (i, was) in before.iter().enumerate() {
+        for g in was.iter().filter(|&&g| g != lost) {
+            assert!(c.nodes[i].bound.contains(g), "group {g} stayed on node {i}");
+        }
+    }
+    let seen = c.nodes[0]
+        .engine
+        .status(c.now)
+        .members
+        .iter()
+        .find(|m| m.id.name == "b")
+        .and_then(|m| m.meta.as_ref().map(|x| (x.eligible, x.unable.clone())));
+    assert_eq!(seen, Some((true, vec![lost])), "a sees what b cannot hold");
+    // Every group unable: b is not eligible at all and holds nothing.
+    let t1 = c.now;
+    c.nodes[1].engine.set_unable((0..6).collect(), t1);
+    c.run_until_true(Duration::from_secs(3), |c| {
+        c.all_served() && c.nodes[1].bound.is_empty()
+    })
+    .expect("b holds nothing");
+    c.nodes[1].engine.set_unable(vec![], c.now);
+    c.run_until_true(Duration::from_secs(5), |c| {
+        c.all_served() && !c.nodes[1].bound.is_empty()
+    })
+    .expect("b takes a share again");
+}
+
 fn g(hosts: &[u8]) -> crate::core::config::VipGroup {
     use crate::core::config::{Vip, VipGroup};
     VipGroup::new(

@@ -35,6 +35,8 @@ pub enum ReleaseReason {
     Ineligible,
     /// A reload removed the group from this node's pool.
     Removed,
+    /// An interface one of the group's addresses lives on is missing or down here.
+    LinkDown,
 }
 
 impl ReleaseReason {
@@ -46,6 +48,7 @@ impl ReleaseReason {
             ReleaseReason::Leave => "leave",
             ReleaseReason::Ineligible => "ineligible",
             ReleaseReason::Removed => "removed",
+            ReleaseReason::LinkDown => "link_down",
         }
     }
 }
