@@ -377,26 +377,53 @@ fn bench_keepalived(class: &str, rounds: usize, idx: u8) -> Row {
     row
 }
 
-/// The idle cost of the busiest of three agents.
+/// The idle cost of the busiest of three nodes.
 #[derive(Clone, Copy, Debug, Default)]
 struct Idle {
-    /// Resident set, MB (largest of the three).
+    /// Resident set, MB (largest of the three nodes, all of a node's processes).
     rss: f64,
     /// CPU, % of a core (from the scheduler's run time, nanoseconds).
     cpu: f64,
-    /// Times per second its threads went to sleep and were woken.
+    /// CPU of all three nodes together, % of a core.
+    total: f64,
+    /// Times per second the busiest node's threads went to sleep and were woken.
     wakeups: f64,
 }
 
-/// One thread-summed sample of an agent: (run time in s, voluntary context switches).
-fn sample_agent(pid: i32) -> (f64, f64) {
+/// Every process in network namespace `ns` (`ip netns pids`).
+fn ns_pids(ns: &str) -> Vec<i32> {
+    Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One sample of a node: (run time in s, voluntary context switches, RSS in MB),
+/// summed over every thread of every process in its namespace.
+fn sample_ns(ns: &str) -> (f64, f64, f64) {
     // CPU time to the nanosecond: the scheduler's run time of every thread
     // (`/proc/PID/task/*/schedstat`), not the 10 ms ticks of `stat`, which at 1 %
     // of a core over 30 s carry ±15 % of sampling noise (and whose user/system
     // split, sampled on ticks, is meaningless at this rate). Voluntary switches
     // count the wake-ups.
-    let (mut run, mut switches) = (0.0, 0.0);
-    if let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+    let (mut run, mut switches, mut rss) = (0.0, 0.0, 0.0);
+    for pid in ns_pids(ns) {
+        rss += std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0;
+        let Ok(d) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
         for t in d.flatten() {
             if let Some(ns) = std::fs::read_to_string(t.path().join("schedstat"))
                 .ok()
@@ -412,7 +439,26 @@ fn sample_agent(pid: i32) -> (f64, f64) {
                 .unwrap_or(0.0);
         }
     }
-    (run, switches)
+    (run, switches, rss)
+}
+
+/// The busiest of the namespaces `nss` over `window` seconds.
+fn measure(nss: &[String], window: f64) -> Idle {
+    let sample = || -> Vec<(f64, f64, f64)> { nss.iter().map(|n| sample_ns(n)).collect() };
+    let before = sample();
+    std::thread::sleep(Duration::from_secs_f64(window));
+    let after = sample();
+    let mut worst = Idle::default();
+    for (b, a) in before.iter().zip(&after) {
+        let cpu = (a.0 - b.0) / window * 100.0;
+        worst.total += cpu;
+        worst.rss = worst.rss.max(a.2);
+        if cpu > worst.cpu {
+            worst.cpu = cpu;
+            worst.wakeups = (a.1 - b.1) / window;
+        }
+    }
+    worst
 }
 
 /// Idle cost with 3 nodes and 16 VIPs, agents run with the `extra` flags.
@@ -431,48 +477,60 @@ fn idle_cost(bin: &std::path::Path, window: f64, extra: &[String]) -> Idle {
     c.start_all().unwrap();
     c.wait_converged(&[0, 1, 2], Duration::from_secs(20))
         .expect("converge");
-    std::thread::sleep(Duration::from_secs(3));
-    let pids: Vec<i32> = (0..3).filter_map(|i| c.pid(i)).collect();
-    let sample = || -> Vec<(f64, f64)> { pids.iter().map(|&p| sample_agent(p)).collect() };
-    let before = sample();
-    std::thread::sleep(Duration::from_secs_f64(window));
-    let after = sample();
-    let mut worst = Idle::default();
-    for (b, a) in before.iter().zip(&after) {
-        let cpu = (a.0 - b.0) / window * 100.0;
-        if cpu > worst.cpu {
-            worst = Idle {
-                rss: 0.0,
-                cpu,
-                wakeups: (a.1 - b.1) / window,
-            };
-        }
-    }
-    worst.rss = pids
-        .iter()
-        .map(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/status"))
-                .unwrap_or_default()
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|k| k.parse::<f64>().ok())
-                })
-                .unwrap_or(0.0)
-                / 1024.0
+    std::thread::sleep(Duration::from_secs(8));
+    let nss: Vec<String> = c.lab.nodes.iter().map(|n| n.ns.clone()).collect();
+    measure(&nss, window)
+}
+
+/// keepalived's idle cost on the same lab: 3 nodes, one VRRP instance per VIP (16),
+/// masters spread over the nodes, every `advert_int` seconds (VRRPv3 when `v3`).
+fn idle_keepalived(window: f64, advert_int: f64, v3: bool) -> Idle {
+    use wackamole::lab::keepalived::keepalived_conf_many;
+    let lab = Lab::new("kbi", 3, [89, 200]).expect("lab");
+    let vips: Vec<IpAddr> = (0..16u8).map(|k| IpAddr::V4(lab.addr4(100 + k))).collect();
+    let dir = std::env::temp_dir().join(format!("kbi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut kids: Vec<Child> = (0..3)
+        .map(|i| {
+            let conf = keepalived_conf_many(i, &lab, &vips, advert_int, v3, &dir);
+            start_keepalived(&lab, i, &conf, &dir)
         })
-        .fold(0.0, f64::max);
-    worst
+        .collect();
+    // Settled: every VIP on exactly one node.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20)
+        && !vips.iter().all(|v| holders_k(&lab, *v).len() == 1)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    let nss: Vec<String> = lab.nodes.iter().map(|n| n.ns.clone()).collect();
+    let got = measure(&nss, window);
+    for k in kids.iter_mut() {
+        signal_group(k.id() as i32, Signal::SIGKILL);
+        let _ = k.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    got
 }
 
 /// Runs every configuration `runs` times, interleaved (A B A B …, so slow drifts of a
-/// noisy machine hit all alike), and prints each one's medians.
+/// noisy machine hit all alike), and prints each one's medians. A configuration
+/// `keepalived advert_int=S [v3]` runs keepalived instead of the agent.
 fn idle_table(bin: &std::path::Path, window: f64, runs: usize, configs: &[String]) {
     let mut got: Vec<Vec<Idle>> = vec![Vec::new(); configs.len()];
     for _ in 0..runs {
         for (i, flags) in configs.iter().enumerate() {
+            if let Some(rest) = flags.strip_prefix("keepalived") {
+                let advert = rest
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("advert_int="))
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(1.0);
+                let v3 = rest.split_whitespace().any(|w| w == "v3");
+                got[i].push(idle_keepalived(window, advert, v3));
+                continue;
+            }
             // `bin=PATH` in a configuration runs that agent binary (A/B of two builds).
             let mut agent = bin.to_path_buf();
             let mut extra = Vec::new();
@@ -486,26 +544,57 @@ fn idle_table(bin: &std::path::Path, window: f64, runs: usize, configs: &[String
         }
     }
     println!(
-        "\nagent idle, 3 nodes, 16 VIPs, busiest agent, median of {runs} × {window:.0} s (runs interleaved):"
+        "\nidle, 3 nodes, 16 VIPs, busiest node (every process in its namespace), median of {runs} × {window:.0} s (runs interleaved):"
     );
-    println!("| flags | CPU % of a core | min–max | wake-ups/s | RSS MB |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| configuration | busiest node, CPU % of a core | min–max | all 3 nodes | wake-ups/s | µs per wake-up | RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let med =
+        |v: &[Idle], f: fn(&Idle) -> f64| percentile(&v.iter().map(f).collect::<Vec<_>>(), 50.0);
     for (flags, v) in configs.iter().zip(&got) {
-        let med = |f: fn(&Idle) -> f64| percentile(&v.iter().map(f).collect::<Vec<_>>(), 50.0);
         let cpus: Vec<f64> = v.iter().map(|x| x.cpu).collect();
+        let (cpu, wk) = (med(v, |x| x.cpu), med(v, |x| x.wakeups));
         println!(
-            "| {} | {:.2} | {:.2}–{:.2} | {:.0} | {:.1} |",
+            "| {} | {:.2} | {:.2}–{:.2} | {:.2} | {:.0} | {:.0} | {:.1} |",
             if flags.is_empty() {
-                "(defaults)"
+                "wackamole (defaults)"
             } else {
                 flags
             },
-            med(|x| x.cpu),
+            cpu,
             cpus.iter().cloned().fold(f64::INFINITY, f64::min),
             cpus.iter().cloned().fold(0.0, f64::max),
-            med(|x| x.wakeups),
-            med(|x| x.rss),
+            med(v, |x| x.total),
+            wk,
+            if wk > 0.0 {
+                cpu / 100.0 / wk * 1e6
+            } else {
+                0.0
+            },
+            med(v, |x| x.rss),
         );
+    }
+    // Ratios to every keepalived configuration in the run.
+    for (kf, kv) in configs.iter().zip(&got) {
+        if !kf.starts_with("keepalived") {
+            continue;
+        }
+        let k = med(kv, |x| x.cpu);
+        for (flags, v) in configs.iter().zip(&got) {
+            if flags.starts_with("keepalived") || k <= 0.0 {
+                continue;
+            }
+            println!(
+                "{} / {kf}: busiest node CPU ratio {:.2}",
+                if flags.is_empty() {
+                    "wackamole (defaults)"
+                } else {
+                    flags
+                },
+                med(v, |x| x.cpu) / k
+            );
+        }
     }
 }
 
@@ -610,10 +699,15 @@ fn main() {
         .unwrap_or(1)
         .max(1);
     // Configurations to compare, separated by `;` (an empty one is the defaults).
-    let configs: Vec<String> = get("--idle-flags")
+    let mut configs: Vec<String> = get("--idle-flags")
         .unwrap_or_default()
         .split(';')
         .map(|f| f.trim().to_string())
         .collect();
+    // Beside keepalived: its default and the tuned VRRPv3 interval, in the same run.
+    if vs.as_deref() == Some("keepalived") {
+        configs.push("keepalived advert_int=1".into());
+        configs.push("keepalived advert_int=0.1 v3".into());
+    }
     idle_table(&bin, window, runs, &configs);
 }

@@ -269,6 +269,7 @@ pub fn set_break(b: &mut Breaks, k: &mut KernelBreaks, name: &str) -> bool {
         "promise-per-group" => b.promise_per_group = true,
         "voter-settle" => b.voter_settle = true,
         "voter-joint" => b.voter_joint = true,
+        "ride" => b.ride = true,
         "gate-atomic" => k.gate_atomic = true,
         "fence" => k.fence = true,
         _ => return false,

@@ -108,6 +108,10 @@ pub fn describe_datagram(cluster_id: u64, payload: &[u8]) -> String {
             }
         }
         Ok(Body::Claim(c)) => format!("claim {} seq{} {:?}", c.name, c.seq, c.groups),
+        Ok(Body::ClaimWith(c, a)) => format!(
+            "claim {} seq{} {:?} + answer v{} seq{} +{:?}",
+            c.name, c.seq, c.groups, a.voter, a.seq, a.granted
+        ),
         Ok(Body::Answer(a)) => format!(
             "answer v{} seq{} +{:?} -{:?}",
             a.voter, a.seq, a.granted, a.denied

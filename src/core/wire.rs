@@ -158,6 +158,9 @@ pub enum Body {
     /// The sender's sampled neighbour caches (at most
     /// [`crate::core::neighbours::MAX_SHARED`] entries are kept).
     Neighbours(Vec<crate::core::neighbours::Neighbour>),
+    /// A lease claim with the sender's answer to the receiver's last claim riding
+    /// on it (`docs/safety.md` §4.13): the answer is handled first.
+    ClaimWith(Claim, Answer),
 }
 
 /// Why a datagram was dropped.

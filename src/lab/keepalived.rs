@@ -25,6 +25,40 @@ pub fn keepalived_conf(i: usize, lab: &Lab, vip: IpAddr, dir: &std::path::Path) 
     p
 }
 
+/// Writes node `i`'s configuration with one VRRP instance per VIP (virtual router
+/// ids 1, 2, …), masters spread over the nodes like wackamole's groups (instance k's
+/// priority is highest on node k mod n), advertising every `advert_int` seconds;
+/// `v3` selects VRRPv3 (needed for sub-second intervals).
+pub fn keepalived_conf_many(
+    i: usize,
+    lab: &Lab,
+    vips: &[IpAddr],
+    advert_int: f64,
+    v3: bool,
+    dir: &std::path::Path,
+) -> PathBuf {
+    use std::fmt::Write as _;
+    let n = lab.nodes.len();
+    let ifname = &lab.nodes[i].ifname;
+    let mut text = format!(
+        "global_defs {{\n  router_id n{i}\n  enable_script_security\n  vrrp_version {}\n}}\n",
+        if v3 { 3 } else { 2 }
+    );
+    for (k, vip) in vips.iter().enumerate() {
+        let rank = (i + n - k % n) % n;
+        let prio = 150 - 10 * rank as u32;
+        let _ = write!(
+            text,
+            "vrrp_instance VI_{k} {{\n  state {}\n  interface {ifname}\n  virtual_router_id {}\n  priority {prio}\n  advert_int {advert_int}\n  virtual_ipaddress {{\n    {vip}/32 dev {ifname}\n  }}\n}}\n",
+            if rank == 0 { "MASTER" } else { "BACKUP" },
+            k + 1,
+        );
+    }
+    let p = dir.join(format!("keepalived-many-n{i}.conf"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 /// Starts keepalived on node `i` (VRRP only, in the foreground, its own process
 /// group).
 pub fn start_keepalived(

@@ -18,6 +18,7 @@
 //! | `wackamole_fence_events_total{cause}` | counter | groups unbound because the lease or the kernel said so |
 //! | `wackamole_lease_refreshes_total` / `wackamole_lease_refresh_failures_total` | counter | gate/address refreshes |
 //! | `wackamole_claims_total` | counter | claims sent |
+//! | `wackamole_answers_total{way}` | counter | answers to renewals held for this node's next claim: `rode` on it, or went `alone` when none came within L |
 //! | `wackamole_probe_conflicts_total` | counter | ARP/NS probes that found another holder |
 //! | `wackamole_announcements_total{kind}` | counter | frames sent: gratuitous ARP (`garp`), unsolicited NA (`na`), directed replies to `--notify` targets (`notify`), unicast replies / NAs to known neighbours (`neighbour`) |
 //! | `wackamole_datagrams_total{direction}` / `wackamole_bytes_total{direction}` | counter | traffic |
@@ -71,6 +72,7 @@ pub const NAMES: &[&str] = &[
     "wackamole_lease_refreshes_total",
     "wackamole_lease_refresh_failures_total",
     "wackamole_claims_total",
+    "wackamole_answers_total",
     "wackamole_probe_conflicts_total",
     "wackamole_announcements_total",
     "wackamole_datagrams_total",
@@ -234,6 +236,10 @@ impl Metrics {
                 "Refreshes that lapsed or failed"
             );
             describe_counter!("wackamole_claims_total", "Lease claims sent");
+            describe_counter!(
+                "wackamole_answers_total",
+                "Answers to renewals held for the next claim: rode on it, or went alone"
+            );
             describe_counter!(
                 "wackamole_probe_conflicts_total",
                 "ARP/NS probes that found the VIP answered elsewhere"
@@ -421,6 +427,8 @@ impl Metrics {
             counter!("wackamole_lease_refreshes_total").absolute(st.refreshes);
             counter!("wackamole_lease_refresh_failures_total").absolute(st.refresh_failures);
             counter!("wackamole_claims_total").absolute(st.claims_sent);
+            counter!("wackamole_answers_total", "way" => "rode").absolute(st.answers_rode);
+            counter!("wackamole_answers_total", "way" => "alone").absolute(st.answers_alone);
             counter!("wackamole_probe_conflicts_total").absolute(st.conflicts);
             counter!("wackamole_announcements_total", "kind" => "garp").absolute(shell.garp);
             counter!("wackamole_announcements_total", "kind" => "na").absolute(shell.na);

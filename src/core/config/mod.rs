@@ -393,6 +393,29 @@ impl ClusterConfig {
         scale_down(self.timing.promise, 1.0 - 2.0 * self.timing.rho)
     }
 
+    /// What a renewal needs of a grant's worth with no answer delayed (the right
+    /// side of I4): 3R + RTT, plus E(1 + ρ) + A with the gate.
+    pub fn renewal_need(&self) -> Duration {
+        let t = &self.timing;
+        let mut need = self.contention_window() + t.rtt_max;
+        if self.fence == FenceKind::Gate {
+            need += self.gate_margin() + t.gate_arm;
+        }
+        need
+    }
+
+    /// L: how long a voter may hold its answer to a renewal so that it rides on its
+    /// own next claim to the claimer (`docs/safety.md` §4.13): the slack I4 leaves,
+    /// at most R; zero in two-node mode (whose absence rule times answers).
+    pub fn answer_ride(&self) -> Duration {
+        if self.quorum == QuorumMode::Off {
+            return Duration::ZERO;
+        }
+        self.lease_validity()
+            .saturating_sub(self.renewal_need())
+            .min(self.timing.claim_period)
+    }
+
     /// The margin a gate refresh keeps before the lease ends: E(1 + ρ).
     pub fn gate_margin(&self) -> Duration {
         scale_up(self.timing.gate_timeout, 1.0 + self.timing.rho)
@@ -501,7 +524,7 @@ impl ClusterConfig {
     /// two names stay in it.
     pub fn cluster_id(&self) -> u64 {
         let mut h = StableHasher::new();
-        h.write_str("wackamole-cluster-v4");
+        h.write_str("wackamole-cluster-v5");
         h.write_u64(match self.quorum {
             QuorumMode::Majority => 1,
             QuorumMode::Off => 2,
@@ -607,6 +630,31 @@ mod tests {
         assert_eq!(c.quorum_size(), 2);
         let a = cfg(FenceKind::Address, Profile::Default);
         assert_eq!(a.fence_k(), ADDRESS_FENCE_K);
+    }
+
+    #[test]
+    fn answers_ride_within_the_slack_i4_leaves() {
+        // L = min(R, T(1 − 2ρ) − (3R + RTT + E(1 + ρ) + A)), as docs/safety.md §3.
+        let near = |d: Duration, ms: f64| (d.as_secs_f64() * 1e3 - ms).abs() < 0.1;
+        assert!(near(
+            cfg(FenceKind::Gate, Profile::Default).answer_ride(),
+            44.3
+        ));
+        assert!(near(
+            cfg(FenceKind::Gate, Profile::Fast).answer_ride(),
+            30.0
+        ));
+        assert!(near(
+            cfg(FenceKind::Gate, Profile::Lean).answer_ride(),
+            13.3
+        ));
+        assert!(near(
+            cfg(FenceKind::Address, Profile::Default).answer_ride(),
+            50.0
+        ));
+        let mut two = cfg(FenceKind::Gate, Profile::Default);
+        two.quorum = QuorumMode::Off;
+        assert_eq!(two.answer_ride(), Duration::ZERO);
     }
 
     #[test]

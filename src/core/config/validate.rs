@@ -132,10 +132,7 @@ impl ClusterConfig {
             });
         }
         // Renewal survives two lost rounds (I4).
-        let mut need = self.contention_window() + t.rtt_max;
-        if self.fence == FenceKind::Gate {
-            need += self.gate_margin() + t.gate_arm;
-        }
+        let need = self.renewal_need();
         if self.lease_validity() < need {
             return Err(ConfigError::Inequality {
                 id: "I4",

@@ -7,6 +7,7 @@ use super::outbox::bump;
 use super::timers::Timer;
 use super::{Engine, Life};
 use crate::core::config::QuorumMode;
+use crate::core::lease::riding::Ride;
 use crate::core::lease::{Answer, ByIndex, Claim, Ignored};
 use crate::core::table::{self, TableDigest};
 use crate::core::time::Instant;
@@ -104,7 +105,14 @@ impl Engine {
             return;
         };
         match resolved {
-            Ok(answer) => self.send_answer(from, answer),
+            Ok(answer) => {
+                let renewal = self
+                    .lease
+                    .voter
+                    .as_ref()
+                    .is_some_and(|v| v.last_was_renewal());
+                self.answer_or_ride(from, answer, renewal, now);
+            }
             Err(Ignored::StartupWait) => {
                 // "Alive, but granting nothing yet".
                 bump(&mut self.out.stats.claims_ignored, "startup_wait");
@@ -153,6 +161,35 @@ impl Engine {
             Ok(None) => {}
             Err(table::BadPart::Malformed) => self.out.drop("table_malformed"),
             Err(table::BadPart::DigestMismatch) => self.out.drop("table_digest_mismatch"),
+        }
+    }
+
+    /// An answer goes out now, or waits to ride on this node's next claim to the
+    /// same peer, or makes that claim go out now (§4.13, `lease/riding.rs`).
+    fn answer_or_ride(&mut self, to: SocketAddr, answer: Answer, renewal: bool, now: Instant) {
+        let targeted = renewal && self.claims_flowing() && self.voter_addrs().contains(&to);
+        let next = self.timers.get(Timer::Claim);
+        match self.lease.riding.decide(renewal, targeted, next, now) {
+            Ride::Now => self.send_answer(to, answer),
+            Ride::Wait => self.lease.riding.hold(to, answer, now),
+            Ride::ClaimNow => {
+                self.lease.riding.hold(to, answer, now);
+                if let Some(c) = &mut self.lease.claimer {
+                    c.mark_urgent();
+                }
+            }
+        }
+    }
+
+    /// Held answers whose wait is over go out alone; all of them once claims stop.
+    pub(super) fn flush_rides(&mut self, now: Instant) {
+        if self.lease.riding.is_empty() {
+            return;
+        }
+        let all = !self.claims_flowing();
+        for (to, a) in self.lease.riding.due(now, all) {
+            self.out.stats.answers_alone += 1;
+            self.send_answer(to, a);
         }
     }
 
@@ -225,6 +262,24 @@ impl Engine {
             .count()
     }
 
+    /// `claim` with `answer` riding on it; should both not fit one datagram, each
+    /// goes alone.
+    fn send_claim_with(&mut self, to: SocketAddr, claim: &Claim, answer: Answer) {
+        let with = Body::ClaimWith(claim.clone(), answer);
+        match wire::encode(self.rules.cluster_id, &with) {
+            Err(WireError::Oversize) => {
+                if let Body::ClaimWith(c, a) = with {
+                    self.out.send(to, &Body::Claim(c));
+                    self.send_answer(to, a);
+                }
+            }
+            r => {
+                self.out.stats.answers_rode += 1;
+                self.out.send_encoded(to, r);
+            }
+        }
+    }
+
     /// Answers `claim` with [`Answer::empty`] (if this node is a voter).
     pub(super) fn answer_empty(&mut self, to: SocketAddr, claim: &Claim) {
         if let Some(v) = &self.lease.voter {
@@ -274,10 +329,16 @@ impl Engine {
             }
             self.lease.heard.insert(self.node.name.clone(), now);
         }
-        let body = Body::Claim(claim);
+        let mut body = None;
         for addr in self.voter_addrs() {
-            self.out.send(addr, &body);
+            match self.lease.riding.take(addr) {
+                Some(a) => self.send_claim_with(addr, &claim, a),
+                None => self
+                    .out
+                    .send(addr, body.get_or_insert_with(|| Body::Claim(claim.clone()))),
+            }
         }
+        self.lease.riding.claimed(now);
         self.timers
             .set(Timer::Claim, now + self.cfg.timing.claim_period);
     }

@@ -79,6 +79,7 @@ use super::anti_entropy::AntiEntropy;
 pub use super::anti_entropy::META_REQUEST_PERIOD;
 use super::config::{ClusterConfig, GroupId, NodeConfig, QuorumMode, VipGroup};
 use super::hash::{StableHasher, hash_str};
+use super::lease::riding::Riding;
 use super::lease::{Claimer, Voter, VoterSets};
 use super::membership::{Membership, NodeId};
 use super::neighbours::{Neighbour, NeighbourTable};
@@ -138,6 +139,8 @@ struct LeaseSide {
     table: TableDigest,
     /// Other nodes' group tables, by digest: what their claims' indices mean.
     tables: Tables,
+    /// Answers to renewals held to ride on this node's next claim (§4.13).
+    riding: Riding,
 }
 
 /// A member's voter set as gossiped: (digest, since, previous digest and since).
@@ -287,6 +290,10 @@ impl Engine {
                 seen_sets: BTreeMap::new(),
                 table,
                 tables: Tables::default(),
+                riding: {
+                    let r = Riding::new(rules.answer_ride, cluster.timing.claim_period);
+                    if rules.ride_late { r.broken() } else { r }
+                },
             },
             groups: Groups::new(cluster.groups.len(), now),
             kernel: KernelOps::default(),
@@ -405,6 +412,10 @@ impl Engine {
                     Timer::Eligible => !eligible,
                     _ => true,
                 });
+                let ours = match (ours, self.lease.riding.deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 match (self.membership.poll_timeout(), ours) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -434,6 +445,10 @@ impl Engine {
         match body {
             Body::Swim(data, version) => self.on_swim(from, &data, version, now),
             Body::Claim(c) => self.on_claim(from, c, now),
+            Body::ClaimWith(c, a) => {
+                self.on_answer(from, a, now);
+                self.on_claim(from, c, now);
+            }
             Body::Answer(a) => self.on_answer(from, a, now),
             Body::Released {
                 group,
@@ -746,15 +761,20 @@ impl Engine {
             // Removed groups went from the claims: tell the voters now.
             ticked = true;
         }
+        // A held answer whose wait is up brings the next claim forward: it rides on
+        // that (§4.13), so a claim period longer than L still carries every answer.
+        let ride_due = self.lease.riding.deadline().is_some_and(|d| now >= d);
         if self.claims_flowing()
             && (self.lease.claimer.as_ref().is_some_and(|c| c.urgent())
-                || self.timers.due(Timer::Claim, now))
+                || self.timers.due(Timer::Claim, now)
+                || ride_due)
         {
             self.send_claim(now);
             // Self-votes may have completed a quorum.
             self.tick_groups(now, true);
             ticked = true;
         }
+        self.flush_rides(now);
         for (to, data) in self.membership.take_sends() {
             self.send_swim(to, data);
         }

@@ -37,6 +37,10 @@ pub(super) struct Rules {
     pub voter_settle_off: bool,
     /// Broken mode: leases ignore the sets grants name.
     pub voter_joint_off: bool,
+    /// L, how long an answer to a renewal may wait for this node's next claim.
+    pub answer_ride: Duration,
+    /// Broken mode (`--break ride`): held answers wait 2T and never ride.
+    pub ride_late: bool,
 
     /// W_c = 3R.
     pub contention_window: Duration,
@@ -78,6 +82,12 @@ impl Rules {
             promise_per_group: breaks.promise_per_group,
             voter_settle_off: breaks.voter_settle,
             voter_joint_off: breaks.voter_joint,
+            answer_ride: if breaks.ride {
+                cfg.timing.promise * 2
+            } else {
+                cfg.answer_ride()
+            },
+            ride_late: breaks.ride,
 
             contention_window: cfg.contention_window(),
             promise_hold: cfg.promise_hold(),

@@ -37,6 +37,9 @@ pub struct Breaks {
     /// A lease counts a majority of the claimer's own voter set only, whatever set
     /// its grants name.
     pub voter_joint: bool,
+    /// Held answers never ride on a claim and wait 2T before going out alone: the
+    /// claimer learns of its renewals after they are worthless.
+    pub ride: bool,
 }
 
 /// Everything the engine needs to start.
@@ -215,6 +218,10 @@ pub struct Stats {
     pub drops: BTreeMap<&'static str, u64>,
     /// Claims sent (one per round, to all voters).
     pub claims_sent: u64,
+    /// Answers that rode on a claim (§4.13).
+    pub answers_rode: u64,
+    /// Held answers that went out alone (no claim came within L).
+    pub answers_alone: u64,
     /// Claims ignored as a voter, by cause.
     pub claims_ignored: BTreeMap<&'static str, u64>,
     /// Groups acquired.

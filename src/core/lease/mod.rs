@@ -128,6 +128,7 @@ pub struct LeaseId {
 mod claimer;
 pub mod contention;
 pub mod deadline;
+pub mod riding;
 pub mod sets;
 mod voter;
 

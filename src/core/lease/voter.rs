@@ -81,6 +81,9 @@ pub struct Voter {
     self_name: String,
     promises: BTreeMap<IpAddr, Promise>,
     seqs: BTreeMap<LeaseId, SeqRecord>,
+    /// Whether the last answered claim was a renewal: every address it lists was
+    /// already promised to the same lease id, and it was granted whole.
+    renewal: bool,
 }
 
 impl Voter {
@@ -103,6 +106,7 @@ impl Voter {
             self_name: self_name.to_string(),
             promises: BTreeMap::new(),
             seqs: BTreeMap::new(),
+            renewal: false,
         }
     }
 
@@ -193,6 +197,13 @@ impl Voter {
             .retain(|a, p| p.holder != id || listed.contains(a));
         let mut granted = Vec::new();
         let mut denied = Vec::new();
+        self.renewal = groups.iter().all(|(_, addrs)| {
+            addrs.iter().all(|a| {
+                self.promises
+                    .get(a)
+                    .is_some_and(|p| p.until > now && p.holder == id)
+            })
+        });
         for (g, addrs) in groups {
             let holder = addrs.iter().find_map(|a| {
                 self.promises
@@ -216,6 +227,7 @@ impl Voter {
                 }
             }
         }
+        self.renewal &= denied.is_empty();
         Ok(Answer {
             voter: self.index,
             set: self.set,
@@ -224,6 +236,13 @@ impl Voter {
             granted,
             denied,
         })
+    }
+
+    /// Whether the claim last answered by [`Voter::handle_claim`] was a renewal:
+    /// it added nothing to what this voter had promised to that lease id, and it
+    /// was granted whole (its answer may ride on this node's next claim, §4.13).
+    pub fn last_was_renewal(&self) -> bool {
+        self.renewal
     }
 
     /// Forgets expired promises and sequence records.
@@ -254,6 +273,37 @@ mod tests {
             v.handle_claim(&claim("b", 1, 2, &[0]), &tb[..], t(400))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn only_a_claim_that_adds_nothing_and_is_granted_whole_is_a_renewal() {
+        let mut v = voter(0, "a");
+        let tb = table();
+        v.handle_claim(&claim("b", 1, 1, &[0]), &tb[..], t(400))
+            .unwrap();
+        assert!(!v.last_was_renewal(), "the first grant is news");
+        v.handle_claim(&claim("b", 1, 2, &[0]), &tb[..], t(410))
+            .unwrap();
+        assert!(v.last_was_renewal());
+        v.handle_claim(&claim("b", 1, 3, &[0, 1]), &tb[..], t(420))
+            .unwrap();
+        assert!(!v.last_was_renewal(), "a group added");
+        // Dropping a group is still a renewal of the rest.
+        v.handle_claim(&claim("b", 1, 4, &[1]), &tb[..], t(430))
+            .unwrap();
+        assert!(v.last_was_renewal());
+        // Another lease id on a promised address: denied, never a renewal.
+        v.handle_claim(&claim("c", 1, 1, &[1]), &tb[..], t(440))
+            .unwrap();
+        assert!(!v.last_was_renewal());
+        // A new process of the same name (new nonce) starts over.
+        v.handle_claim(&claim("b", 2, 1, &[1]), &tb[..], t(450))
+            .unwrap();
+        assert!(!v.last_was_renewal());
+        // After its promise lapsed, the same claim is news again.
+        v.handle_claim(&claim("b", 1, 5, &[1]), &tb[..], t(2000))
+            .unwrap();
+        assert!(!v.last_was_renewal());
     }
 
     #[test]
