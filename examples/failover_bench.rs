@@ -388,6 +388,22 @@ struct Idle {
     total: f64,
     /// Times per second the busiest node's threads went to sleep and were woken.
     wakeups: f64,
+    /// UDP datagrams per second the busiest node sent and received (its
+    /// namespace's `/proc/net/snmp`; keepalived's VRRP is not UDP, so 0 there).
+    udp_out: f64,
+    udp_in: f64,
+}
+
+/// A namespace's UDP counters (InDatagrams, OutDatagrams), read through `pid`.
+fn udp_counters(pid: i32) -> Option<(f64, f64)> {
+    let snmp = std::fs::read_to_string(format!("/proc/{pid}/net/snmp")).ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let field = |f: &str| -> Option<f64> {
+        let i = names.split_whitespace().position(|n| n == f)?;
+        values.split_whitespace().nth(i)?.parse().ok()
+    };
+    Some((field("InDatagrams")?, field("OutDatagrams")?))
 }
 
 /// Every process in network namespace `ns` (`ip netns pids`).
@@ -406,14 +422,19 @@ fn ns_pids(ns: &str) -> Vec<i32> {
 
 /// One sample of a node: (run time in s, voluntary context switches, RSS in MB),
 /// summed over every thread of every process in its namespace.
-fn sample_ns(ns: &str) -> (f64, f64, f64) {
+fn sample_ns(ns: &str) -> (f64, f64, f64, (f64, f64)) {
     // CPU time to the nanosecond: the scheduler's run time of every thread
     // (`/proc/PID/task/*/schedstat`), not the 10 ms ticks of `stat`, which at 1 %
     // of a core over 30 s carry ±15 % of sampling noise (and whose user/system
     // split, sampled on ticks, is meaningless at this rate). Voluntary switches
     // count the wake-ups.
     let (mut run, mut switches, mut rss) = (0.0, 0.0, 0.0);
-    for pid in ns_pids(ns) {
+    let pids = ns_pids(ns);
+    let udp = pids
+        .first()
+        .and_then(|&p| udp_counters(p))
+        .unwrap_or((0.0, 0.0));
+    for pid in pids {
         rss += std::fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap_or_default()
             .lines()
@@ -439,12 +460,12 @@ fn sample_ns(ns: &str) -> (f64, f64, f64) {
                 .unwrap_or(0.0);
         }
     }
-    (run, switches, rss)
+    (run, switches, rss, udp)
 }
 
 /// The busiest of the namespaces `nss` over `window` seconds.
 fn measure(nss: &[String], window: f64) -> Idle {
-    let sample = || -> Vec<(f64, f64, f64)> { nss.iter().map(|n| sample_ns(n)).collect() };
+    let sample = || -> Vec<_> { nss.iter().map(|n| sample_ns(n)).collect() };
     let before = sample();
     std::thread::sleep(Duration::from_secs_f64(window));
     let after = sample();
@@ -456,6 +477,8 @@ fn measure(nss: &[String], window: f64) -> Idle {
         if cpu > worst.cpu {
             worst.cpu = cpu;
             worst.wakeups = (a.1 - b.1) / window;
+            worst.udp_in = (a.3.0 - b.3.0) / window;
+            worst.udp_out = (a.3.1 - b.3.1) / window;
         }
     }
     worst
@@ -547,16 +570,16 @@ fn idle_table(bin: &std::path::Path, window: f64, runs: usize, configs: &[String
         "\nidle, 3 nodes, 16 VIPs, busiest node (every process in its namespace), median of {runs} × {window:.0} s (runs interleaved):"
     );
     println!(
-        "| configuration | busiest node, CPU % of a core | min–max | all 3 nodes | wake-ups/s | µs per wake-up | RSS MB |"
+        "| configuration | busiest node, CPU % of a core | min–max | all 3 nodes | wake-ups/s | µs per wake-up | UDP datagrams/s out / in | RSS MB |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let med =
         |v: &[Idle], f: fn(&Idle) -> f64| percentile(&v.iter().map(f).collect::<Vec<_>>(), 50.0);
     for (flags, v) in configs.iter().zip(&got) {
         let cpus: Vec<f64> = v.iter().map(|x| x.cpu).collect();
         let (cpu, wk) = (med(v, |x| x.cpu), med(v, |x| x.wakeups));
         println!(
-            "| {} | {:.2} | {:.2}–{:.2} | {:.2} | {:.0} | {:.0} | {:.1} |",
+            "| {} | {:.2} | {:.2}–{:.2} | {:.2} | {:.0} | {:.0} | {:.0} / {:.0} | {:.1} |",
             if flags.is_empty() {
                 "wackamole (defaults)"
             } else {
@@ -572,6 +595,8 @@ fn idle_table(bin: &std::path::Path, window: f64, runs: usize, configs: &[String
             } else {
                 0.0
             },
+            med(v, |x| x.udp_out),
+            med(v, |x| x.udp_in),
             med(v, |x| x.rss),
         );
     }
@@ -605,7 +630,8 @@ fn main() {
             "failover_bench [--rounds N] [--vs keepalived] [--classes LIST|none] [--profiles LIST] [--idle-secs S] [--idle-runs N] [--idle-flags 'FLAGS;FLAGS…']\n\
              Needs root. Rounds of each fault class on 3 agents in network namespaces, then the idle cost\n\
              (of agents run with the extra FLAGS, e.g. '--profile lean' or '--fence address'; several\n\
-             configurations separated by ';' run interleaved N times each; 'bin=PATH' picks the agent).\n\
+             configurations separated by ';' run interleaved N times each; 'bin=PATH' picks the agent;\n\
+             'keepalived advert_int=S [v3]' runs keepalived; --vs keepalived adds its default and 0.1 v3).\n\
              classes: machine-death,agent-kill,sigstop,leave   profiles: default,fast"
         );
         return;

@@ -179,3 +179,38 @@ fn voter_joint() {
         },
     );
 }
+
+/// Answers riding on claims (docs/safety.md §4.13) are a liveness mechanism, not a
+/// safety one: held past their bound, renewals learn their grants too late and
+/// leases lapse. The checker sees that as liveness failures, never as a violation.
+#[test]
+fn ride_late_is_a_liveness_failure_not_a_violation() {
+    let mut sweep = Sweep {
+        seeds: 12,
+        seed_start: 7_340_000,
+        quorum: Some(QuorumMode::Majority),
+        ..Sweep::default()
+    };
+    assert!(set_break(
+        &mut sweep.breaks,
+        &mut sweep.kernel_breaks,
+        "ride"
+    ));
+    let s = sweep.run(|_, _| {});
+    assert!(
+        s.violating_seeds().is_empty(),
+        "riding is not a safety rule"
+    );
+    let lost = s.liveness_seeds();
+    assert!(
+        lost.len() * 2 >= s.runs.len(),
+        "--break ride: only {} of {} seeds lost liveness",
+        lost.len(),
+        s.runs.len()
+    );
+    eprintln!(
+        "--break ride: {} of {} seeds lost liveness, 0 violations",
+        lost.len(),
+        s.runs.len()
+    );
+}
