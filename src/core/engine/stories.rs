@@ -451,3 +451,47 @@ fn a_voter_leaves_and_rejoins_by_reload_steps_and_every_group_stays_served() {
         .unwrap_err();
     assert!(e.contains("one voter at a time"), "{e}");
 }
+
+#[test]
+fn in_steady_state_every_answer_rides_on_a_claim_and_no_lease_lapses() {
+    // docs/safety.md §4.13: three voters that all hold groups exchange one datagram
+    // each way per round; no answer goes alone, and no lease lapses for it.
+    let mut c = settled(&["a", "b", "c"], 6, QuorumMode::Majority);
+    let rode: Vec<u64> = (0..3)
+        .map(|i| c.nodes[i].engine.stats().answers_rode)
+        .collect();
+    let alone = c.answers.len();
+    let bound: Vec<_> = (0..3).map(|i| c.nodes[i].bound.clone()).collect();
+    let t0 = c.now;
+    let window = Duration::from_secs(2);
+    c.run_for(window);
+    let cfg = c.nodes[0].engine.config();
+    // A round is at most R long (L brings it forward): two peers, one riding
+    // answer each per round.
+    let rounds = window.as_secs_f64() / cfg.timing.claim_period.as_secs_f64();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let got = n.engine.stats().answers_rode - rode[i];
+        assert!(
+            got as f64 >= 2.0 * rounds * 0.9,
+            "node {i}: {got} answers rode in {rounds} rounds"
+        );
+        assert_eq!(n.bound, bound[i], "node {i}'s groups changed");
+        let lapses = n
+            .events
+            .iter()
+            .filter(|(t, a)| {
+                *t >= t0
+                    && matches!(
+                        a,
+                        Action::Event(Event::Fenced { .. } | Event::Released { .. })
+                    )
+            })
+            .count();
+        assert_eq!(lapses, 0, "node {i} fenced or released in steady state");
+    }
+    assert_eq!(
+        c.answers.len() - alone,
+        0,
+        "answers went alone in steady state"
+    );
+}
