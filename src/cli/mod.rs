@@ -699,6 +699,7 @@ impl Settings {
                 .join(" | "),
         );
         line("claim period R", ms(t.claim_period));
+        line("answer ride L", ms(c.answer_ride()));
         line(
             "promise T, lease T(1-2ρ)",
             format!("{}, {}", ms(t.promise), ms(c.lease_validity())),
