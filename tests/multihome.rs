@@ -13,9 +13,10 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wackamole::lab::cluster::Cluster;
+use wackamole::lab::wait_for;
 use wackamole::lab::watch::{Report, Watch};
 
 const KERNEL_PERIOD: Duration = Duration::from_millis(5);
@@ -23,17 +24,6 @@ const CLIENT_PERIOD: Duration = Duration::from_millis(10);
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wackamole"))
-}
-
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if let Some(x) = f() {
-            return Some(x);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 /// Who holds each VIP right now (address present on its interface and live in the

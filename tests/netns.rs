@@ -7,10 +7,11 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use wackamole::lab::cluster::{Cluster, Spec};
+use wackamole::lab::wait_for;
 use wackamole::lab::watch::{Report, Watch};
 use wackamole::lab::{self, sh};
 
@@ -78,17 +79,6 @@ fn holder_of(c: &Cluster, vip: IpAddr) -> usize {
     let h = c.holders();
     assert_eq!(h[&vip].len(), 1, "{h:?}");
     h[&vip][0]
-}
-
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if let Some(x) = f() {
-            return Some(x);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 fn client_neigh(c: &Cluster, vip: IpAddr) -> Option<String> {

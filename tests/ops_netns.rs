@@ -20,6 +20,7 @@ use base64::Engine as _;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use wackamole::lab::cluster::{Cluster, Spec};
+use wackamole::lab::wait_for;
 use wackamole::lab::watch::{Report, Watch};
 use wackamole::lab::{self, enter};
 use wackamole::ops::client;
@@ -43,17 +44,6 @@ fn converge(c: &Cluster, among: &[usize]) {
     if c.wait_converged(among, Duration::from_secs(20)).is_none() {
         panic!("no convergence: {:?}\n{}", c.holders(), c.logs());
     }
-}
-
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if let Some(x) = f() {
-            return Some(x);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 /// An HTTP request to node `i`'s listener, made from inside its namespace.

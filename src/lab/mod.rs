@@ -434,6 +434,19 @@ pub fn agent_binary() -> std::path::PathBuf {
     dir.join("wackamole")
 }
 
+/// Polls `f` every 20 ms until it gives a value or `limit` passes (every wait in the
+/// labs is bounded).
+pub fn wait_for<T>(limit: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let t = std::time::Instant::now();
+    while t.elapsed() < limit {
+        if let Some(x) = f() {
+            return Some(x);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
 /// The `p`-th percentile (nearest rank) of `v`; NaN when empty.
 pub fn percentile(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
