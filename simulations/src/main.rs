@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, default_value = "default")]
     profile: String,
     /// Turn one safety mechanism off: quiescence, incarnation, quorum-lease,
-    /// restart-wait, release-order, nonce, promise-per-group, voter-settle, voter-joint, ride, gate-atomic, fence
+    /// restart-wait, release-order, nonce, promise-per-group, voter-settle, voter-joint, ride, refresh, gate-atomic, fence
     /// (repeatable).
     #[arg(long = "break")]
     breaks: Vec<String>,

@@ -270,6 +270,7 @@ pub fn set_break(b: &mut Breaks, k: &mut KernelBreaks, name: &str) -> bool {
         "voter-settle" => b.voter_settle = true,
         "voter-joint" => b.voter_joint = true,
         "ride" => b.ride = true,
+        "refresh" => b.refresh = true,
         "gate-atomic" => k.gate_atomic = true,
         "fence" => k.fence = true,
         _ => return false,

@@ -217,3 +217,39 @@ fn ride_late_is_a_liveness_failure_not_a_violation() {
         s.runs.len()
     );
 }
+
+/// The refresh schedule (docs/safety.md §4.14: claim rounds carry the gate refresh, a
+/// due refresh brings the round forward, E ≥ 2F) is a liveness mechanism: with the
+/// refresh pushed past E, every refresh finds its element expired and held groups go
+/// dark and re-bind. The checker sees liveness failures, never a violation.
+#[test]
+fn refresh_late_is_a_liveness_failure_not_a_violation() {
+    let mut sweep = Sweep {
+        seeds: 12,
+        seed_start: 7_340_000,
+        quorum: Some(QuorumMode::Majority),
+        ..Sweep::default()
+    };
+    assert!(set_break(
+        &mut sweep.breaks,
+        &mut sweep.kernel_breaks,
+        "refresh"
+    ));
+    let s = sweep.run(|_, _| {});
+    assert!(
+        s.violating_seeds().is_empty(),
+        "the refresh schedule is not a safety rule"
+    );
+    let lost = s.liveness_seeds();
+    assert!(
+        lost.len() * 2 >= s.runs.len(),
+        "--break refresh: only {} of {} seeds lost liveness",
+        lost.len(),
+        s.runs.len()
+    );
+    eprintln!(
+        "--break refresh: {} of {} seeds lost liveness, 0 violations",
+        lost.len(),
+        s.runs.len()
+    );
+}

@@ -10,7 +10,11 @@
 //!   it), and fetched directly (`MetaRequest`) when a member's is missing.
 //! * **Timers**: foca's timers are plain data kept here in one deadline-ordered
 //!   queue and handed back in order (`SendIndirectProbe` before `ProbeRandomMember`
-//!   when they fall due together, as foca requires).
+//!   when they fall due together, as foca requires). They ride on the node's
+//!   other wake-ups ([`TimerSlack`]): probes, gossip and announcements fire at
+//!   any wake-up up to `early` before their deadline, the indirect-probe timeout
+//!   up to `late` after it, suspicion timeouts exactly — so in steady state SWIM
+//!   costs no wake-up of its own beyond the datagrams it receives.
 //!
 //! Everything is driven by `now` and a seeded RNG: two runs with the same inputs
 //! produce the same packets.
@@ -209,8 +213,41 @@ pub struct Membership {
     own_changed: bool,
     next_idle_announce: Instant,
     next_seed_announce: Instant,
+    slack: TimerSlack,
     /// Counters.
     pub stats: MembershipStats,
+}
+
+/// How far foca's timers may move to share a wake-up with something else (the
+/// node's claim round, a received datagram). Zero by default: every timer exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerSlack {
+    /// Probes, periodic gossip and announcements, and removals of down members may
+    /// fire this much before their deadline: earlier is harmless (a probe period
+    /// shortened by at most this, never lengthened; detection only gets faster).
+    pub early: Duration,
+    /// The direct probe's timeout (indirect probes go out) may fire this much
+    /// after its deadline, so that it lands on the next round instead of a wake-up
+    /// of its own; the indirect probes then have that much less time before the
+    /// probe period ends.
+    pub late: Duration,
+}
+
+/// When a timer may fire relative to its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Give {
+    Early,
+    Late,
+    Exact,
+}
+
+fn give(t: &Timer<NodeId>) -> Give {
+    match t {
+        Timer::SendIndirectProbe { .. } => Give::Late,
+        // Early suspicion would cut a member's time to refute.
+        Timer::ChangeSuspectToDown { .. } => Give::Exact,
+        _ => Give::Early,
+    }
 }
 
 impl std::fmt::Debug for Membership {
@@ -297,6 +334,7 @@ impl Membership {
             next_idle_announce: now,
             next_seed_announce: now + SEED_ANNOUNCE_PERIOD,
             stats: MembershipStats::default(),
+            slack: TimerSlack::default(),
         }
     }
 
@@ -465,13 +503,42 @@ impl Membership {
         }
     }
 
-    /// Fires every foca timer due at `now`, in order.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
+    /// Sets how far timers may move to share wake-ups ([`TimerSlack`]).
+    pub fn set_slack(&mut self, slack: TimerSlack) {
+        self.slack = slack;
+    }
+
+    /// The next timer that may fire at `now`: in deadline order, the first one due,
+    /// or within `early` of its deadline if it may fire early — a probe only once no
+    /// indirect-probe timeout is still pending before it (foca handles a probe
+    /// cycle's timeout before the next probe).
+    fn next_fireable(&self, now: Instant) -> Option<(Instant, u8, u64)> {
+        let mut indirect_pending = false;
+        for (k, t) in self.timers.range(..) {
+            if k.0 <= now {
+                return Some(*k);
             }
-            let timer = entry.remove();
+            if k.0 > now + self.slack.early {
+                return None;
+            }
+            match give(t) {
+                Give::Early if !(indirect_pending && matches!(t, Timer::ProbeRandomMember(_))) => {
+                    return Some(*k);
+                }
+                Give::Late => indirect_pending = true,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Fires every foca timer that may fire at `now` (due, or early within the
+    /// slack), in order.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(key) = self.next_fireable(now) {
+            let Some(timer) = self.timers.remove(&key) else {
+                break;
+            };
             if self.foca.handle_timer(timer, &mut self.rt).is_err() {
                 self.stats.swim_errors += 1;
             }
@@ -492,7 +559,14 @@ impl Membership {
 
     /// The next instant `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = self.timers.first_key_value().map(|(k, _)| k.0);
+        let t = self
+            .timers
+            .iter()
+            .map(|(k, t)| match give(t) {
+                Give::Late => k.0 + self.slack.late,
+                Give::Early | Give::Exact => k.0,
+            })
+            .min();
         let idle = if self.foca.num_members() == 0 {
             (!self.seeds.is_empty()).then_some(self.next_idle_announce)
         } else {
@@ -600,6 +674,59 @@ mod tests {
             table: [0; 16],
             unable: Vec::new(),
         }
+    }
+
+    #[test]
+    fn timers_move_only_the_way_their_kind_allows() {
+        let ms = Duration::from_millis;
+        let at = |n: u64| Instant::ZERO + ms(n);
+        let mut m = node(1, vec![]);
+        m.timers.clear();
+        let other = NodeId {
+            addr: "10.0.0.2:7946".parse().unwrap(),
+            name: "n2".into(),
+            epoch: 1,
+        };
+        let key = |t: u64, timer: &Timer<NodeId>, seq: u64| (at(t), timer_rank(timer), seq);
+        let probe = Timer::ProbeRandomMember(0);
+        let indirect = Timer::SendIndirectProbe {
+            probed_id: other.clone(),
+            token: 0,
+        };
+        let down = Timer::ChangeSuspectToDown {
+            member_id: other,
+            incarnation: 0,
+            token: 0,
+        };
+        // Exact by default: nothing fires before its deadline.
+        m.timers.insert(key(100, &probe, 1), probe.clone());
+        assert_eq!(m.next_fireable(at(90)), None);
+        assert_eq!(m.poll_timeout(), Some(at(100)));
+        // With slack, a probe fires at a wake-up up to `early` before it.
+        m.set_slack(TimerSlack {
+            early: ms(40),
+            late: ms(20),
+        });
+        assert_eq!(m.next_fireable(at(59)), None);
+        assert_eq!(m.next_fireable(at(60)), Some(key(100, &probe, 1)));
+        // A suspicion timeout never fires early.
+        m.timers.clear();
+        m.timers.insert(key(100, &down, 2), down.clone());
+        assert_eq!(m.next_fireable(at(99)), None);
+        assert_eq!(m.poll_timeout(), Some(at(100)));
+        // The direct probe's timeout fires when due at a wake-up, or `late`
+        // after its deadline at the latest; a probe behind it waits for it.
+        m.timers.clear();
+        m.timers.insert(key(100, &indirect, 3), indirect.clone());
+        m.timers.insert(key(120, &probe, 4), probe.clone());
+        assert_eq!(m.poll_timeout(), Some(at(120)));
+        assert_eq!(m.next_fireable(at(90)), None, "no probe before its timeout");
+        assert_eq!(m.next_fireable(at(100)), Some(key(100, &indirect, 3)));
+        m.timers.remove(&key(100, &indirect, 3));
+        assert_eq!(m.next_fireable(at(100)), Some(key(120, &probe, 4)));
+        m.timers.clear();
+        m.timers.insert(key(100, &indirect, 5), indirect);
+        assert_eq!(m.poll_timeout(), Some(at(120)));
     }
 
     fn node(i: u16, seeds: Vec<SocketAddr>) -> Membership {

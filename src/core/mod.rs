@@ -20,6 +20,7 @@ pub mod neighbours;
 pub mod ownership;
 pub mod presence;
 pub mod quiescence;
+pub mod round;
 pub mod table;
 pub mod time;
 pub mod view;

@@ -100,7 +100,7 @@ pub struct Timing {
     pub promise: Duration,
     /// E: gate `live` element timeout.
     pub gate_timeout: Duration,
-    /// F: gate refresh period (E ≥ 3F).
+    /// F: gate refresh period (E ≥ 2F); claim rounds carry it (§4.14).
     pub gate_refresh: Duration,
     /// A: timeout of the `armed` element that a go-live batch consumes at bind.
     pub gate_arm: Duration,
@@ -133,7 +133,7 @@ impl Timing {
                 claim_period: ms(50),
                 promise: ms(300),
                 gate_timeout: ms(80),
-                gate_refresh: ms(20),
+                gate_refresh: ms(40),
                 gate_arm: ms(20),
                 address_refresh: ms(250),
                 rho: 1e-3,
@@ -149,7 +149,7 @@ impl Timing {
                 claim_period: ms(30),
                 promise: ms(200),
                 gate_timeout: ms(50),
-                gate_refresh: ms(12),
+                gate_refresh: ms(25),
                 gate_arm: ms(15),
                 address_refresh: ms(250),
                 rho: 1e-3,
@@ -165,7 +165,7 @@ impl Timing {
                 claim_period: ms(150),
                 promise: ms(750),
                 gate_timeout: ms(240),
-                gate_refresh: ms(75),
+                gate_refresh: ms(120),
                 gate_arm: ms(40),
                 address_refresh: ms(500),
                 rho: 1e-3,
@@ -666,7 +666,7 @@ mod tests {
             Err(ConfigError::Inequality { id: "I4", .. })
         ));
         let mut c = cfg(FenceKind::Gate, Profile::Default);
-        c.timing.gate_refresh = Duration::from_millis(30);
+        c.timing.gate_refresh = Duration::from_millis(41);
         assert!(matches!(
             c.validate(),
             Err(ConfigError::Inequality { id: "I6", .. })

@@ -160,13 +160,13 @@ impl ClusterConfig {
         }
         // Gate (I6).
         if self.fence == FenceKind::Gate {
-            if t.gate_refresh.is_zero() || t.gate_timeout < t.gate_refresh * 3 {
+            if t.gate_refresh.is_zero() || t.gate_timeout < t.gate_refresh * 2 {
                 return Err(ConfigError::Inequality {
                     id: "I6",
                     detail: format!(
-                        "E = {} must be ≥ 3F = {}",
+                        "E = {} must be ≥ 2F = {}",
                         ms(t.gate_timeout),
-                        ms(t.gate_refresh * 3)
+                        ms(t.gate_refresh * 2)
                     ),
                 });
             }

@@ -224,7 +224,7 @@ impl Engine {
             }
             _ => false,
         };
-        let period = self.rules.refresh_period;
+        let round = &self.rules.round;
         Ctx {
             want,
             calm: s.calm.calm(self.rules.quiescence, now),
@@ -234,9 +234,9 @@ impl Engine {
             withdraw,
             skip_probe: s.calm.hint,
             refresh_period: if self.groups.refresh_round {
-                period / 2
+                round.carry_after()
             } else {
-                period
+                round.refresh_period()
             },
             address_period: self.cfg.timing.address_refresh,
             // A failed operation's retry waits for its timer: the queue counts as busy.
@@ -413,13 +413,22 @@ impl Engine {
     /// costs a wake-up of its own. Earlier is never less safe: each refresh is checked
     /// against the lease as usual.
     pub(super) fn tick_groups(&mut self, now: Instant, only_claiming: bool) {
-        self.groups.refresh_round =
-            !only_claiming && self.soft_refresh_at().is_some_and(|t| now >= t);
         for g in self.groups.ids() {
             if only_claiming && !matches!(self.groups.slot(g).phase, Phase::Claiming { .. }) {
                 continue;
             }
             self.tick_group(g, now);
+        }
+    }
+
+    /// A claim round carries the refresh (§4.14): every held group refreshed at
+    /// least θ ago is refreshed now.
+    pub(super) fn carry_refresh(&mut self, now: Instant) {
+        self.groups.refresh_round = true;
+        for g in self.groups.ids() {
+            if matches!(self.groups.slot(g).phase, Phase::Held { .. }) {
+                self.tick_group(g, now);
+            }
         }
         self.groups.refresh_round = false;
     }
@@ -434,9 +443,8 @@ impl Engine {
     /// something or a group deadline (`due`) or the soft refresh passed, else only the
     /// groups an answer, hint or kernel result touched. Returns whether anything ticked.
     pub(super) fn tick_dirty(&mut self, now: Instant, due: bool) -> bool {
-        let soft = self.timers.due(Timer::SoftRefresh, now);
         let mut ticked = false;
-        if self.groups.dirty_all || due || soft {
+        if self.groups.dirty_all || due {
             self.tick_groups(now, false);
             ticked = true;
         } else if !self.groups.dirty.is_empty() {
@@ -455,16 +463,13 @@ impl Engine {
         ticked
     }
 
-    /// Half a refresh period after the oldest held group's last refresh.
-    fn soft_refresh_at(&self) -> Option<Instant> {
-        let half = self.rules.refresh_period / 2;
+    /// The oldest last refresh among held groups with nothing in flight.
+    pub(super) fn oldest_refresh(&self) -> Option<Instant> {
         self.groups
             .slots
             .iter()
             .filter_map(|s| match s.phase {
-                Phase::Held { refreshed, .. } if s.queue.inflight.is_none() => {
-                    Some(refreshed + half)
-                }
+                Phase::Held { refreshed, .. } if s.queue.inflight.is_none() => Some(refreshed),
                 _ => None,
             })
             .min()
@@ -479,7 +484,6 @@ impl Engine {
             .filter_map(|s| self.next_tick_of(s, now))
             .min();
         self.timers.set(Timer::Groups, next);
-        self.timers.set(Timer::SoftRefresh, self.soft_refresh_at());
     }
 
     fn next_tick_of(&self, s: &Slot, now: Instant) -> Option<Instant> {
@@ -498,7 +502,7 @@ impl Engine {
             Phase::Probing { .. } | Phase::Binding { .. } => None,
             Phase::Held { .. } if s.queue.inflight.is_some() => None,
             Phase::Held { refreshed, .. } => {
-                let r = refreshed + self.rules.refresh_period;
+                let r = refreshed + self.rules.round.refresh_period();
                 // Also wake when a moved group's calm period ends.
                 if s.calm.owned_by(&self.node.name) {
                     Some(r)

@@ -81,7 +81,7 @@ use super::config::{ClusterConfig, GroupId, NodeConfig, QuorumMode, VipGroup};
 use super::hash::{StableHasher, hash_str};
 use super::lease::riding::Riding;
 use super::lease::{Claimer, Voter, VoterSets};
-use super::membership::{Membership, NodeId};
+use super::membership::{Membership, NodeId, TimerSlack};
 use super::neighbours::{Neighbour, NeighbourTable};
 use super::ownership::{KernelOutcome, OpKind, Phase};
 use super::presence::Presence;
@@ -233,7 +233,7 @@ impl Engine {
             name: node.name.clone(),
             epoch: init.epoch,
         };
-        let membership = Membership::new(
+        let mut membership = Membership::new(
             id,
             &cluster.timing,
             cluster_size_hint,
@@ -242,6 +242,12 @@ impl Engine {
             seeds,
             now,
         );
+        // SWIM's timers share the round's wake-ups (§4.14): up to a round early, or
+        // the direct probe's timeout up to half a round late.
+        membership.set_slack(TimerSlack {
+            early: rules.round.period(),
+            late: rules.round.period() / 2,
+        });
         let claimer = cluster.may_hold(&node.name).then(|| {
             let mut c = Claimer::new(
                 &node.name,
@@ -407,7 +413,7 @@ impl Engine {
                 let flowing = self.claims_flowing();
                 let eligible = self.local.eligible;
                 let ours = self.timers.earliest(|t| match t {
-                    Timer::FlushRetry | Timer::SoftRefresh => false,
+                    Timer::FlushRetry => false,
                     Timer::Claim => flowing,
                     Timer::Eligible => !eligible,
                     _ => true,
@@ -744,6 +750,8 @@ impl Engine {
         if !matches!(self.local.life, Life::Running | Life::Leaving) {
             return;
         }
+        // SWIM's timers that may go early ride on this wake-up (`TimerSlack`).
+        self.membership.handle_timeout(now);
         self.update_eligibility(now);
         let (view_changed, meta_changed) = self.membership.take_changed();
         if view_changed || meta_changed || std::mem::take(&mut self.groups.reassign) {
@@ -756,6 +764,14 @@ impl Engine {
         // Groups change only with time (their own deadlines), the view, commands,
         // answers and kernel results; a SWIM ping that changes nothing costs nothing.
         let due = self.timers.due(Timer::Groups, now);
+        // A refresh that fell due brings the claim round forward, and the round
+        // carries the refreshes (§4.14, `round.rs`): one wake-up for both. (Asked
+        // before the tick, which starts the due refreshes.)
+        let refresh_due = self.rules.round.brings_claim(
+            self.oldest_refresh(),
+            self.lease.riding.last_claim(),
+            now,
+        );
         let mut ticked = self.tick_dirty(now, due);
         if self.retire_idle(now) {
             // Removed groups went from the claims: tell the voters now.
@@ -767,11 +783,15 @@ impl Engine {
         if self.claims_flowing()
             && (self.lease.claimer.as_ref().is_some_and(|c| c.urgent())
                 || self.timers.due(Timer::Claim, now)
-                || ride_due)
+                || ride_due
+                || refresh_due)
         {
             self.send_claim(now);
             // Self-votes may have completed a quorum.
             self.tick_groups(now, true);
+            if self.rules.round.carries(self.oldest_refresh(), now) {
+                self.carry_refresh(now);
+            }
             ticked = true;
         }
         self.flush_rides(now);

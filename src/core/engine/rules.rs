@@ -7,6 +7,7 @@ use crate::core::assign;
 use crate::core::config::{ClusterConfig, FenceKind};
 use crate::core::hash::hash_str;
 use crate::core::lease::deadline::FenceMargins;
+use crate::core::round::Round;
 
 /// The engine's effective rules: the configuration's derived quantities, computed
 /// once, with the simulator's [`Breaks`] folded in at construction (no rule tests a
@@ -46,8 +47,9 @@ pub(super) struct Rules {
     pub contention_window: Duration,
     /// P.
     pub promise_hold: Duration,
-    /// The fence's refresh period F (gate) or address refresh.
-    pub refresh_period: Duration,
+    /// When claim rounds and fence refreshes happen (F: the gate's refresh period
+    /// or the address refresh; `--break refresh` pushes it past E).
+    pub round: Round,
     pub fence: FenceMargins,
 }
 
@@ -91,9 +93,15 @@ impl Rules {
 
             contention_window: cfg.contention_window(),
             promise_hold: cfg.promise_hold(),
-            refresh_period: match cfg.fence {
-                FenceKind::Gate => cfg.timing.gate_refresh,
-                FenceKind::Address => cfg.timing.address_refresh,
+            round: match cfg.fence {
+                FenceKind::Gate if breaks.refresh => Round::broken(
+                    cfg.timing.gate_timeout + cfg.timing.gate_refresh / 2,
+                    cfg.timing.claim_period,
+                ),
+                FenceKind::Gate => Round::new(cfg.timing.claim_period, cfg.timing.gate_refresh),
+                FenceKind::Address => {
+                    Round::new(cfg.timing.claim_period, cfg.timing.address_refresh)
+                }
             },
             fence: FenceMargins {
                 fence: cfg.fence,

@@ -88,24 +88,34 @@ fn refreshes_in(e: &mut Engine, now: Instant) -> usize {
 }
 
 #[test]
-fn a_wake_up_past_half_the_refresh_period_carries_the_refresh() {
+fn the_claim_round_carries_the_refresh_and_nothing_else_does() {
     let (mut e, t0) = one_node();
     drive(&mut e, t0, t0 + Duration::from_secs(3));
     assert!(matches!(e.phase(0), Phase::Held { .. }), "{:?}", e.phase(0));
     let f = e.config().timing.gate_refresh;
     let r = next_refresh(&mut e);
-    // Before half the period: a wake-up for another reason refreshes nothing.
-    e.handle_timeout(r + f * 3 / 10);
-    assert_eq!(refreshes_in(&mut e, r + f * 3 / 10), 0);
-    // Past half of it, the same wake-up carries the refresh, although the
-    // engine's own timer would only have fired at r + F.
+    let claims = e.stats().claims_sent;
+    // A wake-up for another reason, past half the period, refreshes nothing and
+    // claims nothing: the refresh waits for the round (§4.14 rule 3).
     let w = r + f * 6 / 10;
-    assert!(e.poll_timeout().is_some_and(|t| t > w));
     e.handle_timeout(w);
-    assert_eq!(refreshes_in(&mut e, w), 1);
-    // And the next one is counted from there.
-    e.handle_timeout(w + f * 3 / 10);
-    assert_eq!(refreshes_in(&mut e, w + f * 3 / 10), 0);
+    assert_eq!(refreshes_in(&mut e, w), 0);
+    assert_eq!(e.stats().claims_sent, claims);
+    // The engine's next deadline is the refresh at F, and it brings the claim
+    // round with it (rule 2): one wake-up, both duties.
+    let next = e.poll_timeout().expect("a timer");
+    assert!(next <= r + f, "{next:?} past {:?}", r + f);
+    let due = r + f;
+    e.handle_timeout(due);
+    assert_eq!(refreshes_in(&mut e, due), 1);
+    assert_eq!(e.stats().claims_sent, claims + 1);
+    // The claim period R is longer than F, yet the next round comes at the next
+    // refresh, F later, again with it.
+    let again = due + f;
+    assert!(e.poll_timeout().is_some_and(|t| t <= again));
+    e.handle_timeout(again);
+    assert_eq!(refreshes_in(&mut e, again), 1);
+    assert_eq!(e.stats().claims_sent, claims + 2);
 }
 
 #[test]

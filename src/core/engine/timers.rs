@@ -10,10 +10,6 @@ pub(super) enum Timer {
     /// The earliest per-group deadline (quiescence end, contention, refresh, backoff,
     /// kernel retry): the groups are ticked then.
     Groups,
-    /// Not a wake-up of its own: from then on, a wake-up for any other reason also
-    /// runs the refresh round (half a refresh period after the oldest held group's
-    /// last refresh), so refreshes ride on wake-ups that happen anyway.
-    SoftRefresh,
     /// The next claim round (while claims flow).
     Claim,
     /// Ask members whose metadata is missing (anti-entropy).
@@ -27,7 +23,7 @@ pub(super) enum Timer {
 }
 
 impl Timer {
-    const COUNT: usize = 8;
+    const COUNT: usize = 7;
 
     fn slot(self) -> usize {
         self as usize
@@ -36,7 +32,6 @@ impl Timer {
     const ALL: [Timer; Timer::COUNT] = [
         Timer::FlushRetry,
         Timer::Groups,
-        Timer::SoftRefresh,
         Timer::Claim,
         Timer::MetaRequest,
         Timer::Gc,
@@ -85,13 +80,13 @@ mod tests {
         assert_eq!(t.earliest(|_| true), None);
         t.set(Timer::Gc, Instant::from_nanos(50));
         t.set(Timer::Claim, Instant::from_nanos(20));
-        t.set(Timer::SoftRefresh, Instant::from_nanos(5));
+        t.set(Timer::Groups, Instant::from_nanos(5));
         assert_eq!(
-            t.earliest(|k| k != Timer::SoftRefresh),
+            t.earliest(|k| k != Timer::Groups),
             Some(Instant::from_nanos(20))
         );
         assert_eq!(
-            t.earliest(|k| !matches!(k, Timer::SoftRefresh | Timer::Claim)),
+            t.earliest(|k| !matches!(k, Timer::Groups | Timer::Claim)),
             Some(Instant::from_nanos(50))
         );
         assert!(t.due(Timer::Gc, Instant::from_nanos(50)));

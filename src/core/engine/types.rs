@@ -40,6 +40,9 @@ pub struct Breaks {
     /// Held answers never ride on a claim and wait 2T before going out alone: the
     /// claimer learns of its renewals after they are worthless.
     pub ride: bool,
+    /// The gate's refresh comes only after its element expired (F past E) and no
+    /// claim round carries it: I6 broken.
+    pub refresh: bool,
 }
 
 /// Everything the engine needs to start.

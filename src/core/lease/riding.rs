@@ -131,6 +131,11 @@ impl Riding {
         self.last_claim = Some(now);
     }
 
+    /// When this node last sent a claim round.
+    pub fn last_claim(&self) -> Option<Instant> {
+        self.last_claim
+    }
+
     /// Held answers whose time is up at `now` (or all of them with `all`), removed.
     pub fn due(&mut self, now: Instant, all: bool) -> Vec<(SocketAddr, Answer)> {
         let keys: Vec<SocketAddr> = self
