@@ -532,6 +532,11 @@ impl Shell {
     /// Re-reads the configuration and applies the difference, or nothing (see
     /// `reload.rs`). Returns whether it was accepted, and the JSON answer.
     fn reload(&mut self, via: &str) -> (bool, String) {
+        // A reload reads files and talks netlink before the loop turns again, and
+        // the loop survives only one late refresh period (docs/safety.md §4.14):
+        // refresh every held group first, so the whole E is left for it.
+        self.engine.refresh_all(clock::now());
+        self.perform_actions();
         let loaded = match &self.reloading {
             Some(r) => r.source.load_run().map_err(|e| e.to_string()),
             None => Err("this agent cannot re-read its configuration".into()),

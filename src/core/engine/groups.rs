@@ -71,8 +71,9 @@ pub(super) struct Groups {
     pub dirty: Vec<GroupId>,
     /// Release hints to send once the claim dropping their groups is out.
     pub pending_hints: Vec<GroupId>,
-    /// A refresh round is under way at this tick (see [`Engine::tick_groups`]).
-    refresh_round: bool,
+    /// A refresh round is under way at this tick, refreshing the held groups
+    /// refreshed at least this long ago (see [`Engine::carry_refresh`]).
+    refresh_round: Option<Duration>,
     /// The assignment must be recomputed at the next drive although neither the
     /// view nor any metadata changed (a member's group table arrived).
     pub reassign: bool,
@@ -87,7 +88,7 @@ impl Groups {
             dirty_all: true,
             dirty: Vec::new(),
             pending_hints: Vec::new(),
-            refresh_round: false,
+            refresh_round: None,
             reassign: false,
             retired_names: std::collections::BTreeMap::new(),
         }
@@ -233,11 +234,7 @@ impl Engine {
             refresh_deadline: deadlines.refresh,
             withdraw,
             skip_probe: s.calm.hint,
-            refresh_period: if self.groups.refresh_round {
-                round.carry_after()
-            } else {
-                round.refresh_period()
-            },
+            refresh_period: self.groups.refresh_round.unwrap_or(round.refresh_period()),
             address_period: self.cfg.timing.address_refresh,
             // A failed operation's retry waits for its timer: the queue counts as busy.
             inflight: s.queue.busy(now),
@@ -424,13 +421,19 @@ impl Engine {
     /// A claim round carries the refresh (§4.14): every held group refreshed at
     /// least θ ago is refreshed now.
     pub(super) fn carry_refresh(&mut self, now: Instant) {
-        self.groups.refresh_round = true;
+        self.refresh_held(self.rules.round.carry_after(), now);
+    }
+
+    /// Refreshes every held group refreshed at least `age` ago (and with nothing in
+    /// flight), each checked against its lease as always.
+    pub(super) fn refresh_held(&mut self, age: Duration, now: Instant) {
+        self.groups.refresh_round = Some(age);
         for g in self.groups.ids() {
             if matches!(self.groups.slot(g).phase, Phase::Held { .. }) {
                 self.tick_group(g, now);
             }
         }
-        self.groups.refresh_round = false;
+        self.groups.refresh_round = None;
     }
 
     fn tick_group(&mut self, g: GroupId, now: Instant) {

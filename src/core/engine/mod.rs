@@ -430,6 +430,19 @@ impl Engine {
         }
     }
 
+    /// Refreshes every held group now, before work that may keep the shell from
+    /// its loop for a while (a reload reads files and talks netlink): the whole E is
+    /// then left for it instead of E − F (§4.14). Each refresh is checked against
+    /// its lease as always; a group with an operation in flight is left alone.
+    pub fn refresh_all(&mut self, now: Instant) {
+        if !matches!(self.local.life, Life::Running | Life::Leaving) {
+            return;
+        }
+        self.note_input(now);
+        self.refresh_held(Duration::ZERO, now);
+        self.schedule_groups(now);
+    }
+
     // ---- inputs --------------------------------------------------------------------
 
     /// A datagram (core format) from `from`, with `now` read after it arrived.

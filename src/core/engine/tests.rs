@@ -119,6 +119,21 @@ fn the_claim_round_carries_the_refresh_and_nothing_else_does() {
 }
 
 #[test]
+fn refresh_all_refreshes_every_held_group_at_once() {
+    let (mut e, t0) = one_node();
+    drive(&mut e, t0, t0 + Duration::from_secs(3));
+    let r = next_refresh(&mut e);
+    // Just after a refresh, a round would carry nothing; `refresh_all` (the shell,
+    // before a reload) refreshes anyway, so the whole E is left for what follows.
+    let w = r + Duration::from_millis(1);
+    e.refresh_all(w);
+    assert_eq!(refreshes_in(&mut e, w), 1);
+    // The next refresh is counted from there.
+    let f = e.config().timing.gate_refresh;
+    assert!(e.poll_timeout().is_some_and(|t| t > r + f / 2));
+}
+
+#[test]
 fn a_lone_voter_binds_after_its_start_up_wait_and_unbinds_on_a_clock_jump() {
     let (mut e, t0) = one_node();
     let seen = drive(&mut e, t0, t0 + Duration::from_secs(3));
