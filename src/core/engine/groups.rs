@@ -403,12 +403,9 @@ impl Engine {
         self.out.event(Event::Withdrew { group: g });
     }
 
-    /// Ticks every group (or, with `only_claiming`, the claiming ones). Refresh
-    /// rounds: when one held group is half a period from its last refresh, every such
-    /// group is refreshed, so the shell writes them in one batch — and a wake-up that
-    /// happens anyway (a datagram, the claim round) carries it, so the refresh rarely
-    /// costs a wake-up of its own. Earlier is never less safe: each refresh is checked
-    /// against the lease as usual.
+    /// Ticks every group (or, with `only_claiming`, the claiming ones). A held
+    /// group refreshes here only once its refresh is due (F); earlier refreshes ride
+    /// on the claim round ([`Engine::carry_refresh`]).
     pub(super) fn tick_groups(&mut self, now: Instant, only_claiming: bool) {
         for g in self.groups.ids() {
             if only_claiming && !matches!(self.groups.slot(g).phase, Phase::Claiming { .. }) {
@@ -443,7 +440,7 @@ impl Engine {
     }
 
     /// Ticks what needs it after an input: everything if the view or a command changed
-    /// something or a group deadline (`due`) or the soft refresh passed, else only the
+    /// something or a group deadline (`due`) passed, else only the
     /// groups an answer, hint or kernel result touched. Returns whether anything ticked.
     pub(super) fn tick_dirty(&mut self, now: Instant, due: bool) -> bool {
         let mut ticked = false;
