@@ -190,6 +190,61 @@ fn firewall_reload_on_the_holder() {
     healthy_then_stops(&mut c, h, "firewall reload");
 }
 
+/// Case 1b: the holder is held up longer than E − F (SIGSTOP for 110 ms: a VM
+/// descheduled, a host under memory pressure) but far less than its lease. Its gate
+/// entries expire meanwhile; on waking, each refresh finds its entry gone and the
+/// group is re-armed in place under the lease (docs/safety.md §4.15): no fence, no
+/// new claim, no move, never two holders.
+#[test]
+fn a_stall_past_the_gate_timeout_rearms_in_place() {
+    let Some(c) = setup("wd10", [83, 10], |_| {}) else {
+        return;
+    };
+    let w = watch(&c);
+    std::thread::sleep(Duration::from_millis(300));
+    let h = holder_of(&c, c.vips[0]);
+    let before = c.holders();
+    let held = before.values().filter(|w| w[0] == h).count();
+    c.signal(h, Signal::SIGSTOP).expect("SIGSTOP");
+    std::thread::sleep(Duration::from_millis(110));
+    c.signal(h, Signal::SIGCONT).expect("SIGCONT");
+    eprintln!(
+        "SIGCONT at {}",
+        std::process::Command::new("date")
+            .arg("+%H:%M:%S.%6N")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    );
+    let took = recovered(&c, &[0, 1, 2], "stall");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = w.finish();
+    assert_no_duals(&c, &r, "stall");
+    assert_eq!(c.holders(), before, "a stall moved VIPs\n{}", c.logs());
+    let log = c.full_log(h);
+    for l in log.lines().filter(|l| l.contains("re-armed")) {
+        eprintln!("{l}");
+    }
+    let rearmed = log.matches("re-armed under the lease").count();
+    assert_eq!(
+        rearmed, held,
+        "each of the {held} held groups re-armed once\n{log}"
+    );
+    assert!(!log.contains("fenced"), "no fence\n{log}");
+    let gap = r
+        .rounds
+        .iter()
+        .filter(|round| {
+            c.vips
+                .iter()
+                .any(|v| round.answers.get(v).is_none_or(|m| m.is_empty()))
+        })
+        .count();
+    eprintln!(
+        "stall of 110 ms: {held} groups re-armed, all answered {took:?} after SIGCONT, {gap} client rounds with a VIP unanswered"
+    );
+}
+
 /// Case 2: the holder's interface is deleted, then re-created (new index). Its VIPs
 /// move away at once; the agent stays healthy and, once the interface is back,
 /// takes VIPs again (it follows the name, not the old index).

@@ -52,8 +52,8 @@ struct Args {
     #[arg(long, default_value = "default")]
     profile: String,
     /// Turn one safety mechanism off: quiescence, incarnation, quorum-lease,
-    /// restart-wait, release-order, nonce, promise-per-group, voter-settle, voter-joint, ride, refresh, gate-atomic, fence
-    /// (repeatable).
+    /// restart-wait, release-order, nonce, promise-per-group, voter-settle, voter-joint,
+    /// ride, refresh, rearm, gate-atomic, fence (repeatable).
     #[arg(long = "break")]
     breaks: Vec<String>,
     /// Length of the fault phase, seconds.
@@ -267,6 +267,8 @@ fn main() -> ExitCode {
     println!("of those, between nodes no fault touched (moves for balance alone): {bystander}");
     let conflicts: u64 = summary.runs.iter().map(|(_, r)| r.conflicts).sum();
     println!("probe conflicts (canary for a too-small K): {conflicts}");
+    let rearms: u64 = summary.runs.iter().map(|(_, r)| r.rearms).sum();
+    println!("gate entries re-armed under the lease after a stall: {rearms}");
     println!("{}", summary.line());
     if summary.violating_seeds().is_empty() && summary.liveness_seeds().is_empty() {
         ExitCode::SUCCESS

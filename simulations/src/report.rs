@@ -59,6 +59,8 @@ pub struct RunResult {
     pub schedule: Vec<String>,
     /// Probe conflicts seen by the engines (the canary for a too-small K).
     pub conflicts: u64,
+    /// Held groups re-armed in place after their gate entry lapsed (§4.15).
+    pub rearms: u64,
     /// Lowest fraction, over groups, of L1 samples in which the group was held by
     /// exactly one eligible node.
     pub l1_min_coverage: f64,

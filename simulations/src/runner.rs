@@ -248,6 +248,15 @@ pub fn break_names(b: Breaks, k: KernelBreaks) -> Vec<&'static str> {
     if b.voter_joint {
         v.push("voter-joint");
     }
+    if b.ride {
+        v.push("ride");
+    }
+    if b.refresh {
+        v.push("refresh");
+    }
+    if b.rearm {
+        v.push("rearm");
+    }
     if k.gate_atomic {
         v.push("gate-atomic");
     }
@@ -271,6 +280,7 @@ pub fn set_break(b: &mut Breaks, k: &mut KernelBreaks, name: &str) -> bool {
         "voter-joint" => b.voter_joint = true,
         "ride" => b.ride = true,
         "refresh" => b.refresh = true,
+        "rearm" => b.rearm = true,
         "gate-atomic" => k.gate_atomic = true,
         "fence" => k.fence = true,
         _ => return false,

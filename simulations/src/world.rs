@@ -640,8 +640,10 @@ impl World {
             }
             Action::Announce { .. } => {}
             Action::Event(e) => {
-                if let Event::Conflict { .. } = e {
-                    self.result.conflicts += 1;
+                match e {
+                    Event::Conflict { .. } => self.result.conflicts += 1,
+                    Event::Rearmed { .. } => self.result.rearms += 1,
+                    _ => {}
                 }
                 self.log(Tag::Event { node }, || format!("n{node} {e:?}"));
             }

@@ -229,3 +229,20 @@ fn ride_late_is_a_liveness_failure_not_a_violation() {
 fn refresh_late_is_a_liveness_failure_not_a_violation() {
     liveness_only("refresh");
 }
+
+/// A held group whose refresh found its gate entry expired is re-armed in place only
+/// while its lease still allows a bind (docs/safety.md §4.15). Re-armed whatever the
+/// lease says, a node that was frozen past its lease binds again over the node that
+/// took the group meanwhile.
+#[test]
+fn rearm() {
+    finds_violation(
+        Some("rearm"),
+        Sweep {
+            seeds: 300,
+            quorum: Some(QuorumMode::Majority),
+            faults: faults(&[FaultKind::Freeze]),
+            ..Sweep::default()
+        },
+    );
+}

@@ -277,11 +277,50 @@ impl Worker {
         Ok(())
     }
 
+    /// Which of `addrs` are in `set` now (a read-only dump: a batch that fails on a
+    /// missing element costs an abort, an RCU grace period, ~13 ms each).
+    fn present_in(&mut self, set: GateSet, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, GateError> {
+        let Some(gate) = &mut self.gate else {
+            return Ok(Vec::new());
+        };
+        let mut have: Vec<IpAddr> = Vec::new();
+        for v6 in [false, true] {
+            if addrs.iter().any(|a| a.is_ipv6() == v6) {
+                have.extend(gate.list(set, v6)?.into_iter().map(|(a, _)| a));
+            }
+        }
+        Ok(addrs.iter().copied().filter(|a| have.contains(a)).collect())
+    }
+
+    /// Deletes group `g`'s gate elements: the ones present, in one batch (deleting a
+    /// missing element would fail the batch and cost an abort).
     fn del_gate(&mut self, g: GroupId) -> Result<(), String> {
         let addrs: Vec<IpAddr> = self.groups[usize::from(g)]
             .iter()
             .map(|v| v.0.addr)
             .collect();
+        if self.gate.is_none() {
+            return Ok(());
+        }
+        for _ in 0..2 {
+            let mut ops = Vec::new();
+            for set in [GateSet::Live, GateSet::Armed] {
+                match self.present_in(set, &addrs) {
+                    Ok(p) => ops.extend(p.into_iter().map(|a| ElemOp::Del(set, a))),
+                    // Cannot list: delete one by one, a missing one is no error.
+                    Err(_) => ops.extend(addrs.iter().map(|a| ElemOp::Del(set, *a))),
+                }
+            }
+            let Some(gate) = &mut self.gate else {
+                return Ok(());
+            };
+            match gate.batch(&ops) {
+                Ok(()) => return Ok(()),
+                // One expired between the dump and the batch: look again.
+                Err(GateError::Expired) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         if let Some(gate) = &mut self.gate {
             for a in addrs {
                 for set in [GateSet::Live, GateSet::Armed] {
@@ -474,7 +513,7 @@ impl Worker {
             .iter()
             .map(|&(_, d, _)| (now > d).then_some(KernelOutcome::Lapsed))
             .collect();
-        let live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+        let mut live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
         let first = if self.gate.is_some() && !live.is_empty() {
             let ops = self.refresh_ops(items, &live);
             self.gate.as_mut().map(|gate| gate.batch(&ops))
@@ -504,7 +543,37 @@ impl Worker {
         match first {
             None | Some(Ok(())) => {}
             Some(Err(GateError::Expired)) if live.len() > 1 => {
-                // Find the lapsed groups: each alone.
+                // Find the lapsed groups from a dump of the live sets (read-only),
+                // and refresh the others in one batch; a failed batch costs an
+                // abort (an RCU grace period), so each group alone is the fallback.
+                let addrs: Vec<IpAddr> = live
+                    .iter()
+                    .flat_map(|&i| {
+                        self.groups[usize::from(items[i].0)]
+                            .iter()
+                            .map(|v| v.0.addr)
+                    })
+                    .collect();
+                if let Ok(have) = self.present_in(GateSet::Live, &addrs) {
+                    let (whole, lapsed): (Vec<usize>, Vec<usize>) = live.iter().partition(|&&i| {
+                        self.groups[usize::from(items[i].0)]
+                            .iter()
+                            .all(|v| have.contains(&v.0.addr))
+                    });
+                    let ops = self.refresh_ops(items, &whole);
+                    let ok = whole.is_empty()
+                        || self
+                            .gate
+                            .as_mut()
+                            .is_some_and(|gate| gate.batch(&ops).is_ok());
+                    if ok {
+                        for i in lapsed {
+                            out[i] = Some(KernelOutcome::Lapsed);
+                        }
+                        live.retain(|i| out[*i].is_none());
+                        return self.finish_refresh(items, &live, out);
+                    }
+                }
                 for &i in &live {
                     let ops = self.refresh_ops(items, &[i]);
                     let Some(gate) = self.gate.as_mut() else {
@@ -524,6 +593,17 @@ impl Worker {
                 }
             }
         }
+        self.finish_refresh(items, &live, out)
+    }
+
+    /// The end of a refresh: the addresses of the groups refreshed, then the check
+    /// after the ack.
+    fn finish_refresh(
+        &mut self,
+        items: &[(GroupId, crate::core::time::Instant, bool)],
+        live: &[usize],
+        mut out: Vec<Option<KernelOutcome>>,
+    ) -> Vec<KernelOutcome> {
         // The addresses themselves: renewed with the gate now and then, or every
         // refresh with the address fence (REPLACE re-creates: only under the lease),
         // all in one netlink write.

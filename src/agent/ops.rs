@@ -153,6 +153,21 @@ impl OpsState {
                     format!("fenced:{}", reason.label()),
                 );
             }
+            Event::Rearmed {
+                group: g,
+                unrefreshed,
+            } => {
+                let ms = unrefreshed.as_millis();
+                warn!(vip = %name(g), unrefreshed_ms = ms as u64, "gate entry lapsed (the agent was held up longer than E − F): re-armed under the lease");
+                self.journal.event(
+                    "rearmed",
+                    Some(name(g)),
+                    format!(
+                        "{} re-armed its gate entry after {ms} ms without a refresh",
+                        engine.name()
+                    ),
+                );
+            }
             Event::Conflict { group: g } => {
                 warn!(vip = %name(g), "probe conflict: someone else answers; not binding");
                 self.journal.event(

@@ -238,7 +238,11 @@ impl Cluster {
             .args(wrapper)
             .arg(&self.bin)
             .args(&args)
-            .env("WACKAMOLE_LOG", "info")
+            // `WACKAMOLE_LAB_LOG=debug` (or any filter) to see more in a test's logs.
+            .env(
+                "WACKAMOLE_LOG",
+                std::env::var("WACKAMOLE_LAB_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -346,7 +350,12 @@ impl Cluster {
         None
     }
 
-    /// The tail of node `i`'s log.
+    /// Node `i`'s whole log.
+    pub fn full_log(&self, i: usize) -> String {
+        fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default()
+    }
+
+    /// The last 40 lines of node `i`'s log.
     pub fn log(&self, i: usize) -> String {
         let s = fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();

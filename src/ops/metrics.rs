@@ -29,6 +29,7 @@
 //! | `wackamole_health_checks_total{check,result}` | counter | health-check runs |
 //! | `wackamole_hook_runs_total{hook,result}` | counter | hook runs (`ok`, `failed`, `timeout`) |
 //! | `wackamole_kernel_failures_total` | counter | kernel operations that failed (each retried on a timer) |
+//! | `wackamole_gate_rearms_total` | counter | held VIP groups whose gate entry expired during a stall and were re-armed under their lease (docs/safety.md §4.15) |
 //! | `wackamole_gate_reinstalls_total` | counter | times the gate's tables were found gone (a firewall reload) and re-created |
 //! | `wackamole_link_changes_total` | counter | times the interface was found gone or with a new index |
 //! | `wackamole_link_up` | gauge | 1 while the interface exists and is up |
@@ -87,6 +88,7 @@ pub const NAMES: &[&str] = &[
     "wackamole_hook_runs_total",
     "wackamole_kernel_failures_total",
     "wackamole_gate_reinstalls_total",
+    "wackamole_gate_rearms_total",
     "wackamole_link_changes_total",
     "wackamole_link_up",
     "wackamole_name_collision",
@@ -295,6 +297,10 @@ impl Metrics {
                 "Kernel operations that failed (each retried on a timer)"
             );
             describe_counter!(
+                "wackamole_gate_rearms_total",
+                "Held VIP groups whose gate entry expired during a stall and were re-armed under their lease"
+            );
+            describe_counter!(
                 "wackamole_gate_reinstalls_total",
                 "Times the gate's nftables tables were found gone and re-created"
             );
@@ -464,6 +470,7 @@ impl Metrics {
             gauge!("wackamole_draining").set(if status.meta.draining { 1.0 } else { 0.0 });
             counter!("wackamole_kernel_failures_total").absolute(st.kernel_failures);
             counter!("wackamole_gate_reinstalls_total").absolute(shell.gate_reinstalls);
+            counter!("wackamole_gate_rearms_total").absolute(st.rearms);
             counter!("wackamole_link_changes_total").absolute(shell.link_changes);
             gauge!("wackamole_link_up").set(if shell.link_up { 1.0 } else { 0.0 });
             let (pools, differ) = crate::ops::status::drift(&status);

@@ -232,6 +232,11 @@ impl Engine {
             release_now,
             bind_deadline: deadlines.bind,
             refresh_deadline: deadlines.refresh,
+            rearm_deadline: if self.rules.rearm_unchecked {
+                Some(now + Duration::from_secs(3600))
+            } else {
+                deadlines.bind
+            },
             withdraw,
             skip_probe: s.calm.hint,
             refresh_period: self.groups.refresh_round.unwrap_or(round.refresh_period()),
@@ -326,7 +331,16 @@ impl Engine {
                     }
                 }
                 Effect::Probe => self.out.emit(Action::Probe { group: g }),
-                Effect::Bind(deadline) => self.new_op(g, KernelOp::Bind { group: g, deadline }),
+                Effect::Bind(deadline) | Effect::Rearm(deadline) => {
+                    self.new_op(g, KernelOp::Bind { group: g, deadline })
+                }
+                Effect::Rearmed(refreshed) => {
+                    self.out.stats.rearms += 1;
+                    self.out.event(Event::Rearmed {
+                        group: g,
+                        unrefreshed: now - refreshed,
+                    });
+                }
                 Effect::Refresh(deadline, renew_address) => {
                     self.out.stats.refreshes += 1;
                     self.new_op(

@@ -42,6 +42,9 @@ pub(super) struct Rules {
     pub answer_ride: Duration,
     /// Broken mode (`--break ride`): held answers wait 2T and never ride.
     pub ride_late: bool,
+    /// Broken mode (`--break rearm`): a lapsed gate entry is re-armed without a
+    /// lease check.
+    pub rearm_unchecked: bool,
 
     /// W_c = 3R.
     pub contention_window: Duration,
@@ -90,6 +93,7 @@ impl Rules {
                 cfg.answer_ride()
             },
             ride_late: breaks.ride,
+            rearm_unchecked: breaks.rearm,
 
             contention_window: cfg.contention_window(),
             promise_hold: cfg.promise_hold(),

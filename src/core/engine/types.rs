@@ -43,6 +43,9 @@ pub struct Breaks {
     /// The gate's refresh comes only after its element expired (F past E) and no
     /// claim round carries it: I6 broken.
     pub refresh: bool,
+    /// A held group whose refresh found its gate entry expired is re-armed whatever
+    /// its lease says (§4.15's check gone).
+    pub rearm: bool,
 }
 
 /// Everything the engine needs to start.
@@ -149,6 +152,14 @@ pub enum Event {
         /// Why.
         reason: FenceReason,
     },
+    /// A held group's gate entry had expired (a stall longer than E − F) and it was
+    /// bound again in place under its lease (docs/safety.md §4.15).
+    Rearmed {
+        /// Group.
+        group: GroupId,
+        /// How long it had gone without a successful refresh.
+        unrefreshed: Duration,
+    },
     /// The probe found the group answered by someone else.
     Conflict {
         /// Group.
@@ -233,6 +244,8 @@ pub struct Stats {
     pub releases: BTreeMap<&'static str, u64>,
     /// Fences by reason.
     pub fences: BTreeMap<&'static str, u64>,
+    /// Held groups re-armed in place after their gate entry expired (§4.15).
+    pub rearms: u64,
     /// Probe conflicts.
     pub conflicts: u64,
     /// Contention withdrawals.

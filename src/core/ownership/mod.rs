@@ -16,7 +16,9 @@
 //!
 //! Release order (rule 7): stop refreshing → wait for the in-flight operation →
 //! unbind → verified gone → only then drop the group from claims. A lapsed lease or a
-//! refresh that found the gate entry expired unbinds but *keeps* claiming.
+//! refresh that found the gate entry expired unbinds but *keeps* claiming — except
+//! that a held group whose refresh found its entry expired while the lease still
+//! allows a bind is bound again in place (a re-arm, docs/safety.md §4.15).
 
 use std::time::Duration;
 
@@ -176,6 +178,9 @@ pub struct Ctx {
     /// without the probe (a negative probe proves nothing anyway; the lease is the
     /// gate).
     pub skip_probe: bool,
+    /// Latest instant a re-arm may be written after a refresh found the gate entry
+    /// expired: the bind deadline (`--break rearm`: no limit at all).
+    pub rearm_deadline: Option<Instant>,
     /// Refresh period (F with the gate, the address period otherwise).
     pub refresh_period: Duration,
     /// Address lifetime renewal period.
@@ -199,6 +204,12 @@ pub enum Effect {
     Bind(Instant),
     /// Refresh with this write deadline; renew the address lifetime too if set.
     Refresh(Instant, bool),
+    /// Bind a held group again in place, with this write deadline: its refresh
+    /// found the gate entry expired while the lease still allows a bind (§4.15).
+    Rearm(Instant),
+    /// The re-arm is done; the group's last refresh before the lapse was at the
+    /// instant given.
+    Rearmed(Instant),
     /// Unbind and verify.
     Unbind,
     /// Tell the new owner the group is free.
@@ -414,7 +425,7 @@ pub fn kernel_done(
         );
     }
     if matches!(phase, Phase::Binding { .. }) && op != OpKind::Bind
-        || matches!(phase, Phase::Held { .. }) && !matches!(op, OpKind::Refresh { .. })
+        || matches!(phase, Phase::Held { .. }) && op == OpKind::Unbind
     {
         return phase;
     }
@@ -441,6 +452,21 @@ pub fn kernel_done(
                 reason: FenceReason::KernelError,
             }
         }
+        // A re-arm (§4.15) is done: the group answers again.
+        (
+            Phase::Held {
+                since, refreshed, ..
+            },
+            KernelOutcome::Ok,
+        ) if op == OpKind::Bind => {
+            fx.push(Effect::Rearmed(refreshed));
+            fx.push(Effect::Announce);
+            Phase::Held {
+                since,
+                refreshed: now,
+                address_renewed: now,
+            }
+        }
         (
             Phase::Held {
                 since,
@@ -464,6 +490,16 @@ pub fn kernel_done(
             }
         }
         (Phase::Held { .. }, KernelOutcome::Lapsed) => {
+            // The refresh found the entry expired (a stall longer than E − F): the
+            // group is dark. Bound again in place if the lease still allows a bind.
+            if op != OpKind::Bind
+                && ctx.want
+                && ctx.release_now.is_none()
+                && let Some(d) = ctx.rearm_deadline.filter(|d| now <= *d)
+            {
+                fx.push(Effect::Rearm(d));
+                return phase;
+            }
             fx.push(Effect::Unbind);
             fx.push(Effect::Fenced(FenceReason::KernelLapsed));
             Phase::Fencing {

@@ -14,6 +14,7 @@ fn ctx() -> Ctx {
         release_now: None,
         bind_deadline: None,
         refresh_deadline: None,
+        rearm_deadline: None,
         withdraw: false,
         skip_probe: false,
         refresh_period: Duration::from_millis(20),
@@ -257,4 +258,97 @@ fn lapsed_refresh_fences() {
         }
     );
     assert_eq!(fx[0], Effect::Unbind);
+}
+
+#[test]
+fn a_lapsed_refresh_under_a_bindable_lease_rearms_in_place() {
+    let mut fx = vec![];
+    let mut c = ctx();
+    c.rearm_deadline = Some(t(300));
+    let refresh = OpKind::Refresh {
+        renewed_address: false,
+    };
+    let p = kernel_done(held(), refresh, &KernelOutcome::Lapsed, &c, t(120), &mut fx);
+    // No unbind, no fence, no new claim: the group stays held and is bound again.
+    assert_eq!(p, held());
+    assert_eq!(fx, vec![Effect::Rearm(t(300))]);
+    fx.clear();
+    // While the re-arm is in flight nothing else is issued.
+    c.inflight = true;
+    c.refresh_deadline = Some(t(320));
+    assert_eq!(tick(p, &c, t(121), &mut fx), held());
+    assert!(fx.is_empty());
+    c.inflight = false;
+    let p = kernel_done(p, OpKind::Bind, &KernelOutcome::Ok, &c, t(123), &mut fx);
+    assert_eq!(fx, vec![Effect::Rearmed(t(0)), Effect::Announce]);
+    assert_eq!(
+        p,
+        Phase::Held {
+            since: t(0),
+            refreshed: t(123),
+            address_renewed: t(123)
+        }
+    );
+}
+
+#[test]
+fn a_lapsed_refresh_fences_when_no_rearm_is_allowed() {
+    let refresh = OpKind::Refresh {
+        renewed_address: false,
+    };
+    let fenced = Phase::Fencing {
+        reason: FenceReason::KernelLapsed,
+    };
+    let mut no_lease = ctx();
+    no_lease.rearm_deadline = None;
+    let mut passed = ctx();
+    passed.rearm_deadline = Some(t(100));
+    let mut moved = ctx();
+    moved.rearm_deadline = Some(t(300));
+    moved.want = false;
+    let mut draining = ctx();
+    draining.rearm_deadline = Some(t(300));
+    draining.release_now = Some(ReleaseReason::Drain);
+    for c in [no_lease, passed, moved, draining] {
+        let mut fx = vec![];
+        let p = kernel_done(held(), refresh, &KernelOutcome::Lapsed, &c, t(120), &mut fx);
+        assert_eq!(p, fenced);
+        assert_eq!(
+            fx,
+            vec![Effect::Unbind, Effect::Fenced(FenceReason::KernelLapsed)]
+        );
+    }
+}
+
+#[test]
+fn a_failed_rearm_fences() {
+    let mut c = ctx();
+    c.rearm_deadline = Some(t(300));
+    for (outcome, reason) in [
+        (KernelOutcome::Lapsed, FenceReason::KernelLapsed),
+        (KernelOutcome::Failed("x".into()), FenceReason::KernelError),
+    ] {
+        let mut fx = vec![];
+        let p = kernel_done(held(), OpKind::Bind, &outcome, &c, t(120), &mut fx);
+        assert_eq!(p, Phase::Fencing { reason });
+        assert_eq!(fx, vec![Effect::Unbind, Effect::Fenced(reason)]);
+    }
+}
+
+#[test]
+fn a_rearm_finishing_during_a_release_goes_on_to_the_unbind() {
+    let mut fx = vec![];
+    let mut c = ctx();
+    c.rearm_deadline = Some(t(300));
+    c.release_now = Some(ReleaseReason::Drain);
+    c.inflight = true;
+    // The release starts while the re-arm is in flight ...
+    let p = tick(held(), &c, t(121), &mut fx);
+    assert!(matches!(p, Phase::Releasing { .. }), "{p:?}");
+    fx.clear();
+    // ... and the re-arm's completion leads to the unbind, not back to held.
+    c.inflight = false;
+    let p = kernel_done(p, OpKind::Bind, &KernelOutcome::Ok, &c, t(123), &mut fx);
+    assert!(matches!(p, Phase::Releasing { .. }), "{p:?}");
+    assert!(fx.contains(&Effect::Unbind), "{fx:?}");
 }
