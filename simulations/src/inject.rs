@@ -140,10 +140,19 @@ impl World {
                 // The machine's link state was set when the fault fired (world.rs);
                 // the agent learns the current state.
                 let mask = self.nodes[i].link_down;
+                let mut set = None;
                 self.with_engine(i, |e, now| {
                     let unable = crate::world::unable_of(e, mask);
+                    set = Some(unable.clone());
                     e.set_unable(unable, now)
                 });
+                self.log(
+                    Tag::Fault {
+                        node: i,
+                        kind: f.kind as u64,
+                    },
+                    || format!("n{i} unable {set:?}"),
+                );
             }
             FaultKind::Prefer => {
                 let g = f.other.unwrap_or(0) % self.cluster.groups.len();
@@ -246,7 +255,13 @@ impl World {
                         },
                         || format!("n{i} reloads pool {pool}"),
                     );
-                    self.with_engine(i, |e, now| e.set_pool(groups, now));
+                    // The shell follows the new table and reads the links for it.
+                    let mask = self.nodes[i].link_down;
+                    self.with_engine(i, |e, now| {
+                        e.set_pool(groups, now);
+                        let unable = crate::world::unable_of(e, mask);
+                        e.set_unable(unable, now);
+                    });
                 }
             }
             FaultKind::Delay => {
@@ -473,12 +488,23 @@ impl World {
     /// from a slow one, so it goes ahead without it (the step rule must then keep the
     /// cut-off node safe). A stopped node gets the file only when no running node at
     /// all is two steps behind it (the fault model of `docs/safety.md`: no node
-    /// starts two steps from a set in use).
+    /// starts two steps from a set in use). A running node the rollout went past
+    /// while it was cut off gets the file the others already have, as a
+    /// configuration-management run writes the desired state (its agent then catches
+    /// up, or steps towards it; seed 63427301979: held back at its old step, it could
+    /// take none, and the others never formed a lease).
     pub(crate) fn may_write_voters(&self, node: usize, target: usize) -> bool {
         let running = |n: &crate::world::Node| {
             n.machine_up && matches!(n.agent, Agent::Running | Agent::Frozen)
         };
         let stopped = !running(&self.nodes[node]);
+        if !stopped
+            && self.nodes.iter().enumerate().any(|(k, n)| {
+                k != node && running(n) && n.config >= target && n.voters_at >= target
+            })
+        {
+            return true;
+        }
         self.nodes.iter().enumerate().all(|(k, n)| {
             !running(n) || (!stopped && !self.operator_reaches(k)) || n.voters_at + 1 >= target
         })

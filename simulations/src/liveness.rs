@@ -183,8 +183,15 @@ impl World {
                                     m.id.epoch,
                                     m.state,
                                     m.meta.as_ref().map_or("nometa".to_string(), |x| format!(
-                                        "e{}d{}g{}v{}",
-                                        x.eligible as u8, x.draining as u8, x.generation, x.version
+                                        "e{}d{}g{}v{} t{:02x}{:02x} held{:?} unable{:?}",
+                                        x.eligible as u8,
+                                        x.draining as u8,
+                                        x.generation,
+                                        x.version,
+                                        x.table[0],
+                                        x.table[1],
+                                        x.held,
+                                        x.unable
                                     ))
                                 )
                             })
@@ -195,12 +202,16 @@ impl World {
                             .map(|g| format!("{}:{}", g.owner.as_deref().unwrap_or("-"), g.phase))
                             .collect();
                         format!(
-                            "STATUS n{i} now={local:?} next={:?} id={:?} timers={} life={:?} meta=e{} swim={:?} members={members:?} groups={owners:?}",
+                            "STATUS n{i} now={local:?} next={:?} id={:?} timers={} life={:?} meta=e{} t{:02x}{:02x} held{:?} unable{:?} swim={:?} members={members:?} groups={owners:?}",
                             e.membership().poll_timeout(),
                             e.membership().identity().epoch,
                             e.membership().pending_timers(),
                             st.life,
                             st.meta.eligible as u8,
+                            st.meta.table[0],
+                            st.meta.table[1],
+                            st.meta.held,
+                            st.meta.unable,
                             e.membership_stats()
                         )
                     }

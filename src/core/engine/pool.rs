@@ -60,6 +60,11 @@ impl Engine {
         self.local
             .unable
             .retain(|&g| old.get(usize::from(g)) == table.get(usize::from(g)));
+        // And the metadata says so now: the shell's next `set_unable` may find the
+        // list unchanged and gossip nothing (a node whose link came back after a
+        // reload went on gossiping the old list, and the others never gave it its
+        // share: simulator seed 63427302401).
+        self.refresh_meta();
         self.table_changed(old, now);
         self.groups.dirty_all = true;
         self.drive(now);

@@ -495,3 +495,56 @@ fn in_steady_state_every_answer_rides_on_a_claim_and_no_lease_lapses() {
         "answers went alone in steady state"
     );
 }
+
+#[test]
+fn a_reload_that_replaces_an_unable_group_gossips_the_shorter_list() {
+    // b cannot hold slot 0 (its link is down); a reload replaces the group in that
+    // slot. The slot is no longer known to be unable, and b's metadata must say so at
+    // once: the shell's next `set_unable` for the new table may find the list
+    // unchanged and gossip nothing (simulator seed 63427302401: the others went on
+    // seeing b unable and never gave it its share).
+    let six: Vec<_> = (100..106).map(|h| g(&[h])).collect();
+    let mut c = super::harness::Cluster::with_pools(
+        &["a", "b", "c"],
+        vec![six.clone(), six.clone(), six.clone()],
+        QuorumMode::Majority,
+    );
+    c.run_until_true(Duration::from_secs(6), |c| {
+        (100..106).all(|h| c.addr_holders(addr(h)).len() == 1)
+    })
+    .expect("served");
+    let now = c.now;
+    c.nodes[1].engine.set_unable(vec![0], now);
+    let meta_unable =
+        |c: &super::harness::Cluster| c.nodes[1].engine.membership.own_meta().unable.clone();
+    assert_eq!(meta_unable(&c), vec![0]);
+    // The group in slot 0 is removed (its slot retires once idle), then another
+    // group is added and takes the slot.
+    let five: Vec<_> = six[1..].to_vec();
+    for i in 0..3 {
+        let now = c.now;
+        c.nodes[i].engine.set_pool(five.clone(), now);
+    }
+    c.run_for(Duration::from_secs(2));
+    let mut other = five;
+    other.push(g(&[150]));
+    let now = c.now;
+    c.nodes[1].engine.set_pool(other, now);
+    let slot = c.nodes[1]
+        .engine
+        .config()
+        .groups
+        .iter()
+        .position(|x| *x == g(&[150]))
+        .expect("added") as u16;
+    assert_eq!(slot, 0, "the new group took the retired slot");
+    assert!(c.nodes[1].engine.unable().is_empty());
+    assert!(
+        meta_unable(&c).is_empty(),
+        "b still gossips slot 0 as unable"
+    );
+    // The shell then reads the links for the new table: nothing down.
+    let now = c.now;
+    c.nodes[1].engine.set_unable(vec![], now);
+    assert!(meta_unable(&c).is_empty());
+}

@@ -180,19 +180,29 @@ pub fn may_step(
     now: Instant,
     settle: Duration,
 ) -> Result<(), String> {
-    // Catching up: a majority of the new set's voters has run it for P. The move
-    // creates no set that was not in use (and settled) already.
+    // Catching up: another member has run the new set for P, and with this node
+    // (if it is one of them) a majority of the new set's voters runs it. The move
+    // creates no position that was not reached already, which is all §4.12's
+    // argument needs of it; counting this node lets a voter that missed a step join
+    // a set only it and the others who moved on make a majority of (seed
+    // 63427301979: voters {n00, n01} → {n00, n01, n02} → {n00, n02} rolled past n00,
+    // which could then neither step nor catch up, and no lease formed anywhere).
     let nd = [new.digest()];
+    let others_run_it = members.iter().any(|m| m.settled(&nd, now, settle));
     let running_new = new
         .voters
         .iter()
         .filter(|v| {
-            std::iter::once(me)
-                .chain(members)
-                .any(|m| m.name == v.as_str() && m.settled(&nd, now, settle))
+            v.as_str() == me.name
+                || members
+                    .iter()
+                    .any(|m| m.name == v.as_str() && m.settled(&nd, now, settle))
         })
         .count();
-    if running_new >= new.quorum() && cur.is_witness(me.name) == new.is_witness(me.name) {
+    if others_run_it
+        && running_new >= new.quorum()
+        && cur.is_witness(me.name) == new.is_witness(me.name)
+    {
         return Ok(());
     }
     step(cur, new, me.name)?;
@@ -441,6 +451,37 @@ mod tests {
         ];
         let e = may_step(&me(t(0)), &cur, two, &m, t(500), p).unwrap_err();
         assert!(e.contains("one voter at a time"), "{e}");
+    }
+
+    #[test]
+    fn a_voter_left_behind_catches_up_to_a_set_it_completes_the_majority_of() {
+        // {a, b} → {a, b, c} → {a, c} rolled past a: b and c run {a, c}. a can
+        // neither step ({a, b, c}: b runs a third set) nor, counting only the
+        // others, catch up ({a, c} needs a and c). Counting itself, it catches up.
+        let p = MS * 400;
+        let cur = set(&["a", "b"]);
+        let last: &'static VoterSet = Box::leak(Box::new(set(&["a", "c"])));
+        let mid = set(&["a", "b", "c"]);
+        let cur_s: &'static VoterSet = Box::leak(Box::new(cur.clone()));
+        let seen = |name, s: &'static VoterSet, since| Seen {
+            name,
+            set: Some(s),
+            digest: s.digest(),
+            since,
+            prev: None,
+        };
+        let me = seen("a", cur_s, t(0));
+        let m = [seen("b", last, t(0)), seen("c", last, t(0))];
+        assert!(may_step(&me, &cur, &mid, &m, t(500), p).is_err());
+        assert!(may_step(&me, &cur, last, &m, t(500), p).is_ok());
+        // Not before the others have run it for P.
+        let m = [seen("b", last, t(0)), seen("c", last, t(200))];
+        assert!(may_step(&me, &cur, last, &m, t(500), p).is_err());
+        // Never to a set nobody else runs: that would be a new position, which only
+        // a step (one voter, the last one settled) may create.
+        let fresh: &'static VoterSet = Box::leak(Box::new(set(&["a", "d"])));
+        let m = [seen("b", cur_s, t(0))];
+        assert!(may_step(&me, &cur, fresh, &m, t(500), p).is_err());
     }
 
     #[test]
