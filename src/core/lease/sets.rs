@@ -325,6 +325,17 @@ mod tests {
         VoterSet::new(v.iter().map(|s| s.to_string()).collect(), vec![])
     }
 
+    /// A member seen running `s` since `since`, with no earlier set known.
+    fn seen(name: &'static str, s: &'static VoterSet, since: Instant) -> Seen<'static> {
+        Seen {
+            name,
+            set: Some(s),
+            digest: s.digest(),
+            since,
+            prev: None,
+        }
+    }
+
     /// Whether some majority of `a` and some majority of `b` are disjoint.
     fn disjoint_majorities(a: &VoterSet, b: &VoterSet) -> bool {
         let only_a = a.voters.iter().filter(|v| !b.contains(v)).count();
@@ -376,13 +387,6 @@ mod tests {
         let cur = set(&["a", "b", "c"]);
         let new = set(&["a", "b", "c", "d"]);
         let p = MS * 400;
-        let seen = |name, s: &'static VoterSet, since| Seen {
-            name,
-            set: Some(s),
-            digest: s.digest(),
-            since,
-            prev: None,
-        };
         let cur_s: &'static VoterSet = Box::leak(Box::new(cur.clone()));
         let new_s: &'static VoterSet = Box::leak(Box::new(new.clone()));
         let me = |since| seen("a", cur_s, since);
@@ -463,13 +467,6 @@ mod tests {
         let last: &'static VoterSet = Box::leak(Box::new(set(&["a", "c"])));
         let mid = set(&["a", "b", "c"]);
         let cur_s: &'static VoterSet = Box::leak(Box::new(cur.clone()));
-        let seen = |name, s: &'static VoterSet, since| Seen {
-            name,
-            set: Some(s),
-            digest: s.digest(),
-            since,
-            prev: None,
-        };
         let me = seen("a", cur_s, t(0));
         let m = [seen("b", last, t(0)), seen("c", last, t(0))];
         assert!(may_step(&me, &cur, &mid, &m, t(500), p).is_err());
