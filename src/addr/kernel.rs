@@ -277,6 +277,11 @@ impl Worker {
         Ok(())
     }
 
+    /// Group `g`'s addresses.
+    fn addrs_of(&self, g: GroupId) -> impl Iterator<Item = IpAddr> + '_ {
+        self.groups[usize::from(g)].iter().map(|v| v.0.addr)
+    }
+
     /// Which of `addrs` are in `set` now (a read-only dump: a batch that fails on a
     /// missing element costs an abort, an RCU grace period, ~13 ms each).
     fn present_in(&mut self, set: GateSet, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, GateError> {
@@ -295,28 +300,29 @@ impl Worker {
     /// Deletes group `g`'s gate elements: the ones present, in one batch (deleting a
     /// missing element would fail the batch and cost an abort).
     fn del_gate(&mut self, g: GroupId) -> Result<(), String> {
-        let addrs: Vec<IpAddr> = self.groups[usize::from(g)]
-            .iter()
-            .map(|v| v.0.addr)
-            .collect();
+        let addrs: Vec<IpAddr> = self.addrs_of(g).collect();
         if self.gate.is_none() {
             return Ok(());
         }
+        // Twice at most: one may expire between the dump and the batch. If the sets
+        // cannot be listed, one element at a time (a missing one is no error).
         for _ in 0..2 {
-            let mut ops = Vec::new();
-            for set in [GateSet::Live, GateSet::Armed] {
-                match self.present_in(set, &addrs) {
-                    Ok(p) => ops.extend(p.into_iter().map(|a| ElemOp::Del(set, a))),
-                    // Cannot list: delete one by one, a missing one is no error.
-                    Err(_) => ops.extend(addrs.iter().map(|a| ElemOp::Del(set, *a))),
-                }
-            }
+            let (Ok(live), Ok(armed)) = (
+                self.present_in(GateSet::Live, &addrs),
+                self.present_in(GateSet::Armed, &addrs),
+            ) else {
+                break;
+            };
+            let ops: Vec<ElemOp> = live
+                .into_iter()
+                .map(|a| ElemOp::Del(GateSet::Live, a))
+                .chain(armed.into_iter().map(|a| ElemOp::Del(GateSet::Armed, a)))
+                .collect();
             let Some(gate) = &mut self.gate else {
                 return Ok(());
             };
             match gate.batch(&ops) {
                 Ok(()) => return Ok(()),
-                // One expired between the dump and the batch: look again.
                 Err(GateError::Expired) => {}
                 Err(e) => return Err(e.to_string()),
             }
@@ -417,10 +423,7 @@ impl Worker {
     }
 
     fn bind(&mut self, g: GroupId, deadline: crate::core::time::Instant) -> KernelOutcome {
-        let addrs: Vec<IpAddr> = self.groups[usize::from(g)]
-            .iter()
-            .map(|v| v.0.addr)
-            .collect();
+        let addrs: Vec<IpAddr> = self.addrs_of(g).collect();
         if clock::now() > deadline {
             return KernelOutcome::Lapsed;
         }
@@ -490,13 +493,7 @@ impl Worker {
         items: &[(GroupId, crate::core::time::Instant, bool)],
         idx: &[usize],
     ) -> Vec<ElemOp> {
-        let addrs = || {
-            idx.iter().flat_map(|&i| {
-                self.groups[usize::from(items[i].0)]
-                    .iter()
-                    .map(|v| v.0.addr)
-            })
-        };
+        let addrs = || idx.iter().flat_map(|&i| self.addrs_of(items[i].0));
         addrs()
             .map(|a| ElemOp::Del(GateSet::Live, a))
             .chain(addrs().map(|a| ElemOp::Add(GateSet::Live, a, self.e)))
@@ -513,7 +510,7 @@ impl Worker {
             .iter()
             .map(|&(_, d, _)| (now > d).then_some(KernelOutcome::Lapsed))
             .collect();
-        let mut live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+        let live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
         let first = if self.gate.is_some() && !live.is_empty() {
             let ops = self.refresh_ops(items, &live);
             self.gate.as_mut().map(|gate| gate.batch(&ops))
@@ -548,18 +545,12 @@ impl Worker {
                 // abort (an RCU grace period), so each group alone is the fallback.
                 let addrs: Vec<IpAddr> = live
                     .iter()
-                    .flat_map(|&i| {
-                        self.groups[usize::from(items[i].0)]
-                            .iter()
-                            .map(|v| v.0.addr)
-                    })
+                    .flat_map(|&i| self.addrs_of(items[i].0))
                     .collect();
                 if let Ok(have) = self.present_in(GateSet::Live, &addrs) {
-                    let (whole, lapsed): (Vec<usize>, Vec<usize>) = live.iter().partition(|&&i| {
-                        self.groups[usize::from(items[i].0)]
-                            .iter()
-                            .all(|v| have.contains(&v.0.addr))
-                    });
+                    let (whole, lapsed): (Vec<usize>, Vec<usize>) = live
+                        .iter()
+                        .partition(|&&i| self.addrs_of(items[i].0).all(|a| have.contains(&a)));
                     let ops = self.refresh_ops(items, &whole);
                     let ok = whole.is_empty()
                         || self
@@ -570,8 +561,7 @@ impl Worker {
                         for i in lapsed {
                             out[i] = Some(KernelOutcome::Lapsed);
                         }
-                        live.retain(|i| out[*i].is_none());
-                        return self.finish_refresh(items, &live, out);
+                        return self.finish_refresh(items, &whole, out);
                     }
                 }
                 for &i in &live {
