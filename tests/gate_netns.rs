@@ -213,3 +213,104 @@ fn addresses_carry_lifetimes() {
     .join()
     .unwrap();
 }
+
+/// The renewal thread (`addr/renew.rs`) keeps a held group's addresses alive past
+/// their one-second lifetime, and never re-creates one after the group's unbind
+/// forbade it, however the renewal and the unbind interleave.
+#[test]
+fn renewals_off_the_loop_never_outlive_an_unbind() {
+    use wackamole::addr::renew::{Job, Renewer};
+    if skip() {
+        return;
+    }
+    let lab = Lab::new("wmg3", 1, [77, 3]).expect("lab");
+    let ns = lab.nodes[0].ns.clone();
+    thread::spawn(move || {
+        lab::enter(&ns).unwrap();
+        let mut r = Rtnl::new().unwrap();
+        let index = r.link("eth0").unwrap().expect("eth0").index;
+        let vips = [
+            Vip::host("10.77.3.100".parse().unwrap()),
+            Vip::host("fd00::3:100".parse().unwrap()),
+        ];
+        let job = || Job {
+            index,
+            vips: vips.to_vec(),
+            label: "eth0:wm".into(),
+            lifetime_s: 1,
+        };
+        let present = |r: &mut Rtnl| -> usize {
+            let have = r.addrs(index).unwrap();
+            vips.iter()
+                .filter(|v| have.iter().any(|a| a.addr == v.addr))
+                .count()
+        };
+        let renewer = Renewer::start().unwrap();
+        // Held: bound once, then only renewed by the thread every 250 ms, for
+        // 2.5 s — more than twice the lifetime.
+        for v in &vips {
+            r.addr_set(index, v, 1, true, Some("eth0:wm")).unwrap();
+        }
+        renewer.allow(0);
+        for _ in 0..10 {
+            renewer.renew(0, vec![job()]);
+            thread::sleep(ms(250));
+            assert_eq!(present(&mut r), 2, "a renewed address expired");
+        }
+        assert!(renewer.written() >= 9, "{}", renewer.written());
+        // A renewal never re-creates an address after the unbind: queue one, then
+        // forbid and delete at once (the renewal may be written before the forbid,
+        // never after the delete).
+        for round in 0..40 {
+            for v in &vips {
+                r.addr_set(index, v, 1, true, Some("eth0:wm")).unwrap();
+            }
+            renewer.allow(0);
+            renewer.renew(0, vec![job()]);
+            if round % 2 == 1 {
+                thread::sleep(Duration::from_micros(50 * round));
+            }
+            renewer.forbid(0);
+            for v in &vips {
+                r.addr_del(index, v).unwrap();
+            }
+            renewer.renew(0, vec![job()]);
+            thread::sleep(ms(5));
+            assert_eq!(
+                present(&mut r),
+                0,
+                "round {round}: a renewal re-created the address"
+            );
+        }
+        // Once forbidden, renewals of the group are dropped until it is allowed again.
+        assert!(
+            !renewer.pending() || {
+                thread::sleep(ms(50));
+                !renewer.pending()
+            }
+        );
+        assert_eq!(present(&mut r), 0);
+        // A renewal that fails (no such interface) is reported, once.
+        renewer.allow(1);
+        renewer.renew(
+            1,
+            vec![Job {
+                index: 999_999,
+                ..job()
+            }],
+        );
+        let t = std::time::Instant::now();
+        let mut failed = None;
+        while failed.is_none() && t.elapsed() < ms(2000) {
+            thread::sleep(ms(5));
+            failed = renewer.take_failed(1);
+        }
+        assert!(
+            failed.is_some_and(|e| !e.is_empty()),
+            "failure not reported"
+        );
+        assert!(renewer.take_failed(1).is_none());
+    })
+    .join()
+    .unwrap();
+}

@@ -18,6 +18,10 @@
 //! whenever the kernel answers ENODEV (and when the shell's link watch says it
 //! changed); while it is missing, its addresses are gone with it, so an unbind of a
 //! group on it is complete.
+//!
+//! Under the gate, the addresses' lifetime renewals are queued to the renewal
+//! thread (`renew.rs`): an address write waits for the kernel's global RTNL lock,
+//! and that wait must not hold up the next gate refresh.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -33,6 +37,7 @@ use crate::core::neighbours::Neighbour;
 use crate::core::ownership::KernelOutcome;
 
 use super::gate::{self, ElemOp, Gate, GateError, GateSet};
+use super::renew::{Job, Renewer};
 use super::rtnl::{Link, NlError, Rtnl};
 
 /// Address lifetime used for every VIP (`valid_lft` = `preferred_lft`).
@@ -70,6 +75,8 @@ type Homed = (Vip, usize);
 struct Worker {
     rtnl: Rtnl,
     gate: Option<Gate>,
+    /// Under the gate, the thread that renews address lifetimes (`renew.rs`).
+    renewer: Option<Renewer>,
     links: Vec<LinkSlot>,
     homes: Homes,
     groups: Vec<Vec<Homed>>,
@@ -258,7 +265,43 @@ impl Worker {
             .collect()
     }
 
+    /// Queues group `g`'s address renewal to the renewal thread; false when it must
+    /// be written on the loop (no gate, an interface not resolved, or the thread's
+    /// last renewal of it failed).
+    fn renew_off_loop(&mut self, g: GroupId) -> bool {
+        let Some(r) = &self.renewer else {
+            return false;
+        };
+        if let Some(e) = r.take_failed(g) {
+            warn!(group = g, error = %e, "address renewal failed; writing it on the loop");
+            return false;
+        }
+        let mut jobs: Vec<Job> = Vec::new();
+        for (v, slot) in self.groups[usize::from(g)].clone() {
+            let Some(index) = self.links.get(slot).and_then(|l| l.index) else {
+                return false;
+            };
+            match jobs.iter_mut().find(|j| j.index == index) {
+                Some(j) => j.vips.push(v),
+                None => jobs.push(Job {
+                    index,
+                    vips: vec![v],
+                    label: self.label(slot),
+                    lifetime_s: LIFETIME_S,
+                }),
+            }
+        }
+        if let Some(r) = &self.renewer {
+            r.renew(g, jobs);
+        }
+        true
+    }
+
     fn del_addrs(&mut self, g: GroupId) -> Result<(), String> {
+        // No renewal may re-create what is deleted here (waits for one in progress).
+        if let Some(r) = &self.renewer {
+            r.forbid(g);
+        }
         for (v, slot) in self.groups[usize::from(g)].clone() {
             let Some(index) = self.index(slot) else {
                 // No such interface: its addresses went with it.
@@ -376,6 +419,9 @@ impl Worker {
     }
 
     fn flush(&mut self) -> KernelOutcome {
+        if let Some(r) = &self.renewer {
+            r.forbid_all();
+        }
         for g in 0..self.groups.len() {
             if let Err(e) = self.del_addrs(g as GroupId) {
                 return KernelOutcome::Failed(e);
@@ -482,6 +528,9 @@ impl Worker {
         if clock::now() > deadline {
             self.undo(g);
             return KernelOutcome::Lapsed;
+        }
+        if let Some(r) = &self.renewer {
+            r.allow(g);
         }
         KernelOutcome::Ok
     }
@@ -594,14 +643,17 @@ impl Worker {
         live: &[usize],
         mut out: Vec<Option<KernelOutcome>>,
     ) -> Vec<KernelOutcome> {
-        // The addresses themselves: renewed with the gate now and then, or every
-        // refresh with the address fence (REPLACE re-creates: only under the lease),
-        // all in one netlink write.
-        let renew: Vec<usize> = live
+        // The addresses themselves: renewed with the gate now and then, queued to
+        // the renewal thread (`renew.rs`: an address write may wait for RTNL); or
+        // every refresh with the address fence, here (REPLACE re-creates: only under
+        // the lease), all in one netlink write. A renewal the thread could not write
+        // is written here, where a missing interface is looked up again.
+        let mut renew: Vec<usize> = live
             .iter()
             .copied()
             .filter(|&i| out[i].is_none() && (items[i].2 || self.gate.is_none()))
             .collect();
+        renew.retain(|&i| !self.renew_off_loop(items[i].0));
         let gs: Vec<GroupId> = renew.iter().map(|&i| items[i].0).collect();
         for (&i, r) in renew.iter().zip(self.set_addrs_of(&gs)) {
             if let Err(e) = r {
@@ -670,8 +722,10 @@ impl Worker {
 }
 
 /// The kernel side of one agent: addresses and gate on one interface. Calls block
-/// for the netlink round trips (tens to hundreds of microseconds) and run on the
-/// agent's own thread, so operations are serialized by construction.
+/// for the netlink round trips (tens to hundreds of microseconds; an address write
+/// more while another process holds RTNL) and run on the agent's own thread, so
+/// operations are serialized by construction. Only the gate-mode address renewals
+/// go to a thread of their own (`renew.rs`).
 pub struct KernelIo(Worker);
 
 impl std::fmt::Debug for KernelIo {
@@ -691,13 +745,14 @@ impl KernelIo {
         links: &[(String, u32)],
     ) -> std::io::Result<KernelIo> {
         let rtnl = Rtnl::new()?;
-        let gate = match cfg.fence {
-            FenceKind::Gate => Some(Gate::open()?),
-            FenceKind::Address => None,
+        let (gate, renewer) = match cfg.fence {
+            FenceKind::Gate => (Some(Gate::open()?), Some(Renewer::start()?)),
+            FenceKind::Address => (None, None),
         };
         let mut w = Worker {
             rtnl,
             gate,
+            renewer,
             links: links
                 .iter()
                 .map(|(name, index)| LinkSlot {

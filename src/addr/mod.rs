@@ -3,4 +3,5 @@
 pub mod arp;
 pub mod gate;
 pub mod kernel;
+pub mod renew;
 pub mod rtnl;

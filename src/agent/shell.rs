@@ -52,6 +52,34 @@ const MAX_KERNEL_ROUNDS: usize = 16;
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 /// A kernel error that repeats is logged once per this period.
 const KERNEL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// A round of kernel operations this long is logged (at most once per
+/// [`KERNEL_LOG_EVERY`]): normally a round takes well under 5 ms.
+const SLOW_KERNEL_ROUND: Duration = Duration::from_millis(25);
+
+/// How many operations of each kind a round of kernel operations had.
+fn kernel_counts(kops: &[(u64, KernelOp)]) -> [usize; 4] {
+    let mut n = [0usize; 4];
+    for (_, op) in kops {
+        n[match op {
+            KernelOp::Flush => 0,
+            KernelOp::Bind { .. } => 1,
+            KernelOp::Refresh { .. } => 2,
+            KernelOp::Unbind { .. } => 3,
+        }] += 1;
+    }
+    n
+}
+
+/// "2 refresh, 1 bind", for the log.
+fn kernel_summary(n: [usize; 4]) -> String {
+    ["flush", "bind", "refresh", "unbind"]
+        .iter()
+        .zip(n)
+        .filter(|(_, k)| *k > 0)
+        .map(|(w, k)| format!("{k} {w}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Channels into the loop from the shell's helpers.
 struct Inputs {
@@ -389,7 +417,29 @@ impl Shell {
     /// Performs kernel operations in order; their results go straight back. A
     /// repeating error is logged once per [`KERNEL_LOG_EVERY`].
     fn kernel_round(&mut self, kops: Vec<(u64, KernelOp)>) {
-        for d in self.kernel.perform(kops) {
+        let started = clock::now();
+        let counts = kernel_counts(&kops);
+        let done = self.kernel.perform(kops);
+        let took = clock::now() - started;
+        if took >= SLOW_KERNEL_ROUND {
+            // A bind or unbind writes addresses, which waits for the kernel's
+            // global RTNL lock; anything else on the machine may hold it (a
+            // namespace or interface torn down). Refreshes stay on time (counted
+            // from their issue; renewals are written off the loop), but the loop
+            // serves nothing else meanwhile.
+            let key = "slow kernel round".to_string();
+            let now = clock::now();
+            if self
+                .kernel_logged
+                .get(&key)
+                .is_none_or(|t| now >= *t + KERNEL_LOG_EVERY)
+            {
+                let ops = kernel_summary(counts);
+                warn!(took_ms = took.as_millis() as u64, %ops, "kernel operations held the loop");
+                self.kernel_logged.insert(key, now);
+            }
+        }
+        for d in done {
             if let KernelOutcome::Failed(why) = &d.outcome {
                 let now = clock::now();
                 if self

@@ -310,8 +310,8 @@ impl Engine {
         }
     }
 
-    fn new_op(&mut self, g: GroupId, op: KernelOp) {
-        let id = self.kernel.issue(&op);
+    fn new_op(&mut self, g: GroupId, op: KernelOp, now: Instant) {
+        let id = self.kernel.issue(&op, now);
         self.groups.slot_mut(g).queue.inflight = Some(id);
         self.out.emit(Action::Kernel { id, op });
     }
@@ -332,7 +332,7 @@ impl Engine {
                 }
                 Effect::Probe => self.out.emit(Action::Probe { group: g }),
                 Effect::Bind(deadline) | Effect::Rearm(deadline) => {
-                    self.new_op(g, KernelOp::Bind { group: g, deadline })
+                    self.new_op(g, KernelOp::Bind { group: g, deadline }, now)
                 }
                 Effect::Rearmed(refreshed) => {
                     self.out.stats.rearms += 1;
@@ -350,11 +350,12 @@ impl Engine {
                             deadline,
                             renew_address,
                         },
+                        now,
                     );
                 }
                 Effect::Unbind => {
                     if self.groups.slot(g).queue.inflight.is_none() {
-                        self.new_op(g, KernelOp::Unbind { group: g });
+                        self.new_op(g, KernelOp::Unbind { group: g }, now);
                     }
                 }
                 Effect::Hint => {

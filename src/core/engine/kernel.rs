@@ -26,20 +26,22 @@ pub fn retry_delay(failures: u32) -> Duration {
 /// Operations handed to the shell and not yet reported.
 #[derive(Clone, Debug, Default)]
 pub(super) struct KernelOps {
-    pending: BTreeMap<u64, KernelOp>,
+    /// Each operation with when it was issued.
+    pending: BTreeMap<u64, (KernelOp, Instant)>,
     last_id: u64,
 }
 
 impl KernelOps {
-    /// Registers `op`; returns its id.
-    pub fn issue(&mut self, op: &KernelOp) -> u64 {
+    /// Registers `op`, issued at `now`; returns its id.
+    pub fn issue(&mut self, op: &KernelOp, now: Instant) -> u64 {
         self.last_id += 1;
-        self.pending.insert(self.last_id, op.clone());
+        self.pending.insert(self.last_id, (op.clone(), now));
         self.last_id
     }
 
-    /// The operation reported as `id`, if it is ours and pending.
-    pub fn complete(&mut self, id: u64) -> Option<KernelOp> {
+    /// The operation reported as `id` and when it was issued, if it is ours and
+    /// pending.
+    pub fn complete(&mut self, id: u64) -> Option<(KernelOp, Instant)> {
         self.pending.remove(&id)
     }
 }
@@ -105,7 +107,7 @@ mod tests {
     fn a_failed_operation_keeps_the_queue_busy_until_its_retry_timer() {
         let mut ops = KernelOps::default();
         let mut q = OpQueue::default();
-        let id = ops.issue(&KernelOp::Unbind { group: 0 });
+        let id = ops.issue(&KernelOp::Unbind { group: 0 }, at(0));
         q.inflight = Some(id);
         assert!(q.busy(at(0)) && q.next_try(at(0)).is_none());
         assert!(ops.complete(id).is_some() && ops.complete(id).is_none());

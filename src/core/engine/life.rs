@@ -21,9 +21,9 @@ impl Engine {
         }
     }
 
-    pub(super) fn issue_flush(&mut self) {
+    pub(super) fn issue_flush(&mut self, now: Instant) {
         let op = KernelOp::Flush;
-        let id = self.kernel.issue(&op);
+        let id = self.kernel.issue(&op, now);
         self.out.emit(Action::Kernel { id, op });
     }
 

@@ -311,7 +311,7 @@ impl Engine {
             cfg: cluster,
             node,
         };
-        e.issue_flush();
+        e.issue_flush(now);
         e
     }
 
@@ -516,7 +516,7 @@ impl Engine {
             Life::Flushing => {
                 if self.timers.due(Timer::FlushRetry, now) {
                     self.timers.set(Timer::FlushRetry, None);
-                    self.issue_flush();
+                    self.issue_flush(now);
                 }
             }
             Life::Left => {}
@@ -530,7 +530,7 @@ impl Engine {
     /// Completion of kernel operation `id`.
     pub fn handle_kernel(&mut self, id: u64, outcome: KernelOutcome, now: Instant) {
         self.note_input(now);
-        let Some(op) = self.kernel.complete(id) else {
+        let Some((op, issued)) = self.kernel.complete(id) else {
             return;
         };
         let (group, kind) = match op {
@@ -557,7 +557,7 @@ impl Engine {
             self.out.stats.refresh_failures += 1;
         }
         self.step(group, now, |phase, ctx, fx| {
-            super::ownership::kernel_done(phase, kind, &outcome, ctx, now, fx)
+            super::ownership::kernel_done(phase, kind, &outcome, ctx, issued, now, fx)
         });
         self.groups.dirty.push(group);
         self.drive(now);

@@ -401,12 +401,18 @@ pub enum OpKind {
     Unbind,
 }
 
-/// Takes in the completion of the group's in-flight kernel operation.
+/// Takes in the completion of the group's in-flight kernel operation, `issued` at
+/// that time. A bind or refresh that succeeded set the gate entry's timeout (and
+/// the addresses' lifetime) at some moment between `issued` and `now`, so `issued`
+/// is what the next refresh is counted from: an operation that completes late (the
+/// address write waiting for the RTNL lock after the gate batch, other operations
+/// of the same round) never pushes the next refresh past E (docs/safety.md §4.14).
 pub fn kernel_done(
     phase: Phase,
     op: OpKind,
     outcome: &KernelOutcome,
     ctx: &Ctx,
+    issued: Instant,
     now: Instant,
     fx: &mut Vec<Effect>,
 ) -> Phase {
@@ -435,8 +441,8 @@ pub fn kernel_done(
             fx.push(Effect::Announce);
             Phase::Held {
                 since: now,
-                refreshed: now,
-                address_renewed: now,
+                refreshed: issued,
+                address_renewed: issued,
             }
         }
         (Phase::Binding { .. }, KernelOutcome::Lapsed) => {
@@ -463,8 +469,8 @@ pub fn kernel_done(
             fx.push(Effect::Announce);
             Phase::Held {
                 since,
-                refreshed: now,
-                address_renewed: now,
+                refreshed: issued,
+                address_renewed: issued,
             }
         }
         (
@@ -479,13 +485,13 @@ pub fn kernel_done(
                 == (OpKind::Refresh {
                     renewed_address: true,
                 }) {
-                now
+                issued
             } else {
                 address_renewed
             };
             Phase::Held {
                 since,
-                refreshed: now,
+                refreshed: issued,
                 address_renewed: renewed,
             }
         }

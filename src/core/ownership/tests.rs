@@ -43,7 +43,15 @@ fn happy_path_to_held() {
     let p = probe_result(p, false, &c, t(60), &mut fx);
     assert_eq!(fx, vec![Effect::Bind(t(200))]);
     fx.clear();
-    let p = kernel_done(p, OpKind::Bind, &KernelOutcome::Ok, &c, t(61), &mut fx);
+    let p = kernel_done(
+        p,
+        OpKind::Bind,
+        &KernelOutcome::Ok,
+        &c,
+        t(61),
+        t(61),
+        &mut fx,
+    );
     assert_eq!(fx, vec![Effect::Acquired(t(20)), Effect::Announce]);
     assert!(matches!(p, Phase::Held { .. }));
 }
@@ -77,7 +85,15 @@ fn refresh_only_while_the_lease_allows() {
     );
     // Fenced groups keep being claimed.
     fx.clear();
-    let p = kernel_done(p, OpKind::Unbind, &KernelOutcome::Ok, &c, t(102), &mut fx);
+    let p = kernel_done(
+        p,
+        OpKind::Unbind,
+        &KernelOutcome::Ok,
+        &c,
+        t(102),
+        t(102),
+        &mut fx,
+    );
     assert_eq!(p, Phase::Claiming { since: t(102) });
     assert!(fx.is_empty());
 }
@@ -105,12 +121,21 @@ fn release_drops_the_claim_only_after_the_unbind() {
         &KernelOutcome::Failed("EBUSY".into()),
         &c,
         t(27),
+        t(27),
         &mut fx,
     );
     assert_eq!(p2, p);
     assert!(fx.is_empty(), "a failed unbind keeps the claim");
     c.inflight = false;
-    let p = kernel_done(p, OpKind::Unbind, &KernelOutcome::Ok, &c, t(28), &mut fx);
+    let p = kernel_done(
+        p,
+        OpKind::Unbind,
+        &KernelOutcome::Ok,
+        &c,
+        t(28),
+        t(28),
+        &mut fx,
+    );
     assert_eq!(p, Phase::Free);
     assert_eq!(
         fx,
@@ -184,6 +209,7 @@ fn a_refresh_completing_during_a_release_does_not_finish_it() {
         &KernelOutcome::Ok,
         &ctx(),
         t(30),
+        t(30),
         &mut fx,
     );
     assert_eq!(
@@ -193,6 +219,53 @@ fn a_refresh_completing_during_a_release_does_not_finish_it() {
         }
     );
     assert_eq!(fx, vec![Effect::Unbind]);
+}
+
+#[test]
+fn the_next_refresh_is_counted_from_when_the_last_was_issued() {
+    // Regression: a refresh whose gate batch committed at once but whose address
+    // write then waited ~50 ms for the RTNL lock (a namespace torn down elsewhere)
+    // was counted from its completion; the next one came 90 ms after the commit,
+    // past E = 80 ms, and the entry lapsed (tests/reload.rs on CI).
+    let mut fx = vec![];
+    let mut c = ctx();
+    c.refresh_deadline = Some(t(1_000));
+    let renewing = OpKind::Refresh {
+        renewed_address: true,
+    };
+    let p = kernel_done(
+        held(),
+        renewing,
+        &KernelOutcome::Ok,
+        &c,
+        t(20),
+        t(45),
+        &mut fx,
+    );
+    assert_eq!(
+        p,
+        Phase::Held {
+            since: t(0),
+            refreshed: t(20),
+            address_renewed: t(20)
+        }
+    );
+    // F = 20 ms after the issue, not after the completion.
+    tick(p, &c, t(46), &mut fx);
+    assert_eq!(fx, vec![Effect::Refresh(t(1_000), false)]);
+    // The same for a bind: the entry's timeout was set after it was issued.
+    fx.clear();
+    let binding = Phase::Binding { since: t(0) };
+    let p2 = kernel_done(
+        binding,
+        OpKind::Bind,
+        &KernelOutcome::Ok,
+        &c,
+        t(5),
+        t(60),
+        &mut fx,
+    );
+    assert!(matches!(p2, Phase::Held { refreshed, .. } if refreshed == t(5)));
 }
 
 #[test]
@@ -207,6 +280,7 @@ fn only_a_renewing_refresh_counts_as_an_address_renewal() {
         },
         &KernelOutcome::Ok,
         &ctx(),
+        t(300),
         t(300),
         &mut fx,
     );
@@ -225,6 +299,7 @@ fn only_a_renewing_refresh_counts_as_an_address_renewal() {
         },
         &KernelOutcome::Ok,
         &ctx(),
+        t(320),
         t(320),
         &mut fx,
     );
@@ -249,6 +324,7 @@ fn lapsed_refresh_fences() {
         &KernelOutcome::Lapsed,
         &ctx(),
         t(40),
+        t(40),
         &mut fx,
     );
     assert_eq!(
@@ -268,7 +344,15 @@ fn a_lapsed_refresh_under_a_bindable_lease_rearms_in_place() {
     let refresh = OpKind::Refresh {
         renewed_address: false,
     };
-    let p = kernel_done(held(), refresh, &KernelOutcome::Lapsed, &c, t(120), &mut fx);
+    let p = kernel_done(
+        held(),
+        refresh,
+        &KernelOutcome::Lapsed,
+        &c,
+        t(120),
+        t(120),
+        &mut fx,
+    );
     // No unbind, no fence, no new claim: the group stays held and is bound again.
     assert_eq!(p, held());
     assert_eq!(fx, vec![Effect::Rearm(t(300))]);
@@ -279,7 +363,15 @@ fn a_lapsed_refresh_under_a_bindable_lease_rearms_in_place() {
     assert_eq!(tick(p, &c, t(121), &mut fx), held());
     assert!(fx.is_empty());
     c.inflight = false;
-    let p = kernel_done(p, OpKind::Bind, &KernelOutcome::Ok, &c, t(123), &mut fx);
+    let p = kernel_done(
+        p,
+        OpKind::Bind,
+        &KernelOutcome::Ok,
+        &c,
+        t(123),
+        t(123),
+        &mut fx,
+    );
     assert_eq!(fx, vec![Effect::Rearmed(t(0)), Effect::Announce]);
     assert_eq!(
         p,
@@ -311,7 +403,15 @@ fn a_lapsed_refresh_fences_when_no_rearm_is_allowed() {
     draining.release_now = Some(ReleaseReason::Drain);
     for c in [no_lease, passed, moved, draining] {
         let mut fx = vec![];
-        let p = kernel_done(held(), refresh, &KernelOutcome::Lapsed, &c, t(120), &mut fx);
+        let p = kernel_done(
+            held(),
+            refresh,
+            &KernelOutcome::Lapsed,
+            &c,
+            t(120),
+            t(120),
+            &mut fx,
+        );
         assert_eq!(p, fenced);
         assert_eq!(
             fx,
@@ -329,7 +429,7 @@ fn a_failed_rearm_fences() {
         (KernelOutcome::Failed("x".into()), FenceReason::KernelError),
     ] {
         let mut fx = vec![];
-        let p = kernel_done(held(), OpKind::Bind, &outcome, &c, t(120), &mut fx);
+        let p = kernel_done(held(), OpKind::Bind, &outcome, &c, t(120), t(120), &mut fx);
         assert_eq!(p, Phase::Fencing { reason });
         assert_eq!(fx, vec![Effect::Unbind, Effect::Fenced(reason)]);
     }
@@ -348,7 +448,15 @@ fn a_rearm_finishing_during_a_release_goes_on_to_the_unbind() {
     fx.clear();
     // ... and the re-arm's completion leads to the unbind, not back to held.
     c.inflight = false;
-    let p = kernel_done(p, OpKind::Bind, &KernelOutcome::Ok, &c, t(123), &mut fx);
+    let p = kernel_done(
+        p,
+        OpKind::Bind,
+        &KernelOutcome::Ok,
+        &c,
+        t(123),
+        t(123),
+        &mut fx,
+    );
     assert!(matches!(p, Phase::Releasing { .. }), "{p:?}");
     assert!(fx.contains(&Effect::Unbind), "{fx:?}");
 }
