@@ -52,7 +52,7 @@ struct Queue {
     epochs: BTreeMap<GroupId, u64>,
     /// Renewals that failed, with the error, until the loop takes them.
     failed: BTreeMap<GroupId, String>,
-    /// Renewals written, for tests and metrics.
+    /// Group renewals written, for tests.
     written: u64,
     stop: bool,
 }
@@ -175,25 +175,35 @@ fn run(s: &Shared, rtnl: &mut Rtnl) {
         // Lock order: `allowed`, then `queue` (the loop never holds `queue` while
         // taking `allowed`).
         let allowed = lock(&s.allowed);
-        for (g, (epoch, jobs)) in jobs {
-            let current = lock(&s.queue).epochs.get(&g).copied().unwrap_or(0);
-            if !allowed.contains(&g) || epoch != current {
-                continue;
-            }
-            let mut err = None;
-            for j in &jobs {
-                for r in rtnl.addr_set_many(j.index, &j.vips, j.lifetime_s, true, Some(&j.label)) {
-                    if let (None, Err(e)) = (&err, r) {
-                        err = Some(e.to_string());
-                    }
+        // Every allowed group's addresses on one interface in one netlink write.
+        let mut writes: BTreeMap<(u32, String, u32), Vec<(GroupId, Vip)>> = BTreeMap::new();
+        {
+            let q = lock(&s.queue);
+            for (g, (epoch, jobs)) in jobs {
+                if !allowed.contains(&g) || q.epochs.get(&g).copied().unwrap_or(0) != epoch {
+                    continue;
+                }
+                for j in jobs {
+                    let to = writes.entry((j.index, j.label, j.lifetime_s)).or_default();
+                    to.extend(j.vips.into_iter().map(|v| (g, v)));
                 }
             }
-            let mut q = lock(&s.queue);
-            q.written += 1;
-            if let Some(e) = err {
-                q.failed.insert(g, e);
+        }
+        let mut failed: BTreeMap<GroupId, String> = BTreeMap::new();
+        let mut groups: BTreeSet<GroupId> = BTreeSet::new();
+        for ((index, label, lifetime_s), entries) in writes {
+            let vips: Vec<Vip> = entries.iter().map(|e| e.1).collect();
+            let results = rtnl.addr_set_many(index, &vips, lifetime_s, true, Some(&label));
+            for ((g, _), r) in entries.iter().zip(results) {
+                groups.insert(*g);
+                if let Err(e) = r {
+                    failed.entry(*g).or_insert_with(|| e.to_string());
+                }
             }
         }
+        let mut q = lock(&s.queue);
+        q.written += groups.len() as u64;
+        q.failed.extend(failed);
         drop(allowed);
     }
 }

@@ -74,6 +74,11 @@ pub(super) struct Groups {
     /// A refresh round is under way at this tick, refreshing the held groups
     /// refreshed at least this long ago (see [`Engine::carry_refresh`]).
     refresh_round: Option<Duration>,
+    /// The refresh round under way also renews the address lifetime of every group
+    /// it refreshes, because one group's renewal fell due: the renewals of all held
+    /// groups share one round (one write, one wake-up of the renewal thread) instead
+    /// of each following the phase of its own bind.
+    renew_round: bool,
     /// The assignment must be recomputed at the next drive although neither the
     /// view nor any metadata changed (a member's group table arrived).
     pub reassign: bool,
@@ -89,6 +94,7 @@ impl Groups {
             dirty: Vec::new(),
             pending_hints: Vec::new(),
             refresh_round: None,
+            renew_round: false,
             reassign: false,
             retired_names: std::collections::BTreeMap::new(),
         }
@@ -240,7 +246,11 @@ impl Engine {
             withdraw,
             skip_probe: s.calm.hint,
             refresh_period: self.groups.refresh_round.unwrap_or(round.refresh_period()),
-            address_period: self.cfg.timing.address_refresh,
+            address_period: if self.groups.renew_round {
+                Duration::ZERO
+            } else {
+                self.cfg.timing.address_refresh
+            },
             // A failed operation's retry waits for its timer: the queue counts as busy.
             inflight: s.queue.busy(now),
             break_release_order: self.rules.release_before_verified,
@@ -440,12 +450,34 @@ impl Engine {
     /// flight), each checked against its lease as always.
     pub(super) fn refresh_held(&mut self, age: Duration, now: Instant) {
         self.groups.refresh_round = Some(age);
+        // Inside a drive the round's renewal was decided before its first tick.
+        let outer = !self.groups.renew_round;
+        if outer {
+            self.note_renewal_due(now);
+        }
         for g in self.groups.ids() {
             if matches!(self.groups.slot(g).phase, Phase::Held { .. }) {
                 self.tick_group(g, now);
             }
         }
         self.groups.refresh_round = None;
+        if outer {
+            self.end_renewal_round();
+        }
+    }
+
+    /// Whether a held group's address renewal is due: then every refresh issued
+    /// until [`Engine::end_renewal_round`] renews too (see `renew_round`).
+    pub(super) fn note_renewal_due(&mut self, now: Instant) {
+        let period = self.cfg.timing.address_refresh;
+        self.groups.renew_round = self.groups.slots.iter().any(|s| {
+            matches!(s.phase, Phase::Held { address_renewed, .. }
+                if s.queue.inflight.is_none() && now >= address_renewed + period)
+        });
+    }
+
+    pub(super) fn end_renewal_round(&mut self) {
+        self.groups.renew_round = false;
     }
 
     fn tick_group(&mut self, g: GroupId, now: Instant) {

@@ -785,6 +785,7 @@ impl Engine {
             self.lease.riding.last_claim(),
             now,
         );
+        self.note_renewal_due(now);
         let mut ticked = self.tick_dirty(now, due);
         if self.retire_idle(now) {
             // Removed groups went from the claims: tell the voters now.
@@ -807,6 +808,7 @@ impl Engine {
             }
             ticked = true;
         }
+        self.end_renewal_round();
         self.flush_rides(now);
         for (to, data) in self.membership.take_sends() {
             self.send_swim(to, data);

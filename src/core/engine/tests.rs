@@ -5,14 +5,23 @@ use crate::core::config::{FenceKind, Profile, Timing, Vip, VipGroup};
 use crate::core::lease::{Answer, Claim};
 
 fn one_node() -> (Engine, Instant) {
+    one_node_with(1)
+}
+
+/// A lone voter with `groups` one-address groups.
+fn one_node_with(groups: u8) -> (Engine, Instant) {
     let cluster = ClusterConfig::new(
         QuorumMode::Majority,
         FenceKind::Gate,
         vec!["a".into()],
         vec![],
-        vec![VipGroup::new(vec![Vip::host(
-            "10.0.0.100".parse().unwrap(),
-        )])],
+        (0..groups)
+            .map(|i| {
+                VipGroup::new(vec![Vip::host(
+                    std::net::Ipv4Addr::new(10, 0, 0, 100 + i).into(),
+                )])
+            })
+            .collect(),
         Timing::profile(Profile::Default),
     );
     let cfg = EngineConfig {
@@ -116,6 +125,82 @@ fn the_claim_round_carries_the_refresh_and_nothing_else_does() {
     e.handle_timeout(again);
     assert_eq!(refreshes_in(&mut e, again), 1);
     assert_eq!(e.stats().claims_sent, claims + 2);
+}
+
+#[test]
+fn address_renewals_of_all_held_groups_share_one_round() {
+    // Groups bound at different times renew their address lifetimes in the same
+    // rounds once one of them falls due: one write and one wake-up of the renewal
+    // thread per period, not one per group's phase.
+    let (mut e, t0) = one_node_with(1);
+    let mut now = t0;
+    let mut added = false;
+    let mut held_both = None;
+    let mut renewals: Vec<(Instant, GroupId)> = Vec::new();
+    for _ in 0..5_000 {
+        while let Some(a) = e.poll_action() {
+            match a {
+                Action::Probe { group } => e.handle_probe(group, false, now),
+                Action::Kernel { id, op } => {
+                    if let KernelOp::Refresh {
+                        group,
+                        renew_address: true,
+                        ..
+                    } = op
+                    {
+                        renewals.push((now, group));
+                    }
+                    e.handle_kernel(id, KernelOutcome::Ok, now);
+                }
+                _ => {}
+            }
+        }
+        // A second group joins the pool (a reload) well after the first was bound,
+        // half a renewal period out of its phase.
+        if !added && now >= t0 + Duration::from_millis(2_250) {
+            added = true;
+            let two = (0..2)
+                .map(|i| {
+                    VipGroup::new(vec![Vip::host(
+                        std::net::Ipv4Addr::new(10, 0, 0, 100 + i).into(),
+                    )])
+                })
+                .collect();
+            e.set_pool(two, now);
+            continue;
+        }
+        if held_both.is_none()
+            && e.groups.len() == 2
+            && (0..2).all(|g| matches!(e.phase(g), Phase::Held { .. }))
+        {
+            held_both = Some(now);
+        }
+        let Some(t) = e.poll_timeout() else { break };
+        if t > t0 + Duration::from_secs(7) {
+            break;
+        }
+        now = now.max(t);
+        e.handle_timeout(now);
+    }
+    let held = held_both.expect("both groups held");
+    let period = e.config().timing.address_refresh;
+    // From one period after both were held: every renewal round renews both.
+    let late: Vec<&(Instant, GroupId)> = renewals
+        .iter()
+        .filter(|(t, _)| *t > held + period)
+        .collect();
+    assert!(late.len() >= 16, "{renewals:?}");
+    let mut rounds: Vec<Instant> = late.iter().map(|(t, _)| *t).collect();
+    rounds.dedup();
+    assert_eq!(late.len(), 2 * rounds.len(), "{late:?}");
+    // And rounds are a period apart, give or take one claim round.
+    for w in rounds.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= period && gap <= period + Duration::from_millis(60),
+            "{rounds:?}"
+        );
+    }
 }
 
 #[test]
