@@ -265,22 +265,18 @@ impl Worker {
             .collect()
     }
 
-    /// Queues group `g`'s address renewal to the renewal thread; false when it must
-    /// be written on the loop (no gate, an interface not resolved, or the thread's
-    /// last renewal of it failed).
-    fn renew_off_loop(&mut self, g: GroupId) -> bool {
-        let Some(r) = &self.renewer else {
-            return false;
-        };
+    /// Group `g`'s address renewal for the renewal thread; `None` when it must be
+    /// written on the loop (no gate, an interface not resolved, or the thread's last
+    /// renewal of it failed).
+    fn renewal_jobs(&mut self, g: GroupId) -> Option<Vec<Job>> {
+        let r = self.renewer.as_ref()?;
         if let Some(e) = r.take_failed(g) {
             warn!(group = g, error = %e, "address renewal failed; writing it on the loop");
-            return false;
+            return None;
         }
         let mut jobs: Vec<Job> = Vec::new();
         for (v, slot) in self.groups[usize::from(g)].clone() {
-            let Some(index) = self.links.get(slot).and_then(|l| l.index) else {
-                return false;
-            };
+            let index = self.links.get(slot).and_then(|l| l.index)?;
             match jobs.iter_mut().find(|j| j.index == index) {
                 Some(j) => j.vips.push(v),
                 None => jobs.push(Job {
@@ -291,10 +287,7 @@ impl Worker {
                 }),
             }
         }
-        if let Some(r) = &self.renewer {
-            r.renew(g, jobs);
-        }
-        true
+        Some(jobs)
     }
 
     fn del_addrs(&mut self, g: GroupId) -> Result<(), String> {
@@ -653,7 +646,17 @@ impl Worker {
             .copied()
             .filter(|&i| out[i].is_none() && (items[i].2 || self.gate.is_none()))
             .collect();
-        renew.retain(|&i| !self.renew_off_loop(items[i].0));
+        let mut queued = Vec::new();
+        renew.retain(|&i| match self.renewal_jobs(items[i].0) {
+            Some(jobs) => {
+                queued.push((items[i].0, jobs));
+                false
+            }
+            None => true,
+        });
+        if let Some(r) = &self.renewer {
+            r.renew_many(queued);
+        }
         let gs: Vec<GroupId> = renew.iter().map(|&i| items[i].0).collect();
         for (&i, r) in renew.iter().zip(self.set_addrs_of(&gs)) {
             if let Err(e) = r {

@@ -128,9 +128,20 @@ impl Renewer {
 
     /// Queues a renewal of group `g`'s addresses; never waits for the kernel.
     pub fn renew(&self, g: GroupId, jobs: Vec<Job>) {
+        self.renew_many(vec![(g, jobs)]);
+    }
+
+    /// Queues the renewals of a round's groups at once: the thread wakes once and
+    /// writes them together.
+    pub fn renew_many(&self, renewals: Vec<(GroupId, Vec<Job>)>) {
+        if renewals.is_empty() {
+            return;
+        }
         let mut q = lock(&self.shared.queue);
-        let epoch = q.epochs.get(&g).copied().unwrap_or(0);
-        q.jobs.insert(g, (epoch, jobs));
+        for (g, jobs) in renewals {
+            let epoch = q.epochs.get(&g).copied().unwrap_or(0);
+            q.jobs.insert(g, (epoch, jobs));
+        }
         self.shared.wake.notify_one();
     }
 
