@@ -453,7 +453,7 @@ impl Engine {
         // Inside a drive the round's renewal was decided before its first tick.
         let outer = !self.groups.renew_round;
         if outer {
-            self.note_renewal_due(now);
+            self.note_renewal_due(self.held_oldest().1, now);
         }
         for g in self.groups.ids() {
             if matches!(self.groups.slot(g).phase, Phase::Held { .. }) {
@@ -466,14 +466,12 @@ impl Engine {
         }
     }
 
-    /// Whether a held group's address renewal is due: then every refresh issued
-    /// until [`Engine::end_renewal_round`] renews too (see `renew_round`).
-    pub(super) fn note_renewal_due(&mut self, now: Instant) {
+    /// Starts a renewal round if a held group's address renewal is due (`oldest`:
+    /// the oldest last renewal, from [`Engine::held_oldest`]): then every refresh
+    /// issued until [`Engine::end_renewal_round`] renews too (see `renew_round`).
+    pub(super) fn note_renewal_due(&mut self, oldest: Option<Instant>, now: Instant) {
         let period = self.cfg.timing.address_refresh;
-        self.groups.renew_round = self.groups.slots.iter().any(|s| {
-            matches!(s.phase, Phase::Held { address_renewed, .. }
-                if s.queue.inflight.is_none() && now >= address_renewed + period)
-        });
+        self.groups.renew_round = oldest.is_some_and(|t| now >= t + period);
     }
 
     pub(super) fn end_renewal_round(&mut self) {
@@ -512,14 +510,26 @@ impl Engine {
 
     /// The oldest last refresh among held groups with nothing in flight.
     pub(super) fn oldest_refresh(&self) -> Option<Instant> {
-        self.groups
-            .slots
-            .iter()
-            .filter_map(|s| match s.phase {
-                Phase::Held { refreshed, .. } if s.queue.inflight.is_none() => Some(refreshed),
-                _ => None,
-            })
-            .min()
+        self.held_oldest().0
+    }
+
+    /// The oldest last refresh and the oldest last address renewal among held
+    /// groups with nothing in flight (one pass over the groups).
+    pub(super) fn held_oldest(&self) -> (Option<Instant>, Option<Instant>) {
+        let mut oldest: (Option<Instant>, Option<Instant>) = (None, None);
+        for s in &self.groups.slots {
+            if let Phase::Held {
+                refreshed,
+                address_renewed,
+                ..
+            } = s.phase
+                && s.queue.inflight.is_none()
+            {
+                oldest.0 = Some(oldest.0.map_or(refreshed, |t| t.min(refreshed)));
+                oldest.1 = Some(oldest.1.map_or(address_renewed, |t| t.min(address_renewed)));
+            }
+        }
+        oldest
     }
 
     /// Sets the group timers from every group's next deadline.

@@ -780,12 +780,12 @@ impl Engine {
         // A refresh that fell due brings the claim round forward, and the round
         // carries the refreshes (§4.14, `round.rs`): one wake-up for both. (Asked
         // before the tick, which starts the due refreshes.)
-        let refresh_due = self.rules.round.brings_claim(
-            self.oldest_refresh(),
-            self.lease.riding.last_claim(),
-            now,
-        );
-        self.note_renewal_due(now);
+        let (oldest_refresh, oldest_renewal) = self.held_oldest();
+        let refresh_due =
+            self.rules
+                .round
+                .brings_claim(oldest_refresh, self.lease.riding.last_claim(), now);
+        self.note_renewal_due(oldest_renewal, now);
         let mut ticked = self.tick_dirty(now, due);
         if self.retire_idle(now) {
             // Removed groups went from the claims: tell the voters now.
