@@ -231,9 +231,12 @@ impl World {
 }
 
 /// After faults stop, how long until L1 must hold: fail-back, SWIM healing
-/// (announce-to-down every 2 s), the failover bound, the longest backoff, margin.
+/// (announce-to-down every 2 s), the failover bound, SWIM's detection of a member
+/// that claims nothing or that died while a node was away (a dead member a view still
+/// names as the next owner: docs/safety.md §4.16), the longest backoff, margin.
 pub fn settle_bound(c: &ClusterConfig) -> Tau {
     let f = c.failover_bound().as_nanos() as u64;
     let failback = c.timing.failback_delay.as_nanos() as u64;
-    failback + 2 * SEC + f + 2 * SEC + SEC
+    let swim = c.timing.swim_detection().as_nanos() as u64;
+    failback + 2 * SEC + f + swim + 2 * SEC + SEC
 }

@@ -53,7 +53,7 @@ struct Args {
     profile: String,
     /// Turn one safety mechanism off: quiescence, incarnation, quorum-lease,
     /// restart-wait, release-order, nonce, promise-per-group, voter-settle, voter-joint,
-    /// ride, refresh, rearm, gate-atomic, fence (repeatable).
+    /// ride, refresh, rearm, heartbeat, gate-atomic, fence (repeatable).
     #[arg(long = "break")]
     breaks: Vec<String>,
     /// Length of the fault phase, seconds.

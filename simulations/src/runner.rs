@@ -257,6 +257,9 @@ pub fn break_names(b: Breaks, k: KernelBreaks) -> Vec<&'static str> {
     if b.rearm {
         v.push("rearm");
     }
+    if b.heartbeat {
+        v.push("heartbeat");
+    }
     if k.gate_atomic {
         v.push("gate-atomic");
     }
@@ -281,6 +284,7 @@ pub fn set_break(b: &mut Breaks, k: &mut KernelBreaks, name: &str) -> bool {
         "ride" => b.ride = true,
         "refresh" => b.refresh = true,
         "rearm" => b.rearm = true,
+        "heartbeat" => b.heartbeat = true,
         "gate-atomic" => k.gate_atomic = true,
         "fence" => k.fence = true,
         _ => return false,

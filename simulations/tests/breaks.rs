@@ -4,7 +4,7 @@
 
 use wackamole::core::config::QuorumMode;
 use wackamole_simulations::faults::FaultKind;
-use wackamole_simulations::runner::{Sweep, set_break};
+use wackamole_simulations::runner::{Sweep, percentile, set_break};
 
 fn finds_violation(name: Option<&str>, mut sweep: Sweep) {
     if let Some(name) = name {
@@ -244,5 +244,46 @@ fn rearm() {
             faults: faults(&[FaultKind::Freeze]),
             ..Sweep::default()
         },
+    );
+}
+
+/// Claims as the heartbeat (docs/safety.md §4.16) carry the failover bound now that
+/// SWIM probes once a second: with voters no longer suspecting a holder whose claims
+/// stopped, a dead holder's groups wait for SWIM's probes. Liveness, not safety: the
+/// same crashes, slower failovers, no violation.
+#[test]
+fn heartbeat_off_leaves_crash_failover_to_swims_slow_probes() {
+    let sweep = |brk: bool| {
+        let mut s = Sweep {
+            seeds: 40,
+            seed_start: 5_550_000,
+            nodes: (3, 16),
+            quorum: Some(QuorumMode::Majority),
+            faults: faults(&[FaultKind::Crash]),
+            fault_count: (1, 1),
+            even_voters: false,
+            ..Sweep::default()
+        };
+        if brk {
+            assert!(set_break(&mut s.breaks, &mut s.kernel_breaks, "heartbeat"));
+        }
+        let r = s.run(|_, _| {});
+        assert!(
+            r.violating_seeds().is_empty(),
+            "heartbeat is not a safety rule"
+        );
+        let f = r.failovers();
+        assert!(f.len() >= 30, "only {} failovers", f.len());
+        (percentile(&f, 50.0), percentile(&f, 99.0))
+    };
+    let (p50, p99) = sweep(false);
+    let (broken_p50, broken_p99) = sweep(true);
+    eprintln!(
+        "crash failover p50/p99: {p50:.0}/{p99:.0} ms; --break heartbeat: {broken_p50:.0}/{broken_p99:.0} ms"
+    );
+    assert!(p99 < 600.0, "failover p99 {p99:.0} ms with the heartbeat");
+    assert!(
+        broken_p50 > 1000.0 && broken_p50 > p99,
+        "--break heartbeat: p50 {broken_p50:.0} ms is not SWIM's"
     );
 }

@@ -717,14 +717,16 @@ impl Settings {
         }
         line("promise hold P = start-up wait W", ms(c.promise_hold()));
         line(
-            "SWIM probe / rtt / suspicion",
+            "SWIM probe/rtt/suspect/gossip",
             format!(
-                "{} / {} / {}",
+                "{} / {} / {} / {}",
                 ms(t.probe_period),
                 ms(t.probe_rtt),
-                ms(t.suspect_to_down)
+                ms(t.suspect_to_down),
+                ms(t.gossip_period)
             ),
         );
+        line("heartbeat window (claims missed)", ms(t.heartbeat_window()));
         line("quiescence Q", ms(t.quiescence));
         line("fail-back delay", ms(t.failback_delay));
         line("failover bound (machine death)", ms(c.failover_bound()));

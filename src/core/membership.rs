@@ -195,6 +195,11 @@ pub struct MembershipStats {
     pub view_changes: u64,
     /// Times this node found itself declared down without an automatic renewal.
     pub defuncts: u64,
+    /// Suspicions this node raised because a holder's claims stopped
+    /// (`heartbeat.rs`), and how many of them ended in a down.
+    pub heartbeat_suspicions: u64,
+    /// Of those, the ones this node's own suspicion timer turned into a down.
+    pub heartbeat_downs: u64,
 }
 
 type Swim = Foca<NodeId, PostcardCodec, StdRng, MetaHandler>;
@@ -214,6 +219,10 @@ pub struct Membership {
     next_idle_announce: Instant,
     next_seed_announce: Instant,
     slack: TimerSlack,
+    /// Suspicions raised from missed claims: (deadline, member, incarnation). foca
+    /// times out only the suspicions its own probes raise; these it only spreads.
+    suspicions: Vec<(Instant, NodeId, u16)>,
+    timing: Timing,
     /// Counters.
     pub stats: MembershipStats,
 }
@@ -279,7 +288,7 @@ pub fn foca_config(t: &Timing, cluster_size_hint: usize) -> foca::Config {
         num_members: NonZeroUsize::new(2).expect("2 > 0"),
     });
     c.periodic_gossip = Some(foca::PeriodicParams {
-        frequency: t.probe_period,
+        frequency: t.gossip_period,
         num_members: NonZeroUsize::new(3).expect("3 > 0"),
     });
     c
@@ -335,6 +344,8 @@ impl Membership {
             next_seed_announce: now + SEED_ANNOUNCE_PERIOD,
             stats: MembershipStats::default(),
             slack: TimerSlack::default(),
+            suspicions: Vec::new(),
+            timing: timing.clone(),
         }
     }
 
@@ -362,6 +373,14 @@ impl Membership {
                 progressed = true;
             }
             while let Some((after, timer)) = self.rt.to_schedule() {
+                // foca's probe period is the longest; with more members it is
+                // shorter, so that each is probed once per cycle (`probe_period_for`).
+                let after = match timer {
+                    Timer::ProbeRandomMember(_) => {
+                        after.min(self.timing.probe_period_for(self.foca.num_members()))
+                    }
+                    _ => after,
+                };
                 self.timer_seq += 1;
                 self.timers
                     .insert((now + after, timer_rank(&timer), self.timer_seq), timer);
@@ -503,6 +522,83 @@ impl Membership {
         }
     }
 
+    /// Suspects the active member called `name` (its claims stopped: `heartbeat.rs`)
+    /// as a failed probe would: the suspicion is gossiped at once, the member
+    /// refutes it if alive, and if it is still suspect at the same incarnation after
+    /// the suspicion time, this node declares it down. A member already suspect, or
+    /// unknown, is left alone. Returns whether a suspicion was raised.
+    pub fn suspect(&mut self, name: &str, now: Instant) -> bool {
+        let Some(m) = self
+            .foca
+            .iter_members()
+            .filter(|m| m.id().name == name)
+            .max_by_key(|m| m.id().epoch)
+            .cloned()
+        else {
+            return false;
+        };
+        if m.state() != foca::State::Alive {
+            return false;
+        }
+        let update = foca::Member::new(m.id().clone(), m.incarnation(), foca::State::Suspect);
+        if self
+            .foca
+            .apply_many(std::iter::once(update), true, &mut self.rt)
+            .is_err()
+        {
+            self.stats.swim_errors += 1;
+            return false;
+        }
+        self.stats.heartbeat_suspicions += 1;
+        self.suspicions.push((
+            now + self.timing.suspect_to_down,
+            m.id().clone(),
+            m.incarnation(),
+        ));
+        // Spread it now: the member has the suspicion time to hear and refute it.
+        if self.foca.gossip(&mut self.rt).is_err() {
+            self.stats.swim_errors += 1;
+        }
+        self.absorb(now);
+        true
+    }
+
+    /// A claim from `name` arrived: it is alive, so this node's pending suspicions
+    /// of it will not turn into a down (the member still refutes them in SWIM).
+    pub fn vouch(&mut self, name: &str) {
+        self.suspicions.retain(|s| s.1.name != name);
+    }
+
+    /// Declares down every member whose heartbeat suspicion ran out unrefuted.
+    fn expire_suspicions(&mut self, now: Instant) {
+        if !self.suspicions.iter().any(|s| s.0 <= now) {
+            return;
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.suspicions)
+            .into_iter()
+            .partition(|s| s.0 <= now);
+        self.suspicions = rest;
+        for (_, id, inc) in due {
+            let still = self.foca.iter_members().any(|m| {
+                m.id() == &id && m.state() == foca::State::Suspect && m.incarnation() == inc
+            });
+            if !still {
+                continue;
+            }
+            let down = foca::Member::new(id, inc, foca::State::Down);
+            if self
+                .foca
+                .apply_many(std::iter::once(down), true, &mut self.rt)
+                .is_err()
+            {
+                self.stats.swim_errors += 1;
+            } else {
+                self.stats.heartbeat_downs += 1;
+            }
+            self.absorb(now);
+        }
+    }
+
     /// Sets how far timers may move to share wake-ups ([`TimerSlack`]).
     pub fn set_slack(&mut self, slack: TimerSlack) {
         self.slack = slack;
@@ -535,6 +631,7 @@ impl Membership {
     /// Fires every foca timer that may fire at `now` (due, or early within the
     /// slack), in order.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_suspicions(now);
         while let Some(key) = self.next_fireable(now) {
             let Some(timer) = self.timers.remove(&key) else {
                 break;
@@ -567,6 +664,10 @@ impl Membership {
                 Give::Early | Give::Exact => k.0,
             })
             .min();
+        let t = match (t, self.suspicions.iter().map(|s| s.0).min()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let idle = if self.foca.num_members() == 0 {
             (!self.seeds.is_empty()).then_some(self.next_idle_announce)
         } else {
@@ -750,27 +851,105 @@ mod tests {
     /// Runs a tiny lossless network from `from` until `until`, delivering packets
     /// after 1 ms.
     fn run(nodes: &mut [Membership], from: Instant, until: Instant) {
+        let all = vec![true; nodes.len()];
+        run_masked(nodes, &all, from, until, |_, _| false);
+    }
+
+    /// `run` with only the nodes `up` says running (the others neither send, nor
+    /// receive, nor time anything out), stopping early once `stop` holds.
+    fn run_masked(
+        nodes: &mut [Membership],
+        up: &[bool],
+        from: Instant,
+        until: Instant,
+        stop: impl Fn(&[Membership], Instant) -> bool,
+    ) -> Instant {
         let mut now = from;
         let mut inflight: Vec<(Instant, SocketAddr, Vec<u8>)> = Vec::new();
         let step = Duration::from_millis(1);
-        while now < until {
-            for n in nodes.iter_mut() {
-                n.handle_timeout(now);
+        while now < until && !stop(nodes, now) {
+            for (i, n) in nodes.iter_mut().enumerate() {
+                if up[i] {
+                    n.handle_timeout(now);
+                }
             }
             let due: Vec<_> = inflight.iter().filter(|p| p.0 <= now).cloned().collect();
             inflight.retain(|p| p.0 > now);
             for (_, to, data) in due {
-                if let Some(n) = nodes.iter_mut().find(|n| n.identity().addr == to) {
-                    let _ = n.handle_data(&data, now);
+                if let Some(i) = nodes.iter().position(|n| n.identity().addr == to)
+                    && up[i]
+                {
+                    let _ = nodes[i].handle_data(&data, now);
                 }
             }
-            for n in nodes.iter_mut() {
-                for (to, data) in n.take_sends() {
-                    inflight.push((now + step, to, data));
+            for (i, n) in nodes.iter_mut().enumerate() {
+                let sends = n.take_sends();
+                if up[i] {
+                    for (to, data) in sends {
+                        inflight.push((now + step, to, data));
+                    }
                 }
             }
             now = now + step;
         }
+        now
+    }
+
+    #[test]
+    fn a_member_that_missed_a_death_finds_it_within_swims_detection() {
+        // Eight members; n8 is away (frozen) while n7 dies and the others declare it
+        // down from its missed claims. Back, n8 still sees n7 alive — nobody gossips
+        // old news — until its own probes reach n7: with the probe period shrunk to
+        // a 2 s cycle over seven members, within `swim_detection`.
+        let seed: SocketAddr = "10.0.0.1:7946".parse().unwrap();
+        let mut nodes: Vec<Membership> = (1..=8).map(|i| node(i, vec![seed])).collect();
+        for n in nodes.iter_mut() {
+            n.start(Instant::ZERO);
+        }
+        // (Off the 1 s grid the members started on.)
+        let t1 = Instant::from_nanos(3_500_000_000);
+        run(&mut nodes, Instant::ZERO, t1);
+        let timing = Timing::profile(Profile::Default);
+        assert_eq!(nodes[0].active_members(), 7);
+        // Every member's next probe is at most a seventh of the 2 s cycle away.
+        let every = timing.probe_period_for(7);
+        assert!(every < timing.probe_period);
+        for n in &nodes {
+            let next = n
+                .timers
+                .iter()
+                .find(|(_, t)| matches!(t, Timer::ProbeRandomMember(_)))
+                .map(|(k, _)| k.0)
+                .expect("a probe pending");
+            assert!(
+                next <= t1 + every,
+                "{:?}: next probe at {next:?}",
+                n.identity()
+            );
+        }
+        let mut up = vec![true; 8];
+        up[6] = false; // n7 dies
+        up[7] = false; // n8 is frozen
+        assert!(nodes[0].suspect("n7", t1));
+        let t2 = t1 + Duration::from_secs(1);
+        run_masked(&mut nodes, &up, t1, t2, |_, _| false);
+        for n in &nodes[..6] {
+            assert_eq!(state_of(n, "n7").map(|s| s.0), Some(Liveness::Down));
+        }
+        assert_eq!(
+            state_of(&nodes[7], "n7").map(|s| s.0),
+            Some(Liveness::Alive)
+        );
+        up[7] = true;
+        let bound = timing.swim_detection();
+        let seen = run_masked(&mut nodes, &up, t2, t2 + bound * 2, |ns, _| {
+            state_of(&ns[7], "n7").is_some_and(|s| s.0 == Liveness::Down)
+        });
+        assert!(
+            seen.saturating_since(t2) <= bound,
+            "n8 saw n7 down {:?} after it came back (bound {bound:?})",
+            seen.saturating_since(t2)
+        );
     }
 
     /// Three members seeded by the first, started at time zero.
@@ -833,6 +1012,81 @@ mod tests {
                 .and_then(|m| m.meta);
             assert_eq!(got.as_ref(), Some(&want), "at {:?}", n.identity());
         }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn state_of(n: &Membership, name: &str) -> Option<(Liveness, u16)> {
+        n.members()
+            .into_iter()
+            .find(|m| m.id.name == name)
+            .map(|m| (m.state, m.incarnation))
+    }
+
+    /// Runs the network with `dead` receiving and sending nothing.
+    fn run_without(nodes: &mut Vec<Membership>, dead: usize, from: Instant, until: Instant) {
+        let gone = nodes.remove(dead);
+        run(nodes, from, until);
+        nodes.insert(dead, gone);
+    }
+
+    #[test]
+    fn a_heartbeat_suspicion_of_a_dead_member_ends_in_down_after_the_suspicion_time() {
+        let mut nodes = three_started();
+        let t1 = Instant::from_nanos(2_000_000_000);
+        run(&mut nodes, Instant::ZERO, t1);
+        // n3 dies (its claims stop); n1 suspects it at t1.
+        assert!(nodes[0].suspect("n3", t1));
+        assert!(!nodes[0].suspect("n3", t1), "already suspect");
+        assert!(!nodes[0].suspect("nobody", t1));
+        assert_eq!(state_of(&nodes[0], "n3"), Some((Liveness::Suspect, 0)));
+        let s2d = Timing::profile(Profile::Default).suspect_to_down;
+        assert_eq!(nodes[0].poll_timeout().map(|t| t <= t1 + s2d), Some(true));
+        run_without(&mut nodes, 2, t1, t1 + (s2d - ms(1)));
+        assert_eq!(state_of(&nodes[0], "n3"), Some((Liveness::Suspect, 0)));
+        // n2 heard of the suspicion by gossip.
+        assert_eq!(
+            state_of(&nodes[1], "n3").map(|s| s.0),
+            Some(Liveness::Suspect)
+        );
+        run_without(&mut nodes, 2, t1 + (s2d - ms(1)), t1 + s2d + ms(20));
+        // Down at n1 by its own timer, and at n2 by gossip, long before SWIM's
+        // probe (1 s) would have found it.
+        assert_eq!(state_of(&nodes[0], "n3").map(|s| s.0), Some(Liveness::Down));
+        assert_eq!(state_of(&nodes[1], "n3").map(|s| s.0), Some(Liveness::Down));
+        assert_eq!(nodes[0].stats.heartbeat_downs, 1);
+    }
+
+    #[test]
+    fn a_live_member_refutes_a_heartbeat_suspicion() {
+        let mut nodes = three_started();
+        let t1 = Instant::from_nanos(2_000_000_000);
+        run(&mut nodes, Instant::ZERO, t1);
+        assert!(nodes[0].suspect("n3", t1));
+        let s2d = Timing::profile(Profile::Default).suspect_to_down;
+        run(&mut nodes, t1, t1 + s2d * 2);
+        for n in &nodes[..2] {
+            assert_eq!(
+                state_of(n, "n3"),
+                Some((Liveness::Alive, 1)),
+                "at {:?}",
+                n.identity()
+            );
+        }
+        assert_eq!(nodes[0].stats.heartbeat_downs, 0);
+        // A claim vouches for a suspect: the pending down is dropped even if the
+        // refutation is slow to arrive.
+        let t2 = t1 + s2d * 2;
+        assert!(nodes[0].suspect("n3", t2));
+        nodes[0].vouch("n3");
+        run_without(&mut nodes, 2, t2, t2 + s2d * 2);
+        assert_eq!(
+            state_of(&nodes[0], "n3").map(|s| s.0),
+            Some(Liveness::Suspect)
+        );
+        assert_eq!(nodes[0].stats.heartbeat_downs, 0);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod assign;
 pub mod config;
 pub mod engine;
 pub mod hash;
+pub mod heartbeat;
 pub mod lease;
 pub mod links;
 pub mod membership;

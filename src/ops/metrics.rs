@@ -9,6 +9,7 @@
 //! | `wackamole_incarnation_bumps_total` | counter | members' incarnation increases seen |
 //! | `wackamole_suspicions_total` / `wackamole_refutations_total` | counter | alive→suspect, suspect→alive seen |
 //! | `wackamole_rejoins_total` | counter | this node renewed its identity after being declared down |
+//! | `wackamole_heartbeat_suspicions_total{outcome}` | counter | holders this node suspected because their claims stopped (docs/safety.md §4.16): `raised`, and `down` when the suspicion ran out unrefuted |
 //! | `wackamole_view_changes_total` | counter | assignment recomputations |
 //! | `wackamole_vips_held` | gauge | addresses this node answers for |
 //! | `wackamole_vip_owner{vip,node}` | gauge | 1 for the designated owner of each VIP in this node's view |
@@ -63,6 +64,7 @@ pub const NAMES: &[&str] = &[
     "wackamole_suspicions_total",
     "wackamole_refutations_total",
     "wackamole_rejoins_total",
+    "wackamole_heartbeat_suspicions_total",
     "wackamole_view_changes_total",
     "wackamole_vips_held",
     "wackamole_vip_owner",
@@ -206,6 +208,10 @@ impl Metrics {
             describe_counter!(
                 "wackamole_rejoins_total",
                 "Identity renewals of this node after being declared down"
+            );
+            describe_counter!(
+                "wackamole_heartbeat_suspicions_total",
+                "Holders suspected because their claims stopped (raised), and declared down when unrefuted (down)"
             );
             describe_counter!("wackamole_view_changes_total", "Assignment recomputations");
             describe_gauge!("wackamole_vips_held", "Addresses this node answers for");
@@ -377,6 +383,10 @@ impl Metrics {
             counter!("wackamole_suspicions_total").absolute(seen.suspicions);
             counter!("wackamole_refutations_total").absolute(seen.refutations);
             counter!("wackamole_rejoins_total").absolute(ms.rejoins);
+            counter!("wackamole_heartbeat_suspicions_total", "outcome" => "raised")
+                .absolute(ms.heartbeat_suspicions);
+            counter!("wackamole_heartbeat_suspicions_total", "outcome" => "down")
+                .absolute(ms.heartbeat_downs);
             counter!("wackamole_view_changes_total").absolute(st.view_changes);
             let held: usize = engine
                 .bound_groups()

@@ -110,8 +110,14 @@ pub struct Timing {
     pub rho: f64,
     /// Largest round-trip time assumed on the LAN.
     pub rtt_max: Duration,
-    /// SWIM probe period.
+    /// SWIM probe period. Long: between holders and voters the claims are the
+    /// heartbeat (a voter suspects a holder whose claims stop, `heartbeat.rs`), so
+    /// SWIM's probes only watch members that claim nothing.
     pub probe_period: Duration,
+    /// SWIM's periodic gossip (while updates are pending): how fast a suspicion, a
+    /// refutation or a down spreads.
+    #[serde(default = "default_gossip_period")]
+    pub gossip_period: Duration,
     /// SWIM direct-probe timeout before indirect probes.
     pub probe_rtt: Duration,
     /// SWIM suspicion time before a member is declared down.
@@ -122,6 +128,10 @@ pub struct Timing {
     pub failback_delay: Duration,
     /// Expected duration of the ARP/NS probe before a bind (for the failover bound).
     pub probe_wait: Duration,
+}
+
+fn default_gossip_period() -> Duration {
+    Duration::from_millis(100)
 }
 
 impl Timing {
@@ -138,9 +148,10 @@ impl Timing {
                 address_refresh: ms(250),
                 rho: 1e-3,
                 rtt_max: ms(5),
-                probe_period: ms(100),
+                probe_period: ms(1000),
+                gossip_period: ms(100),
                 probe_rtt: ms(30),
-                suspect_to_down: ms(250),
+                suspect_to_down: ms(200),
                 quiescence: ms(20),
                 failback_delay: ms(2000),
                 probe_wait: ms(30),
@@ -154,7 +165,8 @@ impl Timing {
                 address_refresh: ms(250),
                 rho: 1e-3,
                 rtt_max: ms(5),
-                probe_period: ms(70),
+                probe_period: ms(1000),
+                gossip_period: ms(70),
                 probe_rtt: ms(20),
                 suspect_to_down: ms(160),
                 quiescence: ms(0),
@@ -170,9 +182,10 @@ impl Timing {
                 address_refresh: ms(500),
                 rho: 1e-3,
                 rtt_max: ms(5),
-                probe_period: ms(300),
+                probe_period: ms(2000),
+                gossip_period: ms(300),
                 probe_rtt: ms(90),
-                suspect_to_down: ms(600),
+                suspect_to_down: ms(450),
                 quiescence: ms(40),
                 failback_delay: ms(2000),
                 probe_wait: ms(30),
@@ -180,9 +193,38 @@ impl Timing {
         }
     }
 
-    /// SWIM's worst-case detection time D = probe_period + probe_rtt + suspect_to_down.
+    /// How long a voter waits for a holder's next claim before it suspects the
+    /// holder: three claim periods (two claims lost in a row are not a death) and
+    /// an RTT (docs/safety.md §4.16).
+    pub fn heartbeat_window(&self) -> Duration {
+        self.claim_period * 3 + self.rtt_max
+    }
+
+    /// Worst-case detection D of a holder's death: its last claim arrives up to an
+    /// RTT after it left, the voters suspect it a heartbeat window later, and down
+    /// follows the suspicion time.
     pub fn detection(&self) -> Duration {
-        self.probe_period + self.probe_rtt + self.suspect_to_down
+        self.rtt_max + self.heartbeat_window() + self.suspect_to_down
+    }
+
+    /// How often SWIM probes with `others` active members besides this node: the
+    /// period shrinks with the membership so that every member is still probed
+    /// once per cycle of 2 × probe_period (foca probes in shuffled round-robin
+    /// order), but never below the gossip period (the probe period before claims
+    /// became the heartbeat).
+    pub fn probe_period_for(&self, others: usize) -> Duration {
+        let others = u32::try_from(others.max(1)).unwrap_or(u32::MAX);
+        (self.probe_period * 2 / others).clamp(self.gossip_period, self.probe_period)
+    }
+
+    /// SWIM's worst-case detection of a dead member that claims nothing (a backup, a
+    /// witness), or of one that died while this node was away (frozen, cut off) and
+    /// missed the news: a member probed first in one shuffled cycle and last in the
+    /// next waits two cycles, then probe RTT and the suspicion time. Clusters larger
+    /// than 2 × probe_period / gossip_period + 1 members (21 in `default`) have
+    /// longer cycles: N × gossip_period.
+    pub fn swim_detection(&self) -> Duration {
+        self.probe_period * 4 + self.probe_rtt + self.suspect_to_down
     }
 }
 
@@ -658,6 +700,23 @@ mod tests {
     }
 
     #[test]
+    fn swim_probes_every_member_once_per_cycle_within_its_bounds() {
+        let t = Timing::profile(Profile::Default);
+        let ms = Duration::from_millis;
+        // Small clusters: the long period (claims are the heartbeat, §4.16).
+        assert_eq!(t.probe_period_for(0), ms(1000));
+        assert_eq!(t.probe_period_for(2), ms(1000));
+        // A cycle of 2 s over the members...
+        assert_eq!(t.probe_period_for(4), ms(500));
+        assert_eq!(t.probe_period_for(15), ms(2000) / 15);
+        // ...but never below the gossip period.
+        assert_eq!(t.probe_period_for(200), t.gossip_period);
+        let lean = Timing::profile(Profile::Lean);
+        assert_eq!(lean.probe_period_for(2), ms(2000));
+        assert_eq!(lean.probe_period_for(100), lean.gossip_period);
+    }
+
+    #[test]
     fn broken_inequalities_are_named() {
         let mut c = cfg(FenceKind::Gate, Profile::Default);
         c.timing.promise = Duration::from_millis(100);
@@ -678,7 +737,13 @@ mod tests {
             Err(ConfigError::Inequality { id: "I5", .. })
         ));
         let mut c = cfg(FenceKind::Gate, Profile::Default);
-        c.timing.probe_rtt = Duration::from_millis(50);
+        c.timing.probe_rtt = Duration::from_millis(400);
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Inequality { id: "I10", .. })
+        ));
+        let mut c = cfg(FenceKind::Gate, Profile::Default);
+        c.timing.suspect_to_down = Duration::from_millis(50);
         assert!(matches!(
             c.validate(),
             Err(ConfigError::Inequality { id: "I10", .. })

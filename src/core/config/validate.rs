@@ -191,13 +191,13 @@ impl ClusterConfig {
                 ),
             });
         }
-        if t.suspect_to_down < t.probe_period {
+        if t.gossip_period.is_zero() || t.suspect_to_down < t.gossip_period {
             return Err(ConfigError::Inequality {
                 id: "I10",
                 detail: format!(
-                    "suspicion time {} must be ≥ the probe period {}",
+                    "suspicion time {} must be ≥ the gossip period {} (a suspected member hears of it in time to refute)",
                     ms(t.suspect_to_down),
-                    ms(t.probe_period)
+                    ms(t.gossip_period)
                 ),
             });
         }

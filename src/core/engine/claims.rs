@@ -78,6 +78,12 @@ impl Engine {
             self.answer_empty(from, &c);
             return;
         }
+        if self.rules.heartbeat {
+            // The claim is the holder's heartbeat (§4.16).
+            if self.heartbeats.claim(&c.name, !c.groups.is_empty(), now) {
+                self.membership.vouch(&c.name);
+            }
+        }
         let Some(v) = &mut self.lease.voter else {
             return;
         };

@@ -72,7 +72,7 @@ impl Engine {
         if self.local.eligible || self.local.life != Life::Running {
             return;
         }
-        let settle = self.cfg.timing.probe_period * 3;
+        let settle = self.cfg.timing.gossip_period * 3;
         if self.timers.due(Timer::Eligible, now)
             || (now >= self.local.running_since + settle && !self.view.someone_eligible())
         {

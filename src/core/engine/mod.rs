@@ -79,6 +79,7 @@ use super::anti_entropy::AntiEntropy;
 pub use super::anti_entropy::META_REQUEST_PERIOD;
 use super::config::{ClusterConfig, GroupId, NodeConfig, QuorumMode, VipGroup};
 use super::hash::{StableHasher, hash_str};
+use super::heartbeat::Heartbeats;
 use super::lease::riding::Riding;
 use super::lease::{Claimer, Voter, VoterSets};
 use super::membership::{Membership, NodeId, TimerSlack};
@@ -163,6 +164,8 @@ pub struct Engine {
     /// Shared neighbour caches (`--notify-neighbours`).
     neighbours: NeighbourTable,
     presence: Presence,
+    /// The holders whose claims this voter hears, watched for silence (§4.16).
+    heartbeats: Heartbeats,
     anti_entropy: AntiEntropy,
     out: Outbox,
 }
@@ -195,6 +198,7 @@ impl Engine {
             h.write_u64(cluster.timing.quiescence.as_nanos() as u64);
             h.write_u64(cluster.timing.failback_delay.as_nanos() as u64);
             h.write_u64(cluster.timing.probe_period.as_nanos() as u64);
+            h.write_u64(cluster.timing.gossip_period.as_nanos() as u64);
             h.write_u64(cluster.timing.suspect_to_down.as_nanos() as u64);
             h.finish()
         };
@@ -305,6 +309,7 @@ impl Engine {
             kernel: KernelOps::default(),
             timers,
             presence,
+            heartbeats: Heartbeats::new(cluster.timing.heartbeat_window()),
             anti_entropy: AntiEntropy::default(),
             out: Outbox::new(rules.cluster_id),
             rules,
@@ -418,10 +423,10 @@ impl Engine {
                     Timer::Eligible => !eligible,
                     _ => true,
                 });
-                let ours = match (ours, self.lease.riding.deadline()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let ours = [self.lease.riding.deadline(), self.heartbeats.deadline()]
+                    .into_iter()
+                    .flatten()
+                    .fold(ours, |a, b| Some(a.map_or(b, |a| a.min(b))));
                 match (self.membership.poll_timeout(), ours) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -765,10 +770,17 @@ impl Engine {
         }
         // SWIM's timers that may go early ride on this wake-up (`TimerSlack`).
         self.membership.handle_timeout(now);
+        // Holders whose claims stopped are suspected through SWIM (§4.16).
+        for name in self.heartbeats.overdue(now) {
+            self.membership.suspect(&name, now);
+        }
         self.update_eligibility(now);
         let (view_changed, meta_changed) = self.membership.take_changed();
         if view_changed || meta_changed || std::mem::take(&mut self.groups.reassign) {
             self.view = View::new(self.membership.members());
+            let view = &self.view;
+            self.heartbeats
+                .retain(|name| view.active().any(|m| m.id.name == name));
             self.note_voter_sets(now);
             self.recompute_assignment(now, view_changed);
             self.groups.dirty_all = true;

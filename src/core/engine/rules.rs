@@ -45,6 +45,8 @@ pub(super) struct Rules {
     /// Broken mode (`--break rearm`): a lapsed gate entry is re-armed without a
     /// lease check.
     pub rearm_unchecked: bool,
+    /// Voters suspect holders whose claims stopped (§4.16; off with `--break heartbeat`).
+    pub heartbeat: bool,
 
     /// W_c = 3R.
     pub contention_window: Duration,
@@ -94,6 +96,7 @@ impl Rules {
             },
             ride_late: breaks.ride,
             rearm_unchecked: breaks.rearm,
+            heartbeat: !breaks.heartbeat,
 
             contention_window: cfg.contention_window(),
             promise_hold: cfg.promise_hold(),

@@ -46,6 +46,9 @@ pub struct Breaks {
     /// A held group whose refresh found its gate entry expired is re-armed whatever
     /// its lease says (§4.15's check gone).
     pub rearm: bool,
+    /// Voters never suspect a holder whose claims stopped (§4.16): a holder's death
+    /// is left to SWIM's slow probes.
+    pub heartbeat: bool,
 }
 
 /// Everything the engine needs to start.
