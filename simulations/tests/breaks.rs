@@ -248,16 +248,16 @@ fn rearm() {
 }
 
 /// Claims as the heartbeat (docs/safety.md §4.16) carry the failover bound now that
-/// SWIM probes once a second: with voters no longer suspecting a holder whose claims
-/// stopped, a dead holder's groups wait for SWIM's probes. Liveness, not safety: the
-/// same crashes, slower failovers, no violation.
+/// SWIM probes once a second in a three-node cluster: with voters no longer
+/// suspecting a holder whose claims stopped, a dead holder's groups wait for SWIM's
+/// probes. Liveness, not safety: the same crashes, slower failovers, no violation.
 #[test]
 fn heartbeat_off_leaves_crash_failover_to_swims_slow_probes() {
     let sweep = |brk: bool| {
         let mut s = Sweep {
             seeds: 40,
             seed_start: 5_550_000,
-            nodes: (3, 16),
+            nodes: (3, 3),
             quorum: Some(QuorumMode::Majority),
             faults: faults(&[FaultKind::Crash]),
             fault_count: (1, 1),
