@@ -57,23 +57,21 @@ impl Heartbeats {
     /// Returns whether this voter had suspected `name` since its last claim: the
     /// claim proves it alive, so the suspicion is not to be turned into a down.
     pub fn claim(&mut self, name: &str, holding: bool, now: Instant) -> bool {
-        let suspected = self.watched.get(name).is_some_and(|w| w.suspicions > 0);
-        if !holding {
-            self.watched.remove(name);
-            return suspected;
-        }
-        let w = Watch {
+        let fresh = Watch {
             since: now,
             window: self.window,
             suspicions: 0,
         };
-        match self.watched.get_mut(name) {
-            Some(v) => *v = w,
-            None => {
-                self.watched.insert(name.to_string(), w);
+        let before = match (self.watched.get_mut(name), holding) {
+            (Some(w), true) => Some(std::mem::replace(w, fresh)),
+            (Some(_), false) => self.watched.remove(name),
+            (None, true) => {
+                self.watched.insert(name.to_string(), fresh);
+                None
             }
-        }
-        suspected
+            (None, false) => None,
+        };
+        before.is_some_and(|w| w.suspicions > 0)
     }
 
     /// Stops watching every name `keep` rejects (members gone from the view).
@@ -103,11 +101,6 @@ impl Heartbeats {
             .filter(|w| w.suspicions < MAX_RETRIES)
             .map(|w| w.since + w.window)
             .min()
-    }
-
-    /// How many holders are watched.
-    pub fn len(&self) -> usize {
-        self.watched.len()
     }
 
     /// Whether no holder is watched.

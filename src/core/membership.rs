@@ -196,7 +196,7 @@ pub struct MembershipStats {
     /// Times this node found itself declared down without an automatic renewal.
     pub defuncts: u64,
     /// Suspicions this node raised because a holder's claims stopped
-    /// (`heartbeat.rs`), and how many of them ended in a down.
+    /// (`heartbeat.rs`).
     pub heartbeat_suspicions: u64,
     /// Of those, the ones this node's own suspicion timer turned into a down.
     pub heartbeat_downs: u64,

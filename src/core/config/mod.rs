@@ -116,7 +116,6 @@ pub struct Timing {
     pub probe_period: Duration,
     /// SWIM's periodic gossip (while updates are pending): how fast a suspicion, a
     /// refutation or a down spreads.
-    #[serde(default = "default_gossip_period")]
     pub gossip_period: Duration,
     /// SWIM direct-probe timeout before indirect probes.
     pub probe_rtt: Duration,
@@ -128,10 +127,6 @@ pub struct Timing {
     pub failback_delay: Duration,
     /// Expected duration of the ARP/NS probe before a bind (for the failover bound).
     pub probe_wait: Duration,
-}
-
-fn default_gossip_period() -> Duration {
-    Duration::from_millis(100)
 }
 
 impl Timing {
