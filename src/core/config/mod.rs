@@ -70,11 +70,11 @@ pub enum FenceKind {
 /// Named timing presets (DESIGN §2 "Inequalities and LAN defaults").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
-    /// R 50 ms, T 300 ms, E 80 ms, F 20 ms, SWIM 100/30/250 ms.
+    /// R = F = L 50 ms, T 330 ms, E 100 ms, SWIM 1000/30/200 ms: failover bound 576 ms.
     Default,
-    /// R 30 ms, T 200 ms, E 50 ms, F 12 ms, SWIM 70/20/160 ms.
+    /// R = F = L 30 ms, T 205 ms, E 60 ms, SWIM 1000/20/160 ms: failover bound 361 ms.
     Fast,
-    /// R 150 ms, T 750 ms, E 240 ms, F 75 ms, SWIM 300/90/600 ms: about a quarter of
+    /// R 150 ms, T 750 ms, E 240 ms, F 120 ms, SWIM 2000/90/450 ms: about a third of
     /// the default's wake-ups and datagrams for about twice its failover time.
     Lean,
 }
@@ -136,9 +136,9 @@ impl Timing {
         match p {
             Profile::Default => Timing {
                 claim_period: ms(50),
-                promise: ms(300),
-                gate_timeout: ms(80),
-                gate_refresh: ms(40),
+                promise: ms(330),
+                gate_timeout: ms(100),
+                gate_refresh: ms(50),
                 gate_arm: ms(20),
                 address_refresh: ms(250),
                 rho: 1e-3,
@@ -153,9 +153,9 @@ impl Timing {
             },
             Profile::Fast => Timing {
                 claim_period: ms(30),
-                promise: ms(200),
-                gate_timeout: ms(50),
-                gate_refresh: ms(25),
+                promise: ms(205),
+                gate_timeout: ms(60),
+                gate_refresh: ms(30),
                 gate_arm: ms(15),
                 address_refresh: ms(250),
                 rho: 1e-3,
@@ -660,10 +660,15 @@ mod tests {
     #[test]
     fn derived_values_match_design() {
         let c = cfg(FenceKind::Gate, Profile::Default);
-        assert_eq!(c.fence_k(), Duration::from_millis(90));
-        // P = (300 + 90) ms × 1.002
-        assert_eq!(c.promise_hold(), Duration::from_nanos(390_780_000));
-        assert_eq!(c.lease_validity(), Duration::from_nanos(299_400_000));
+        assert_eq!(c.fence_k(), Duration::from_millis(110));
+        // P = (330 + 110) ms × 1.002
+        assert_eq!(c.promise_hold(), Duration::from_nanos(440_880_000));
+        assert_eq!(c.lease_validity(), Duration::from_nanos(329_340_000));
+        // The bound of docs/safety.md §6: 440.88 + 2 × 50 + 5 + 30 ms.
+        assert_eq!(c.failover_bound(), Duration::from_nanos(575_880_000));
+        let f = cfg(FenceKind::Gate, Profile::Fast);
+        // (205 + 70) × 1.002 + 2 × 30 + 5 + 20 ms.
+        assert_eq!(f.failover_bound(), Duration::from_nanos(360_550_000));
         assert_eq!(c.quorum_size(), 2);
         let a = cfg(FenceKind::Address, Profile::Default);
         assert_eq!(a.fence_k(), ADDRESS_FENCE_K);
@@ -675,7 +680,7 @@ mod tests {
         let near = |d: Duration, ms: f64| (d.as_secs_f64() * 1e3 - ms).abs() < 0.1;
         assert!(near(
             cfg(FenceKind::Gate, Profile::Default).answer_ride(),
-            44.3
+            50.0
         ));
         assert!(near(
             cfg(FenceKind::Gate, Profile::Fast).answer_ride(),
@@ -720,7 +725,7 @@ mod tests {
             Err(ConfigError::Inequality { id: "I4", .. })
         ));
         let mut c = cfg(FenceKind::Gate, Profile::Default);
-        c.timing.gate_refresh = Duration::from_millis(41);
+        c.timing.gate_refresh = Duration::from_millis(51);
         assert!(matches!(
             c.validate(),
             Err(ConfigError::Inequality { id: "I6", .. })
