@@ -604,17 +604,40 @@ impl Membership {
         self.slack = slack;
     }
 
+    /// The slack as it applies now: the configured one, shrunk so that a probe
+    /// cycle keeps a probe RTT for its indirect probes. A probe that fires `early`
+    /// and a direct-probe timeout that fires `late` leave the indirect probes
+    /// p − probe RTT − early − late before the next probe; with more members p
+    /// shrinks to the gossip period (`Timing::probe_period_for`), and a round's
+    /// slack (R′ early, R′/2 late) then left them nothing — in the `default`
+    /// profile, 100 − 30 − 75 ms — so every missed ack became a suspicion to refute
+    /// (docs/safety.md §4.14).
+    fn slack_now(&self) -> TimerSlack {
+        let p = self.timing.probe_period_for(self.foca.num_members());
+        let budget = p.saturating_sub(self.timing.probe_rtt * 2);
+        let asked = self.slack.early + self.slack.late;
+        if asked <= budget || asked.is_zero() {
+            return self.slack;
+        }
+        let scale = budget.as_secs_f64() / asked.as_secs_f64();
+        TimerSlack {
+            early: self.slack.early.mul_f64(scale),
+            late: self.slack.late.mul_f64(scale),
+        }
+    }
+
     /// The next timer that may fire at `now`: in deadline order, the first one due,
     /// or within `early` of its deadline if it may fire early — a probe only once no
     /// indirect-probe timeout is still pending before it (foca handles a probe
     /// cycle's timeout before the next probe).
     fn next_fireable(&self, now: Instant) -> Option<(Instant, u8, u64)> {
         let mut indirect_pending = false;
+        let early = self.slack_now().early;
         for (k, t) in self.timers.range(..) {
             if k.0 <= now {
                 return Some(*k);
             }
-            if k.0 > now + self.slack.early {
+            if k.0 > now + early {
                 return None;
             }
             match give(t) {
@@ -656,11 +679,12 @@ impl Membership {
 
     /// The next instant `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let late = self.slack_now().late;
         let t = self
             .timers
             .iter()
             .map(|(k, t)| match give(t) {
-                Give::Late => k.0 + self.slack.late,
+                Give::Late => k.0 + late,
                 Give::Early | Give::Exact => k.0,
             })
             .min();
@@ -828,6 +852,28 @@ mod tests {
         m.timers.clear();
         m.timers.insert(key(100, &indirect, 5), indirect);
         assert_eq!(m.poll_timeout(), Some(at(120)));
+    }
+
+    #[test]
+    fn a_short_probe_period_shrinks_the_slack_to_leave_indirect_probes_a_probe_rtt() {
+        let ms = Duration::from_millis;
+        let mut m = node(1, vec![]);
+        m.set_slack(TimerSlack {
+            early: ms(50),
+            late: ms(25),
+        });
+        // A small cluster's probe period (1 s) has room for a whole round's slack.
+        assert_eq!(m.slack_now(), m.slack);
+        // At the gossip-period floor of a large cluster (100 ms, probe RTT 30 ms)
+        // early + late may take only 100 − 2 × 30 = 40 ms, in the same proportion.
+        m.timing.probe_period = ms(100);
+        m.timing.gossip_period = ms(100);
+        m.timing.probe_rtt = ms(30);
+        let s = m.slack_now();
+        let near = |d: Duration, want: f64| (d.as_secs_f64() * 1e3 - want).abs() < 0.01;
+        assert!(near(s.early, 26.667) && near(s.late, 13.333), "{s:?}");
+        // A probe fired early and a timeout fired late still leave one probe RTT.
+        assert!(ms(100) - ms(30) - s.early - s.late >= ms(30) - Duration::from_nanos(1));
     }
 
     fn node(i: u16, seeds: Vec<SocketAddr>) -> Membership {
