@@ -3,7 +3,7 @@
 //! it running so that `perf`, `strace` or `valgrind` can look at an agent).
 //!
 //! ```text
-//! cargo run --release --example idle_lab -- [--secs 60] [-- AGENT FLAGS…]
+//! cargo run --release --example idle_lab -- [--secs 60] [--lab N] [-- AGENT FLAGS…]
 //! ```
 //!
 //! Prints `node namespace pid` for every agent once the cluster has converged, then
@@ -23,11 +23,25 @@ fn main() {
         .and_then(|i| own.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
+    // `--lab N` (0–9): a second lab beside the first (its own namespaces and
+    // subnet), to compare two builds at the same time on a noisy machine.
+    let lab: u8 = own
+        .iter()
+        .position(|a| a == "--lab")
+        .and_then(|i| own.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n < 10)
+        .unwrap_or(0);
     if let Err(why) = lab::available() {
         eprintln!("idle_lab: {why}");
         std::process::exit(77);
     }
-    let mut spec = Spec::new("wil", [88, 201]);
+    let name = if lab == 0 {
+        "wil".to_string()
+    } else {
+        format!("wil{lab}")
+    };
+    let mut spec = Spec::new(&name, [88, 201 + lab]);
     spec.vips4 = 16;
     spec.extra = extra.iter().skip(1).cloned().collect();
     let mut c = Cluster::new(&lab::agent_binary(), spec).expect("lab");

@@ -78,6 +78,15 @@ impl EventQueue {
         self.events.insert(self.seq, ev);
     }
 
+    /// The next event and its time, if `take` wants it.
+    pub fn pop_if(&mut self, take: impl FnOnce(Tau, &Ev) -> bool) -> Option<(Tau, Ev)> {
+        let Reverse((at, seq)) = *self.heap.peek()?;
+        if !take(at, self.events.get(&seq)?) {
+            return None;
+        }
+        self.pop()
+    }
+
     /// The next event and its time.
     pub fn pop(&mut self) -> Option<(Tau, Ev)> {
         let Reverse((at, seq)) = self.heap.pop()?;

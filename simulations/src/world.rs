@@ -41,6 +41,9 @@ pub const SEC: u64 = 1_000_000_000;
 
 /// Largest socket buffer of a frozen node, in datagrams.
 pub const MAX_FROZEN_BACKLOG: usize = 4096;
+/// How long after a datagram wakes an agent its shell is still draining the
+/// socket: what arrives by then is read in the same wake-up.
+pub const WAKE_READ: u64 = 200_000;
 /// Largest number of events one run may process (a runaway guard).
 pub const MAX_EVENTS: u64 = 60_000_000;
 
@@ -414,21 +417,7 @@ impl World {
                             .frozen_events
                             .push(Ev::Deliver { to, from, payload });
                     }
-                    Agent::Running => {
-                        let len = payload.len();
-                        // Decoded as the receiver would: its configuration may differ
-                        // from the initial one after a voter change.
-                        let cid = self.configs[self.nodes[to].config].cluster_id();
-                        self.log(Tag::Deliver { node: to }, || {
-                            format!(
-                                "deliver {} -> {} ({len} B) {}",
-                                from,
-                                to,
-                                describe_datagram(cid, &payload)
-                            )
-                        });
-                        self.with_engine(to, |e, now| e.handle_datagram(from, &payload, now));
-                    }
+                    Agent::Running => self.wake_on_datagram(to, from, payload),
                     _ => {}
                 }
             }
@@ -567,6 +556,64 @@ impl World {
 
     /// Calls into a node's engine with a `now` read a little after the event (never
     /// going backwards), then carries out its actions.
+    /// A datagram reaches a running agent, which wakes and drains its socket: the
+    /// datagrams to it that arrive within [`WAKE_READ`] (and its timer, if due by
+    /// then) are handed over in the same wake-up, as the agent's shell does
+    /// (`Engine::wakeup`: one re-evaluation after the round's datagrams).
+    fn wake_on_datagram(&mut self, to: usize, from: SocketAddr, payload: Vec<u8>) {
+        self.log_deliver(to, from, &payload);
+        let mut batch = vec![(from, payload)];
+        let mut timer = false;
+        let limit = self.now + WAKE_READ;
+        let (life, tgen) = (self.nodes[to].life, self.nodes[to].timer_gen);
+        while let Some((at, ev)) = self.queue.pop_if(|at, ev| {
+            at <= limit
+                && match ev {
+                    Ev::Deliver { to: t, .. } => *t == to,
+                    Ev::Timer {
+                        node,
+                        life: l,
+                        tgen: g,
+                    } => *node == to && *l == life && *g == tgen,
+                    _ => false,
+                }
+        }) {
+            self.now = at;
+            match ev {
+                Ev::Deliver { from, payload, .. } => {
+                    self.log_deliver(to, from, &payload);
+                    batch.push((from, payload));
+                }
+                _ => timer = true,
+            }
+        }
+        self.with_engine(to, |e, now| {
+            e.wakeup(|e| {
+                for (from, payload) in &batch {
+                    e.handle_datagram(*from, payload, now);
+                }
+                if timer {
+                    e.handle_timeout(now);
+                }
+            })
+        });
+    }
+
+    fn log_deliver(&mut self, to: usize, from: SocketAddr, payload: &[u8]) {
+        let len = payload.len();
+        // Decoded as the receiver would: its configuration may differ from the
+        // initial one after a voter change.
+        let cid = self.configs[self.nodes[to].config].cluster_id();
+        self.log(Tag::Deliver { node: to }, || {
+            format!(
+                "deliver {} -> {} ({len} B) {}",
+                from,
+                to,
+                describe_datagram(cid, payload)
+            )
+        });
+    }
+
     pub(crate) fn with_engine(&mut self, node: usize, f: impl FnOnce(&mut Engine, Instant)) {
         let read_delay = self.rng.random_range(0..=200_000u64);
         let n = &mut self.nodes[node];

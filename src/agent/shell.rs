@@ -7,13 +7,16 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::net::UnixListener;
+use std::pin::Pin;
 use std::sync::mpsc as std_mpsc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 use tracing::{debug, info, warn};
 
 use super::arp::{Announceable, ArpJob, ProbeDone, spawn_arp};
@@ -118,9 +121,12 @@ pub(super) struct Shell {
     /// Kernel failures already logged (error text → when).
     kernel_logged: BTreeMap<String, Instant>,
     suspend: clock::SuspendDetector,
-    next_reannounce: tokio::time::Instant,
+    /// When held groups are re-announced next (`--garp-refresh`). The sleeps live
+    /// as long as the shell: one made per turn of the loop costs a timer-wheel
+    /// insert and removal per wake-up.
+    next_reannounce: Pin<Box<Sleep>>,
     /// When the neighbour caches are sampled and shared next (`--notify-neighbours`).
-    next_neighbours: tokio::time::Instant,
+    next_neighbours: Pin<Box<Sleep>>,
     leave_deadline: Option<tokio::time::Instant>,
     /// What a reload reads again (`None`: reloads are refused).
     reloading: Option<super::setup::Reloading>,
@@ -199,8 +205,8 @@ impl Shell {
             .ok();
         let table_seen = engine.table_digest();
         let mut shell = Shell {
-            next_reannounce: tokio::time::Instant::now() + reannounce_period(&opts),
-            next_neighbours: tokio::time::Instant::now() + first_neighbours(&opts),
+            next_reannounce: Box::pin(tokio::time::sleep(reannounce_period(&opts))),
+            next_neighbours: Box::pin(tokio::time::sleep(first_neighbours(&opts))),
             groups: cfg
                 .groups
                 .iter()
@@ -270,8 +276,12 @@ impl Shell {
             let leave_at = self.leave_deadline;
             tokio::select! {
                 _ = std::future::ready(()), if backlog => {}
+                // The socket and the timer are read together (`wake`).
                 r = self.socket.readable() => match r {
-                    Ok(g) => receive(g, &mut self.buf, &mut self.env, &mut self.engine, &mut self.ops.shell),
+                    Ok(g) => {
+                        drop(g);
+                        self.wake();
+                    }
                     Err(e) => warn!(error = %e, "socket poll failed"),
                 },
                 Some(p) = self.inputs.probes.recv() => {
@@ -291,16 +301,15 @@ impl Shell {
                 Some((hook, result)) = self.inputs.hooks.recv() => {
                     *self.ops.shell.hooks.entry((hook, result)).or_default() += 1;
                 }
-                r = self.timer.readable() => {
-                    if let Ok(mut g) = r {
-                        g.get_inner().clear();
-                        g.clear_ready();
+                r = self.timer.readable() => match r {
+                    Ok(g) => {
+                        drop(g);
+                        self.wake();
                     }
-                    self.armed = None;
-                    self.engine.handle_timeout(clock::now());
-                }
-                _ = tokio::time::sleep_until(self.next_reannounce) => self.reannounce(),
-                _ = tokio::time::sleep_until(self.next_neighbours) => self.share_neighbours(),
+                    Err(e) => warn!(error = %e, "timer poll failed"),
+                },
+                _ = &mut self.next_reannounce => self.reannounce(),
+                _ = &mut self.next_neighbours => self.share_neighbours(),
                 r = self.link_watch.readable_mut() => {
                     if let Ok(mut g) = r {
                         g.get_inner_mut().drain();
@@ -319,6 +328,37 @@ impl Shell {
             }
             self.check_suspend();
         }
+    }
+
+    /// One wake-up: every datagram already queued, then the timer if it expired,
+    /// handed to the engine as one batch, so that it re-evaluates its state once
+    /// (`Engine::wakeup`) and the loop turns once, instead of once per input.
+    fn wake(&mut self) {
+        let Shell {
+            engine,
+            socket,
+            timer,
+            armed,
+            buf,
+            env,
+            ops,
+            ..
+        } = self;
+        engine.wakeup(|e| {
+            if let Some(g) = ready_now(socket) {
+                receive(g, buf, env, e, &mut ops.shell);
+            }
+            if let Some(mut g) = ready_now(timer) {
+                let expired = g.get_inner().clear();
+                g.clear_ready();
+                // Not expired: the readiness was left from an expiry that a re-arm
+                // cancelled; the timer is armed as `armed` says.
+                if expired {
+                    *armed = None;
+                    e.handle_timeout(clock::now());
+                }
+            }
+        });
     }
 
     /// Carries out the engine's actions, with at most [`MAX_KERNEL_ROUNDS`] rounds of
@@ -479,7 +519,8 @@ impl Shell {
     /// Re-announces every held group (`--garp-refresh`).
     fn reannounce(&mut self) {
         let refresh = self.opts.garp_refresh;
-        self.next_reannounce = tokio::time::Instant::now() + reannounce_period(&self.opts);
+        let next = tokio::time::Instant::now() + reannounce_period(&self.opts);
+        self.next_reannounce.as_mut().reset(next);
         if !refresh.is_zero() {
             for g in self.engine.bound_groups().collect::<Vec<_>>() {
                 let addrs = self.groups[usize::from(g)].clone();
@@ -495,12 +536,13 @@ impl Shell {
     /// prefix is on every interface), and so are the VIPs themselves.
     fn share_neighbours(&mut self) {
         let n = &self.opts.notify;
-        self.next_neighbours = tokio::time::Instant::now()
+        let next = tokio::time::Instant::now()
             + if n.neighbours {
                 n.interval
             } else {
                 Duration::from_secs(3600)
             };
+        self.next_neighbours.as_mut().reset(next);
         if !n.neighbours {
             return;
         }
@@ -721,10 +763,12 @@ impl Shell {
             });
         }
         if plan.arp {
-            self.next_neighbours = tokio::time::Instant::now() + first_neighbours(&o);
+            let next = tokio::time::Instant::now() + first_neighbours(&o);
+            self.next_neighbours.as_mut().reset(next);
         }
         if plan.garp_refresh {
-            self.next_reannounce = tokio::time::Instant::now() + reannounce_period(&o);
+            let next = tokio::time::Instant::now() + reannounce_period(&o);
+            self.next_reannounce.as_mut().reset(next);
         }
         if plan.token {
             *self.token.write().unwrap_or_else(|e| e.into_inner()) = o.ops.token.clone();
@@ -944,6 +988,15 @@ async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> 
     match s {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// `fd`'s read readiness if tokio already knows it (no waiting, nothing registered
+/// that outlives this call: the loop polls again before it sleeps).
+fn ready_now<T: std::os::fd::AsRawFd>(fd: &AsyncFd<T>) -> Option<AsyncFdReadyGuard<'_, T>> {
+    match fd.poll_read_ready(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(g)) => Some(g),
+        _ => None,
     }
 }
 

@@ -34,9 +34,9 @@ impl EngineTimer {
             .map_err(io::Error::from)
     }
 
-    /// Consumes an expiry, if one is pending.
-    pub fn clear(&self) {
-        let _ = nix::unistd::read(&self.0, &mut [0u8; 8]);
+    /// Consumes an expiry; whether one was pending.
+    pub fn clear(&self) -> bool {
+        matches!(nix::unistd::read(&self.0, &mut [0u8; 8]), Ok(8))
     }
 }
 

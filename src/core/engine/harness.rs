@@ -47,11 +47,17 @@ pub(super) struct Cluster {
     latency: Duration,
     cut: BTreeSet<(usize, usize)>,
     queue: BinaryHeap<InFlight>,
-    sent: u64,
+    /// Datagrams sent, all nodes (also their order in the queue).
+    pub sent: u64,
     /// Every answer delivered: (receiver, answer).
     pub answers: Vec<(usize, Answer)>,
     /// When each (receiver, sender) pair last delivered anything.
     pub last_delivery: Vec<Vec<Option<Instant>>>,
+    /// Datagrams that reach a node at the same instant are handed over in one
+    /// wake-up (`Engine::wakeup`), as the agent's shell does.
+    pub wakeups: bool,
+    /// Wake-ups that handed over more than one datagram.
+    pub batches: u64,
 }
 
 /// `n` groups of one address each.
@@ -123,6 +129,8 @@ impl Cluster {
             sent: 0,
             answers: Vec::new(),
             last_delivery: vec![vec![None; names.len()]; names.len()],
+            wakeups: false,
+            batches: 0,
         }
     }
 
@@ -222,19 +230,47 @@ impl Cluster {
     }
 
     fn deliver(&mut self) {
-        let Some(Reverse((_, _, from, to, bytes))) = self.queue.pop() else {
+        let Some(Reverse((at, _, from, to, bytes))) = self.queue.pop() else {
             return;
         };
-        if !self.nodes[to].up || !self.nodes[from].up || self.cut.contains(&(from, to)) {
+        let now = self.now;
+        if !self.wakeups {
+            if let Some(a) = self.admit(from, to, &bytes) {
+                self.nodes[to].engine.handle_datagram(a, &bytes, now);
+            }
             return;
         }
+        let mut batch = vec![(from, bytes)];
+        while let Some(Reverse((t, _, _, j, _))) = self.queue.peek()
+            && *t == at
+            && *j == to
+            && let Some(Reverse((_, _, f, _, b))) = self.queue.pop()
+        {
+            batch.push((f, b));
+        }
+        self.batches += u64::from(batch.len() > 1);
+        let admitted: Vec<(SocketAddr, Vec<u8>)> = batch
+            .into_iter()
+            .filter_map(|(f, b)| self.admit(f, to, &b).map(|a| (a, b)))
+            .collect();
+        self.nodes[to].engine.wakeup(|e| {
+            for (a, b) in &admitted {
+                e.handle_datagram(*a, b, now);
+            }
+        });
+    }
+
+    /// Whether a datagram from `from` reaches `to` (both up, the link not cut),
+    /// noted; the sender's address if so.
+    fn admit(&mut self, from: usize, to: usize, bytes: &[u8]) -> Option<SocketAddr> {
+        if !self.nodes[to].up || !self.nodes[from].up || self.cut.contains(&(from, to)) {
+            return None;
+        }
         self.last_delivery[to][from] = Some(self.now);
-        let from_addr = self.nodes[from].addr;
-        let engine = &mut self.nodes[to].engine;
-        if let Ok(Body::Answer(a)) = wire::decode(engine.cluster_id(), &bytes) {
+        if let Ok(Body::Answer(a)) = wire::decode(self.nodes[to].engine.cluster_id(), bytes) {
             self.answers.push((to, a));
         }
-        engine.handle_datagram(from_addr, &bytes, self.now);
+        Some(self.nodes[from].addr)
     }
 
     /// Carries out every node's pending actions at `now` (kernel and probes at once).

@@ -168,6 +168,10 @@ pub struct Engine {
     heartbeats: Heartbeats,
     anti_entropy: AntiEntropy,
     out: Outbox,
+    /// Inside [`Engine::wakeup`]; the latest `now` of a round datagram whose
+    /// re-evaluation waits for the wake-up's end.
+    in_wakeup: bool,
+    deferred: Option<Instant>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -312,6 +316,8 @@ impl Engine {
             heartbeats: Heartbeats::new(cluster.timing.heartbeat_window()),
             anti_entropy: AntiEntropy::default(),
             out: Outbox::new(rules.cluster_id),
+            in_wakeup: false,
+            deferred: None,
             rules,
             cfg: cluster,
             node,
@@ -468,12 +474,21 @@ impl Engine {
         };
         match body {
             Body::Swim(data, version) => self.on_swim(from, &data, version, now),
-            Body::Claim(c) => self.on_claim(from, c, now),
+            // The round's own traffic: inside a wake-up, re-evaluated once at its
+            // end (§4.14, "One pass per wake-up").
+            Body::Claim(c) => {
+                self.on_claim(from, c, now);
+                return self.drive_or_defer(now);
+            }
             Body::ClaimWith(c, a) => {
                 self.on_answer(from, a, now);
                 self.on_claim(from, c, now);
+                return self.drive_or_defer(now);
             }
-            Body::Answer(a) => self.on_answer(from, a, now),
+            Body::Answer(a) => {
+                self.on_answer(from, a, now);
+                return self.drive_or_defer(now);
+            }
             Body::Released {
                 group,
                 from: who,
@@ -512,6 +527,31 @@ impl Engine {
             }
         }
         self.drive(now);
+    }
+
+    /// Hands over the inputs of one wake-up of the shell (`f` calls the `handle_*`
+    /// methods, each input with its own `now`, in the order they arrived). Claims
+    /// and answers take effect at once, but the engine re-evaluates its state after
+    /// the last of them instead of after each (§4.14, "One pass per wake-up"):
+    /// the same as if they had all arrived at the last one's `now`. Any other input
+    /// is re-evaluated as it comes, which covers those before it.
+    pub fn wakeup<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        let outer = std::mem::replace(&mut self.in_wakeup, true);
+        let r = f(self);
+        self.in_wakeup = outer;
+        if !outer && let Some(t) = self.deferred.take() {
+            self.drive(t);
+        }
+        r
+    }
+
+    /// After a claim or an answer: re-evaluates now, or at the end of the wake-up.
+    fn drive_or_defer(&mut self, now: Instant) {
+        if self.in_wakeup {
+            self.deferred = Some(self.deferred.map_or(now, |t| t.max(now)));
+        } else {
+            self.drive(now);
+        }
     }
 
     /// Timers due at `now`.
@@ -765,6 +805,8 @@ impl Engine {
 
     /// Re-evaluates everything after any input.
     fn drive(&mut self, now: Instant) {
+        // Covers every input deferred before it (`wakeup`).
+        let now = self.deferred.take().map_or(now, |t| t.max(now));
         if !matches!(self.local.life, Life::Running | Life::Leaving) {
             return;
         }

@@ -548,3 +548,41 @@ fn a_reload_that_replaces_an_unable_group_gossips_the_shorter_list() {
     c.nodes[1].engine.set_unable(vec![], now);
     assert!(meta_unable(&c).is_empty());
 }
+
+#[test]
+fn one_pass_per_wake_up_serves_as_one_pass_per_datagram_and_sends_no_more() {
+    // The agent hands the datagrams that woke it to the engine in one batch, which
+    // re-evaluates once after the claims and answers (`Engine::wakeup`, §4.14). A
+    // batched cluster must converge and fail over as the unbatched one does (the
+    // harness checks that no address is bound twice after every event), without
+    // more datagrams.
+    let run = |wakeups: bool| {
+        let mut c = Cluster::new(&["a", "b", "c"], 6, QuorumMode::Majority);
+        c.wakeups = wakeups;
+        c.run_for(SETTLE);
+        assert!(c.all_served(), "wakeups {wakeups}: not served");
+        let sent = c.sent;
+        c.run_for(Duration::from_secs(2));
+        let idle = c.sent - sent;
+        assert_eq!(c.batches > 0, wakeups, "batches: {}", c.batches);
+        let victim = c.holders(0)[0];
+        let t0 = c.now;
+        c.crash(victim);
+        let bound = c.nodes[0].engine.config().failover_bound();
+        let done = c
+            .run_until_true(Duration::from_secs(5), Cluster::all_served)
+            .expect("the dead node's groups moved");
+        assert!(
+            done - t0 <= bound,
+            "wakeups {wakeups}: failover {:?}",
+            done - t0
+        );
+        eprintln!(
+            "wakeups {wakeups}: {idle} datagrams in 2 s, {} batches",
+            c.batches
+        );
+        idle
+    };
+    let (alone, batched) = (run(false), run(true));
+    assert!(batched <= alone, "batched {batched} > one by one {alone}");
+}
