@@ -13,7 +13,7 @@ use wackamole::core::time::Instant;
 use crate::kernel::{GateWrite, WORKER_FUZZ_MAX};
 use crate::queue::{Ev, ShellStep};
 use crate::trace::Tag;
-use crate::world::{MS, World};
+use crate::world::{MS, WAKE_READ, World};
 
 impl World {
     /// The addresses of slot `g` of node `node`'s group table.
@@ -179,28 +179,80 @@ impl World {
                 outcome,
                 post_deadline,
             } => {
-                let mut outcome = outcome;
-                if let (KernelOutcome::Ok, Some(d)) = (&outcome, post_deadline)
-                    && local > d
-                {
-                    // The write landed after the deadline: undo at once.
-                    if let Some(g) = op.group() {
-                        for a in self.group_addrs(node, g) {
-                            self.nodes[node].kernel.del_gate(a);
-                            if !gate {
-                                self.nodes[node].kernel.del_addr(a);
-                            }
-                            self.note_kernel_change(node, a);
-                        }
+                let mut results =
+                    vec![(id, self.ack_outcome(node, id, &op, outcome, post_deadline))];
+                // The agent performs a round of kernel operations at once and hands
+                // their results back in one wake-up (`Engine::wakeup`): acks of this
+                // node that come within `WAKE_READ` may join this one (each with
+                // probability 1/2, as for datagrams).
+                let limit = self.now + WAKE_READ;
+                while self.rng.random_bool(0.5)
+                    && let Some((at, ev)) = self.queue.pop_if(|at, ev| {
+                    at <= limit
+                        && matches!(ev, Ev::Shell { node: n, life: l, step: ShellStep::Ack { .. }, .. }
+                            if *n == node && *l == life)
+                }) {
+                    self.now = at;
+                    if let Ev::Shell {
+                        id,
+                        op,
+                        step:
+                            ShellStep::Ack {
+                                outcome,
+                                post_deadline,
+                            },
+                        ..
+                    } = ev
+                    {
+                        self.log(Tag::Shell { node, op: id }, || {
+                            format!("shell n{node} op{id} {op:?} step Ack (same wake-up)")
+                        });
+                        results.push((id, self.ack_outcome(node, id, &op, outcome, post_deadline)));
                     }
-                    outcome = KernelOutcome::Lapsed;
                 }
-                self.log(Tag::KernelDone { node, op: id }, || {
-                    format!("kernel n{node} op{id} {op:?} -> {outcome:?}")
+                self.with_engine(node, |e, now| {
+                    e.wakeup(|e| {
+                        for (id, outcome) in results {
+                            e.handle_kernel(id, outcome, now);
+                        }
+                    })
                 });
-                self.with_engine(node, |e, now| e.handle_kernel(id, outcome, now));
             }
         }
+    }
+
+    /// What the agent hears of a write: `outcome`, unless it landed after its
+    /// deadline, which the shell then undoes at once (`Lapsed`).
+    fn ack_outcome(
+        &mut self,
+        node: usize,
+        id: u64,
+        op: &KernelOp,
+        outcome: KernelOutcome,
+        post_deadline: Option<Instant>,
+    ) -> KernelOutcome {
+        let gate = self.cluster.fence == FenceKind::Gate;
+        let local = self.local_now(node);
+        let mut outcome = outcome;
+        if let (KernelOutcome::Ok, Some(d)) = (&outcome, post_deadline)
+            && local > d
+        {
+            // The write landed after the deadline: undo at once.
+            if let Some(g) = op.group() {
+                for a in self.group_addrs(node, g) {
+                    self.nodes[node].kernel.del_gate(a);
+                    if !gate {
+                        self.nodes[node].kernel.del_addr(a);
+                    }
+                    self.note_kernel_change(node, a);
+                }
+            }
+            outcome = KernelOutcome::Lapsed;
+        }
+        self.log(Tag::KernelDone { node, op: id }, || {
+            format!("kernel n{node} op{id} {op:?} -> {outcome:?}")
+        });
+        outcome
     }
 
     pub(crate) fn arm_worker(&mut self, node: usize) {

@@ -558,26 +558,32 @@ impl World {
     /// going backwards), then carries out its actions.
     /// A datagram reaches a running agent, which wakes and drains its socket: the
     /// datagrams to it that arrive within [`WAKE_READ`] (and its timer, if due by
-    /// then) are handed over in the same wake-up, as the agent's shell does
-    /// (`Engine::wakeup`: one re-evaluation after the round's datagrams).
+    /// then) may be handed over in the same wake-up, as the agent's shell does
+    /// (`Engine::wakeup`: one re-evaluation after the round's datagrams); each
+    /// joins with probability 1/2.
     fn wake_on_datagram(&mut self, to: usize, from: SocketAddr, payload: Vec<u8>) {
         self.log_deliver(to, from, &payload);
         let mut batch = vec![(from, payload)];
         let mut timer = false;
         let limit = self.now + WAKE_READ;
         let (life, tgen) = (self.nodes[to].life, self.nodes[to].timer_gen);
-        while let Some((at, ev)) = self.queue.pop_if(|at, ev| {
-            at <= limit
-                && match ev {
-                    Ev::Deliver { to: t, .. } => *t == to,
-                    Ev::Timer {
-                        node,
-                        life: l,
-                        tgen: g,
-                    } => *node == to && *l == life && *g == tgen,
-                    _ => false,
-                }
-        }) {
+        // Whether the agent is still reading when the next one comes is a coin: a
+        // real agent drains what is queued, but may have gone back to sleep
+        // already, so both orders of evaluation stay in the sweeps.
+        while self.rng.random_bool(0.5)
+            && let Some((at, ev)) = self.queue.pop_if(|at, ev| {
+                at <= limit
+                    && match ev {
+                        Ev::Deliver { to: t, .. } => *t == to,
+                        Ev::Timer {
+                            node,
+                            life: l,
+                            tgen: g,
+                        } => *node == to && *l == life && *g == tgen,
+                        _ => false,
+                    }
+            })
+        {
             self.now = at;
             match ev {
                 Ev::Deliver { from, payload, .. } => {

@@ -479,7 +479,7 @@ impl Shell {
                 self.kernel_logged.insert(key, now);
             }
         }
-        for d in done {
+        for d in &done {
             if let KernelOutcome::Failed(why) = &d.outcome {
                 let now = clock::now();
                 if self
@@ -494,8 +494,13 @@ impl Shell {
                     self.kernel_logged.insert(why.clone(), now);
                 }
             }
-            self.engine.handle_kernel(d.id, d.outcome, clock::now());
         }
+        // The round's results, re-evaluated once (`Engine::wakeup`).
+        self.engine.wakeup(|e| {
+            for d in done {
+                e.handle_kernel(d.id, d.outcome, clock::now());
+            }
+        });
     }
 
     /// Arms the timerfd at the engine's next deadline, on a 5 ms grid, so the refresh

@@ -277,34 +277,61 @@ impl Cluster {
     fn perform_actions(&mut self) {
         let now = self.now;
         for i in 0..self.nodes.len() {
-            while self.nodes[i].up
-                && let Some(a) = self.nodes[i].engine.poll_action()
-            {
-                match &a {
-                    Action::Send { to, payload } => {
-                        if let Some(j) = self.nodes.iter().position(|n| n.addr == *to) {
-                            self.sent += 1;
-                            let at = now + self.latency;
-                            self.queue
-                                .push(Reverse((at, self.sent, i, j, payload.clone())));
-                        }
+            // With `wakeups`, the kernel results of a pass are handed back together,
+            // as the agent's shell does after a round of kernel operations.
+            let mut done = Vec::new();
+            loop {
+                if !self.nodes[i].up {
+                    break;
+                }
+                if let Some(a) = self.nodes[i].engine.poll_action() {
+                    self.perform(i, a, &mut done);
+                    continue;
+                }
+                if done.is_empty() {
+                    break;
+                }
+                let results = std::mem::take(&mut done);
+                self.nodes[i].engine.wakeup(|e| {
+                    for (id, outcome) in results {
+                        e.handle_kernel(id, outcome, now);
                     }
-                    Action::Kernel { id, op } => {
-                        let outcome = self.kernel(i, op);
-                        self.nodes[i].engine.handle_kernel(*id, outcome, now);
-                    }
-                    Action::Probe { group } => {
-                        let conflict = self
-                            .addrs_of(i, *group)
-                            .into_iter()
-                            .any(|a| self.addr_holders(a).iter().any(|&h| h != i));
-                        self.nodes[i].events.push((now, a.clone()));
-                        self.nodes[i].engine.handle_probe(*group, conflict, now);
-                    }
-                    Action::Announce { .. } => {}
-                    Action::Event(_) => self.nodes[i].events.push((now, a.clone())),
+                });
+            }
+        }
+    }
+
+    /// Carries out one action of node `i`; a kernel result goes to `done` with
+    /// `wakeups`, else straight back.
+    fn perform(&mut self, i: usize, a: Action, done: &mut Vec<(u64, KernelOutcome)>) {
+        let now = self.now;
+        match &a {
+            Action::Send { to, payload } => {
+                if let Some(j) = self.nodes.iter().position(|n| n.addr == *to) {
+                    self.sent += 1;
+                    let at = now + self.latency;
+                    self.queue
+                        .push(Reverse((at, self.sent, i, j, payload.clone())));
                 }
             }
+            Action::Kernel { id, op } => {
+                let outcome = self.kernel(i, op);
+                if self.wakeups {
+                    done.push((*id, outcome));
+                } else {
+                    self.nodes[i].engine.handle_kernel(*id, outcome, now);
+                }
+            }
+            Action::Probe { group } => {
+                let conflict = self
+                    .addrs_of(i, *group)
+                    .into_iter()
+                    .any(|a| self.addr_holders(a).iter().any(|&h| h != i));
+                self.nodes[i].events.push((now, a.clone()));
+                self.nodes[i].engine.handle_probe(*group, conflict, now);
+            }
+            Action::Announce { .. } => {}
+            Action::Event(_) => self.nodes[i].events.push((now, a.clone())),
         }
     }
 

@@ -530,9 +530,10 @@ impl Engine {
     }
 
     /// Hands over the inputs of one wake-up of the shell (`f` calls the `handle_*`
-    /// methods, each input with its own `now`, in the order they arrived). Claims
-    /// and answers take effect at once, but the engine re-evaluates its state after
-    /// the last of them instead of after each (§4.14, "One pass per wake-up"):
+    /// methods, each input with its own `now`, in the order they arrived). Claims,
+    /// answers and kernel results take effect at once, but the engine re-evaluates
+    /// its state after the last of them instead of after each (§4.14, "One pass per
+    /// wake-up"):
     /// the same as if they had all arrived at the last one's `now`. Any other input
     /// is re-evaluated as it comes, which covers those before it.
     pub fn wakeup<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
@@ -545,7 +546,8 @@ impl Engine {
         r
     }
 
-    /// After a claim or an answer: re-evaluates now, or at the end of the wake-up.
+    /// After a claim, an answer or a kernel result: re-evaluates now, or at the end
+    /// of the wake-up.
     fn drive_or_defer(&mut self, now: Instant) {
         if self.in_wakeup {
             self.deferred = Some(self.deferred.map_or(now, |t| t.max(now)));
@@ -605,7 +607,9 @@ impl Engine {
             super::ownership::kernel_done(phase, kind, &outcome, ctx, issued, now, fx)
         });
         self.groups.dirty.push(group);
-        self.drive(now);
+        // A round of kernel operations completes together in the agent: inside a
+        // wake-up, one re-evaluation after the last.
+        self.drive_or_defer(now);
     }
 
     /// The probe for `group` finished; `conflict` if someone answered.
