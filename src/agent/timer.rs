@@ -34,9 +34,14 @@ impl EngineTimer {
             .map_err(io::Error::from)
     }
 
-    /// Consumes an expiry; whether one was pending.
+    /// Consumes an expiry; whether one was pending. Only "nothing pending"
+    /// (EAGAIN) says no: after any other failure the caller re-arms, which resets
+    /// the timer whatever its state, rather than wait for an edge that may not come.
     pub fn clear(&self) -> bool {
-        matches!(nix::unistd::read(&self.0, &mut [0u8; 8]), Ok(8))
+        !matches!(
+            nix::unistd::read(&self.0, &mut [0u8; 8]),
+            Err(nix::errno::Errno::EAGAIN)
+        )
     }
 }
 
