@@ -554,8 +554,6 @@ impl World {
         false
     }
 
-    /// Calls into a node's engine with a `now` read a little after the event (never
-    /// going backwards), then carries out its actions.
     /// A datagram reaches a running agent, which wakes and drains its socket: the
     /// datagrams to it that arrive within [`WAKE_READ`] (and its timer, if due by
     /// then) may be handed over in the same wake-up, as the agent's shell does
@@ -620,6 +618,8 @@ impl World {
         });
     }
 
+    /// Calls into a node's engine with a `now` read a little after the event (never
+    /// going backwards), then carries out its actions.
     pub(crate) fn with_engine(&mut self, node: usize, f: impl FnOnce(&mut Engine, Instant)) {
         let read_delay = self.rng.random_range(0..=200_000u64);
         let n = &mut self.nodes[node];
