@@ -148,6 +148,19 @@ flag_rows! {
         a
     }, env [], 64, "--voters";
     witness_not_a_voter: |a| with(with(a, "--vip", "10.9.9.9"), "--witness", "z"), env [], 64, "witness \"z\" is not in the voter set";
+    advertise_unspecified: |a| with(with(a, "--vip", "10.9.9.9"), "--advertise", "0.0.0.0"), env [], 64, "--advertise";
+    advertise_port_zero: |a| with(with(a, "--vip", "10.9.9.9"), "--advertise", "10.9.9.1:0"), env [], 64, "port 0";
+    advertise_other_family: |a| with(with(a, "--vip", "10.9.9.9"), "--advertise", "2001:db8::1"), env [], 64, "different families";
+    join_port_zero: |a| with(with(a, "--vip", "10.9.9.9"), "--join", "10.9.9.1:0"), env [], 64, "--join";
+    voter_named_twice: |a| {
+        let mut a = with(a, "--vip", "10.9.9.9");
+        let i = a.iter().position(|x| x == "--voters").unwrap();
+        a[i + 1] = "a,b,a".into();
+        a
+    }, env [], 64, "\"a\" is named twice";
+    garp_count_flood: |a| with(with(a, "--vip", "10.9.9.9"), "--garp-count", "1000"), env [], 64, "--garp-count";
+    garp_refresh_too_short: |a| with(with(a, "--vip", "10.9.9.9"), "--garp-refresh", "1ms"), env [], 64, "--garp-refresh";
+    check_tcp_port_zero: |a| with(with(a, "--vip", "10.9.9.9"), "--check-tcp", "127.0.0.1:0"), env [], 64, "--check-tcp";
     garp_count_not_a_number: |a| with(with(a, "--vip", "10.9.9.9"), "--garp-count", "many"), env [], 64, "--garp-count";
     notify_bad_cidr: |a| with(with(a, "--vip", "10.9.9.9"), "--notify", "10.0.0.0/40"), env [], 64, "--notify";
     notify_on_an_interface_without_vips: |a| with(with(a, "--vip", "10.9.9.9"), "--notify", "eth9:10.9.9.1"), env [], 64, "no VIP lives on eth9";

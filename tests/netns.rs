@@ -138,6 +138,47 @@ fn start_converge_balanced() {
     eprintln!("converged in {t:?}: {:?}", c.holders());
 }
 
+/// With the default `--bind 0.0.0.0:7946` each agent tells its peers the address it
+/// routes from toward its first `--join` (n1, n2: n0's address) or, with no
+/// `--join`, its interface's first address (n0). Before, every agent's identity was
+/// `0.0.0.0:7946` itself, and no cluster ever formed.
+#[test]
+fn the_default_bind_advertises_a_reachable_address() {
+    let Some(mut c) = setup("wm14", [81, 14], |s| {
+        s.bind_flag = false;
+        s.join_all = false;
+    }) else {
+        return;
+    };
+    let w = watch(&c);
+    c.start_all().unwrap();
+    let t = converge(&c, &[0, 1, 2]);
+    let r = w.finish();
+    assert_s1(&c, &r, "default bind");
+    for (i, from) in [
+        (0, "the first address of eth0".to_string()),
+        (
+            1,
+            format!("the route to --join {}:7946", c.lab.nodes[0].addr),
+        ),
+        (
+            2,
+            format!("the route to --join {}:7946", c.lab.nodes[0].addr),
+        ),
+    ] {
+        let want = format!(
+            "advertise={}:7946 advertised_from=\"{from}\"",
+            c.lab.nodes[i].addr
+        );
+        assert!(
+            c.full_log(i).contains(&want),
+            "n{i}: no {want:?} in\n{}",
+            c.log(i)
+        );
+    }
+    eprintln!("converged in {t:?}: {:?}", c.holders());
+}
+
 #[test]
 fn machine_death_link_down_and_sigkill() {
     let Some(mut c) = setup("wm02", [81, 2], |_| {}) else {

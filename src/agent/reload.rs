@@ -76,6 +76,12 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
         ns.bind.to_string(),
     );
     fixed(
+        "advertise",
+        s.advertise != ns.advertise,
+        s.advertise.map_or("none".into(), |a| a.to_string()),
+        ns.advertise.map_or("none".into(), |a| a.to_string()),
+    );
+    fixed(
         "interface",
         s.interface != ns.interface,
         format!("{:?}", s.interface),
@@ -317,12 +323,12 @@ mod tests {
 
     #[test]
     fn voters_change_one_per_step() {
-        let p = diff(&[], &["--voters", "a,b,c,d"]).unwrap();
-        assert!(p.voters && p.changes == [r#"voters ["a", "b", "c"] → ["a", "b", "c", "d"]"#]);
         // (--voters adds to the base list a,b,c.)
+        let p = diff(&[], &["--voters", "d"]).unwrap();
+        assert!(p.voters && p.changes == [r#"voters ["a", "b", "c"] → ["a", "b", "c", "d"]"#]);
         let p = diff(&["--voters", "d"], &[]).unwrap();
         assert!(p.voters, "{p:?}");
-        let e = diff(&[], &["--voters", "a,b,c,d,e"]).unwrap_err();
+        let e = diff(&[], &["--voters", "d,e"]).unwrap_err();
         assert!(e.contains("one voter at a time"), "{e}");
         let e = diff(&["--voters", "d"], &["--voters", "e"]).unwrap_err();
         assert!(e.contains("changes 2 voters (d, e)"), "{e}");
@@ -336,6 +342,11 @@ mod tests {
         assert!(e.contains("needs a restart: fence"), "{e}");
         let e = diff(&[], &["--profile", "fast", "--bind", "0.0.0.0:7000"]).unwrap_err();
         assert!(e.contains("bind") && e.contains("timing"), "{e}");
+        let e = diff(&[], &["--advertise", "10.0.0.9"]).unwrap_err();
+        assert!(
+            e.contains("needs a restart: advertise (none → 10.0.0.9)"),
+            "{e}"
+        );
         let e = diff(&[], &["--interface", "eth9"]).unwrap_err();
         assert!(e.contains("interface"), "{e}");
         let e = diff(&[], &["--log-format", "json"]).unwrap_err();

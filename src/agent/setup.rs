@@ -3,7 +3,7 @@
 //! HTTP ports), and each failure maps to an exit code.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
@@ -106,6 +106,10 @@ pub struct Prepared {
     pub(super) settings: Settings,
     pub(super) opts: ShellOptions,
     pub(super) socket: std::net::UdpSocket,
+    /// The address peers reach the socket at (this node's gossip identity).
+    pub(super) advertise: SocketAddr,
+    /// Where that address came from, for the log.
+    pub(super) advertise_source: String,
     pub(super) lock: UnixListener,
     pub(super) http: Option<std::net::TcpListener>,
     /// The interfaces the VIPs live on, with their indices at start (the default
@@ -201,6 +205,70 @@ pub(super) fn check_vip_on_link(
     Ok(())
 }
 
+/// The address peers reach this node's socket (bound at `bound`) at, and where it
+/// came from: `--advertise`; else `--bind`'s IP when it names one; else the source
+/// address the kernel routes from toward the first `--join` address of the socket's
+/// family (the node's address on the cluster's network, also when the list names
+/// this node itself); else the first permanent address of the VIPs' interface
+/// `link` (not link-local). The port is `--advertise`'s or the socket's.
+///
+/// A socket bound to an unspecified address used to take that address as its
+/// identity, so that every peer sent to `0.0.0.0:7946` — itself: with the default
+/// `--bind` no cluster ever formed.
+pub(super) fn advertise_addr(
+    settings: &Settings,
+    bound: SocketAddr,
+    link: Option<&(String, u32)>,
+) -> Result<(SocketAddr, String), StartError> {
+    let v4 = bound.is_ipv4();
+    let port = |p: Option<u16>| p.unwrap_or(bound.port());
+    if let Some(a) = settings.advertise {
+        return Ok((SocketAddr::new(a.ip, port(a.port)), "--advertise".into()));
+    }
+    if !bound.ip().is_unspecified() {
+        return Ok((bound, "--bind".into()));
+    }
+    let unspecified: IpAddr = if v4 {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    for j in settings.join.iter().filter(|j| j.is_ipv4() == v4) {
+        let routed = std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
+            .and_then(|s| s.connect(j).and_then(|()| s.local_addr()));
+        match routed {
+            Ok(a) if !a.ip().is_unspecified() => {
+                return Ok((
+                    SocketAddr::new(a.ip(), bound.port()),
+                    format!("the route to --join {j}"),
+                ));
+            }
+            _ => continue,
+        }
+    }
+    if let Some((ifname, index)) = link {
+        let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
+        let own = rtnl
+            .addrs(*index)
+            .map_err(|e| StartError::Unavailable(e.to_string()))?;
+        if let Some(a) = own.iter().find(|a| {
+            a.valid_lft == u32::MAX
+                && a.addr.is_ipv4() == v4
+                && !matches!(a.addr, IpAddr::V6(x) if x.is_unicast_link_local())
+        }) {
+            return Ok((
+                SocketAddr::new(a.addr, bound.port()),
+                format!("the first address of {ifname}"),
+            ));
+        }
+    }
+    Err(StartError::Unavailable(format!(
+        "--bind {}: cannot tell which address peers reach this node at (no route to a --join address, no {} address on the VIPs' interface); give --bind IP:PORT or --advertise IP",
+        settings.bind,
+        if v4 { "IPv4" } else { "IPv6" }
+    )))
+}
+
 /// Checks everything that can fail before any kernel state is touched: the
 /// interface, the address family of each VIP, privileges, the host lock (one agent
 /// per node name per network namespace), and the UDP port.
@@ -283,6 +351,10 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
         })?;
     let socket = std::net::UdpSocket::bind(settings.bind)
         .map_err(|e| map_io(&format!("--bind {}", settings.bind), e))?;
+    let bound = socket
+        .local_addr()
+        .map_err(|e| map_io(&format!("--bind {}", settings.bind), e))?;
+    let (advertise, source) = advertise_addr(&settings, bound, links.first())?;
     socket
         .set_nonblocking(true)
         .map_err(|e| map_io("socket", e))?;
@@ -300,6 +372,8 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
         settings,
         opts,
         socket,
+        advertise,
+        advertise_source: source,
         lock,
         http,
         links,

@@ -161,6 +161,8 @@ impl Shell {
             settings,
             opts,
             socket,
+            advertise,
+            advertise_source,
             lock,
             http,
             links,
@@ -198,7 +200,7 @@ impl Shell {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt);
         let env = (!opts.secrets.is_empty()).then(|| Envelope::new(&opts.secrets, salt));
-        let engine = new_engine(&settings, keyring_digest(env.as_ref()));
+        let engine = new_engine(&settings, advertise, keyring_digest(env.as_ref()));
         let started = start_ops(&settings, &opts, &ifname, announced, http)?;
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| warn!(error = %e, "no SIGHUP handler; reload with POST /reload"))
@@ -249,16 +251,16 @@ impl Shell {
             suspend: clock::SuspendDetector::new(),
             leave_deadline: None,
         };
-        shell.greet(&ifname);
+        shell.greet(&ifname, advertise, &advertise_source);
         Ok(shell)
     }
 
     /// The interfaces as they are now (one may be down already at start), and the
     /// start line in the log.
-    fn greet(&mut self, ifname: &str) {
+    fn greet(&mut self, ifname: &str, advertise: std::net::SocketAddr, source: &str) {
         self.on_link_change();
         let s = &self.settings;
-        info!(node = %s.node.name, interface = %ifname, bind = %s.bind, cluster = format!("{:016x}", self.cfg.cluster_id()), "starting");
+        info!(node = %s.node.name, interface = %ifname, bind = %s.bind, %advertise, advertised_from = source, cluster = format!("{:016x}", self.cfg.cluster_id()), "starting");
     }
 
     /// The loop: carry out the engine's actions, arm its timer, wait for one input
@@ -916,7 +918,7 @@ fn start_ops(
 
 /// The engine, with a fresh nonce and RNG seed, and the wall clock as its SWIM epoch
 /// (it must grow across restarts).
-fn new_engine(settings: &Settings, keyring: u64) -> Engine {
+fn new_engine(settings: &Settings, advertise: std::net::SocketAddr, keyring: u64) -> Engine {
     let cfg = &settings.cluster;
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -930,7 +932,7 @@ fn new_engine(settings: &Settings, keyring: u64) -> Engine {
     let ecfg = EngineConfig {
         cluster: cfg.clone(),
         node: settings.node.clone(),
-        bind: settings.bind,
+        bind: advertise,
         seeds: settings.join.clone(),
         cluster_size_hint: cfg.voters.len().max(settings.join.len()).max(3),
         breaks: Default::default(),

@@ -156,6 +156,40 @@ fn blame(f: &FileValues, argv: &[OsString], e: clap::Error) -> LoadError {
     }
 }
 
+/// Most packets one announcement sends per VIP (`--garp-count`).
+pub const MAX_GARP_COUNT: u32 = 100;
+/// Longest spacing of those packets (`--garp-interval`).
+pub const MAX_GARP_INTERVAL: Duration = Duration::from_secs(1);
+/// Shortest re-announcement period (`--garp-refresh`, besides 0 for none).
+pub const MIN_GARP_REFRESH: Duration = Duration::from_secs(1);
+
+/// The announcement flags: an announcement is a burst, not a flood, and a periodic
+/// one ends before the next begins (keepalived's `garp_master_refresh` is whole
+/// seconds too).
+fn check_garp(r: &RunFlags) -> Result<(), String> {
+    if r.garp_count > MAX_GARP_COUNT {
+        return Err(format!(
+            "--garp-count: {} packets per announcement is a flood; use 0 to {MAX_GARP_COUNT}",
+            r.garp_count
+        ));
+    }
+    if r.garp_interval > MAX_GARP_INTERVAL {
+        return Err(format!(
+            "--garp-interval: {:?} is too long; use at most {MAX_GARP_INTERVAL:?}",
+            r.garp_interval
+        ));
+    }
+    let burst = r.garp_interval * r.garp_count;
+    if !r.garp_refresh.is_zero() && r.garp_refresh < MIN_GARP_REFRESH.max(burst) {
+        return Err(format!(
+            "--garp-refresh: {:?} is too short; use 0 (off) or at least {:?} (1s, and no less than one announcement: --garp-count × --garp-interval)",
+            r.garp_refresh,
+            MIN_GARP_REFRESH.max(burst)
+        ));
+    }
+    Ok(())
+}
+
 /// Everything `run` validates before touching a socket or netlink: the cluster flags,
 /// the notify list, the key file, the operations flags, the log format and filter.
 /// `check-config` runs exactly this, and so does every reload.
@@ -177,6 +211,7 @@ pub fn validate(r: &RunFlags) -> Result<Loaded, String> {
         }
     }
     let targets = parse_notify(&r.notify).map_err(|e| s(&e))?;
+    check_garp(r)?;
     if r.neighbour_interval < Duration::from_secs(1) {
         return Err(format!(
             "--neighbour-interval: {:?} is too short; use 1s or more",

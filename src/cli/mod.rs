@@ -300,6 +300,12 @@ pub fn ops_options(r: &RunFlags) -> Result<OpsOptions, UsageError> {
         checks.push(Check::parse_http(u.trim()).map_err(|e| usage("check-http", e))?);
     }
     for a in &r.check_tcp {
+        if a.port() == 0 || a.ip().is_unspecified() || a.ip().is_multicast() {
+            return Err(usage(
+                "check-tcp",
+                format!("{a}: not an address a server listens on (give IP:PORT)"),
+            ));
+        }
         checks.push(Check::Tcp(*a));
     }
     if r.check_interval.is_zero() {
@@ -396,9 +402,15 @@ pub struct Flags {
     /// Network interface the VIPs live on (those not given as IF:ADDR).
     #[arg(long, env = "WACKAMOLE_INTERFACE")]
     pub interface: Option<String>,
-    /// Gossip and lease address (UDP).
+    /// Gossip and lease address (UDP). With an unspecified IP (the default) the agent
+    /// listens on every address and tells peers the one it routes to the first --join
+    /// address from (else --interface's first address); --advertise overrides that.
     #[arg(long, env = "WACKAMOLE_BIND", default_value = "0.0.0.0:7946")]
     pub bind: SocketAddr,
+    /// The address peers reach this node's gossip and lease socket at: IP or IP:PORT
+    /// (default: --bind's IP if it names one, else found at start; the port of --bind).
+    #[arg(long, env = "WACKAMOLE_ADVERTISE", value_parser = parse_advertise)]
+    pub advertise: Option<Advertise>,
     /// Addresses of cluster members to join through (the same list on every node is fine).
     #[arg(long, env = "WACKAMOLE_JOIN", value_delimiter = ',')]
     pub join: Vec<SocketAddr>,
@@ -475,6 +487,8 @@ pub struct Settings {
     pub node: NodeConfig,
     /// Gossip bind address.
     pub bind: SocketAddr,
+    /// `--advertise`, if given.
+    pub advertise: Option<Advertise>,
     /// Seeds.
     pub join: Vec<SocketAddr>,
     /// The default interface of the VIPs (`--interface`).
@@ -507,6 +521,58 @@ fn parse_vip(s: &str) -> Result<(Vip, Option<String>), String> {
     Ok((v, iface.map(str::to_string)))
 }
 
+/// `--advertise`: the address peers reach this node at, and the port if it is not
+/// `--bind`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advertise {
+    /// The address.
+    pub ip: IpAddr,
+    /// The port (`None`: the port the socket is bound to).
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for Advertise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}", SocketAddr::new(self.ip, p)),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
+/// `IP` or `IP:PORT` (`[IPv6]:PORT`), a unicast address a peer can send to.
+fn parse_advertise(s: &str) -> Result<Advertise, String> {
+    let s = s.trim();
+    let a = if let Ok(sa) = s.parse::<SocketAddr>() {
+        if sa.port() == 0 {
+            return Err(format!("{s:?}: port 0 is not a port peers can send to"));
+        }
+        Advertise {
+            ip: sa.ip(),
+            port: Some(sa.port()),
+        }
+    } else if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Advertise { ip, port: None }
+    } else {
+        return Err(format!("{s:?} is not IP or IP:PORT"));
+    };
+    if a.ip.is_unspecified() || a.ip.is_multicast() {
+        return Err(format!(
+            "{s:?}: peers cannot send to an unspecified or multicast address"
+        ));
+    }
+    if let IpAddr::V4(v4) = a.ip
+        && v4.is_broadcast()
+    {
+        return Err(format!("{s:?}: peers cannot send to a broadcast address"));
+    }
+    Ok(a)
+}
+
 /// Records where `v` lives; an address named twice must name one interface.
 fn home(homes: &mut Homes, v: &Vip, iface: Option<String>) -> Result<(), String> {
     let Some(i) = iface else { return Ok(()) };
@@ -523,6 +589,41 @@ impl Settings {
     /// Validates raw flags into settings.
     pub fn from_flags(f: &Flags) -> Result<Settings, UsageError> {
         validate_name(&f.node_name).map_err(|e| usage("node-name", e.to_string()))?;
+        if let Some(a) = f.advertise
+            && a.ip.is_ipv4() != f.bind.is_ipv4()
+        {
+            return Err(usage(
+                "advertise",
+                format!(
+                    "{a} and --bind {} are of different families; peers must reach the socket at an address of its own family",
+                    f.bind
+                ),
+            ));
+        }
+        for (flag, list) in [("voters", &f.voters), ("witness", &f.witness)] {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(twice) = list
+                .iter()
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .find(|v| !seen.insert(*v))
+            {
+                return Err(usage(
+                    flag,
+                    format!("{twice:?} is named twice; every voter is one node, named once"),
+                ));
+            }
+        }
+        if let Some(j) = f
+            .join
+            .iter()
+            .find(|j| j.port() == 0 || j.ip().is_unspecified())
+        {
+            return Err(usage(
+                "join",
+                format!("{j}: not an address a peer listens on (give IP:PORT)"),
+            ));
+        }
         if f.weight == 0 || f.weight > 1000 {
             return Err(usage(
                 "weight",
@@ -652,6 +753,7 @@ impl Settings {
             cluster,
             node,
             bind: f.bind,
+            advertise: f.advertise,
             join: f.join.clone(),
             interface: f.interface.clone(),
             homes,
@@ -681,6 +783,22 @@ impl Settings {
         );
         line("witnesses", format!("{:?}", c.witnesses));
         line("fence", format!("{:?}, K = {}", c.fence, ms(c.fence_k())));
+        line(
+            "gossip socket, advertised as",
+            format!(
+                "{}, {}",
+                self.bind,
+                match (self.advertise, self.bind.ip().is_unspecified()) {
+                    (Some(a), _) =>
+                        SocketAddr::new(a.ip, a.port.unwrap_or(self.bind.port())).to_string(),
+                    (None, false) => self.bind.to_string(),
+                    (None, true) => {
+                        "found at start: the address routed toward the first --join, else --interface's first"
+                            .into()
+                    }
+                }
+            ),
+        );
         line(
             "VIP groups",
             c.groups
@@ -761,6 +879,33 @@ mod tests {
         assert!(parse_duration("1e300ms").is_err());
         assert!(parse_duration("25h").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn advertise_is_an_address_peers_can_send_to() {
+        let a = |s: &str| parse_advertise(s);
+        assert_eq!(
+            a("192.0.2.7"),
+            Ok(Advertise {
+                ip: "192.0.2.7".parse().unwrap(),
+                port: None
+            })
+        );
+        assert_eq!(a("192.0.2.7:8000").unwrap().port, Some(8000));
+        assert_eq!(a("[2001:db8::7]:8000").unwrap().port, Some(8000));
+        assert_eq!(a("2001:db8::7").unwrap().port, None);
+        assert_eq!(a("[2001:db8::7]").unwrap().port, None);
+        for bad in [
+            "0.0.0.0",
+            "::",
+            "224.0.0.18",
+            "255.255.255.255",
+            "192.0.2.7:0",
+            "host",
+            "",
+        ] {
+            assert!(a(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

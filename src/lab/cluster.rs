@@ -34,6 +34,11 @@ pub struct Spec {
     pub vip_flag: bool,
     /// Pass `--voters n0,…` naming every node (false: a config file names them).
     pub voters_flag: bool,
+    /// Pass `--bind ADDR:7946` (false: the default, `0.0.0.0:7946`).
+    pub bind_flag: bool,
+    /// Every node joins through every node (false: n0 names no `--join`, the others
+    /// join through n0 alone).
+    pub join_all: bool,
 }
 
 impl Spec {
@@ -49,6 +54,8 @@ impl Spec {
             gate: true,
             vip_flag: true,
             voters_flag: true,
+            bind_flag: true,
+            join_all: true,
         }
     }
 }
@@ -190,6 +197,7 @@ impl Cluster {
             .lab
             .nodes
             .iter()
+            .take(if self.spec.join_all { usize::MAX } else { 1 })
             .map(|h| format!("{}:7946", h.addr))
             .collect();
         let voters: Vec<String> = (0..self.spec.nodes).map(|k| format!("n{k}")).collect();
@@ -200,13 +208,15 @@ impl Cluster {
             format!("n{i}"),
             "--interface".into(),
             self.lab.nodes[i].ifname.clone(),
-            "--bind".into(),
-            format!("{}:7946", self.lab.nodes[i].addr),
-            "--join".into(),
-            join.join(","),
             "--key-file".into(),
             self.dir.join("key").display().to_string(),
         ];
+        if self.spec.bind_flag {
+            a.extend(["--bind".into(), format!("{}:7946", self.lab.nodes[i].addr)]);
+        }
+        if self.spec.join_all || i > 0 {
+            a.extend(["--join".into(), join.join(",")]);
+        }
         if self.spec.voters_flag {
             a.extend(["--voters".into(), voters.join(",")]);
         }
