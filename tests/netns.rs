@@ -487,10 +487,26 @@ fn wrong_key_does_not_join() {
     c.start(1).unwrap();
     let bad = c.dir.join("bad-key");
     std::fs::write(&bad, "another secret, not the cluster's one\n").unwrap();
-    c.start_with(2, &["--key-file", bad.to_str().unwrap()])
+    // (Before `start_replacing`, a second --key-file was a usage error and n2 never
+    // ran: the test passed without an intruder.)
+    c.start_replacing(2, "--key-file", bad.to_str().unwrap())
         .unwrap();
     converge(&c, &[0, 1]);
     std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        c.wait_exit(2, Duration::from_millis(50)).unwrap().is_none(),
+        "n2 did not run:\n{}",
+        c.log(2)
+    );
+    // Each side says in its log why it will not hear the other.
+    for i in [0, 2] {
+        assert!(
+            c.full_log(i)
+                .contains("sealed with a key this node does not have"),
+            "n{i} does not say why:\n{}",
+            c.log(i)
+        );
+    }
     let h = c.holders();
     assert!(
         h.values().all(|w| !w.contains(&2)),

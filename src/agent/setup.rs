@@ -237,7 +237,9 @@ pub(super) fn advertise_addr(
         let routed = std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
             .and_then(|s| s.connect(j).and_then(|()| s.local_addr()));
         match routed {
-            Ok(a) if !a.ip().is_unspecified() => {
+            // A stale VIP of an earlier run (not yet flushed) is never this node's
+            // address, whatever the kernel's source selection says.
+            Ok(a) if !a.ip().is_unspecified() && settings.cluster.group_of(a.ip()).is_none() => {
                 return Ok((
                     SocketAddr::new(a.ip(), bound.port()),
                     format!("the route to --join {j}"),
@@ -254,6 +256,7 @@ pub(super) fn advertise_addr(
         if let Some(a) = own.iter().find(|a| {
             a.valid_lft == u32::MAX
                 && a.addr.is_ipv4() == v4
+                && settings.cluster.group_of(a.addr).is_none()
                 && !matches!(a.addr, IpAddr::V6(x) if x.is_unicast_link_local())
         }) {
             return Ok((

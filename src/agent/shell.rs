@@ -33,7 +33,7 @@ use crate::core::engine::{Action, Engine, EngineConfig, EngineInit, KernelOp};
 use crate::core::neighbours::Neighbour;
 use crate::core::ownership::KernelOutcome;
 use crate::core::time::Instant;
-use crate::net::envelope::Envelope;
+use crate::net::envelope::{Drop as Unopened, Envelope};
 use crate::ops::health::{self, Report as HealthReport};
 use crate::ops::hooks::Hooks;
 use crate::ops::http::{self, Cmd};
@@ -140,6 +140,9 @@ pub(super) struct Shell {
     health_task: Option<JoinHandle<()>>,
     /// The engine's group table the shell's copies (`groups`, the kernel's) follow.
     table_seen: crate::core::table::TableDigest,
+    /// Datagrams sealed with a key this node lacks since the last warning, and when
+    /// that was (`receive`).
+    key_warn: (u64, Option<std::time::Instant>),
 }
 
 /// Registers `fd` with tokio for readability only. A UDP send never wakes the loop
@@ -227,6 +230,7 @@ impl Shell {
             health_tx: started.health_tx,
             health_task: started.health_task,
             table_seen,
+            key_warn: (0, None),
             buf: vec![0u8; RECV_BUF],
             kernel,
             link_watch,
@@ -344,11 +348,12 @@ impl Shell {
             buf,
             env,
             ops,
+            key_warn,
             ..
         } = self;
         engine.wakeup(|e| {
             if let Some(g) = ready_now(socket) {
-                receive(g, buf, env, e, &mut ops.shell);
+                receive(g, buf, env, e, &mut ops.shell, key_warn);
             }
             if let Some(mut g) = ready_now(timer) {
                 let expired = g.get_inner().clear();
@@ -1013,6 +1018,42 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// Datagrams that this node's keys cannot open are said in the log at most this
+/// often (each is counted in the drops).
+const KEY_WARN_PERIOD: Duration = Duration::from_secs(60);
+
+/// A datagram sealed with a key this node does not have, or that fails to
+/// authenticate: a node whose `--key-file` differs from its peers' would otherwise
+/// sit alone, not ready, with only a counter to say why.
+fn warn_key_mismatch(
+    state: &mut (u64, Option<std::time::Instant>),
+    from: std::net::SocketAddr,
+    d: Unopened,
+) {
+    state.0 += 1;
+    let now = std::time::Instant::now();
+    if state
+        .1
+        .is_some_and(|t| now.duration_since(t) < KEY_WARN_PERIOD)
+    {
+        return;
+    }
+    let n = std::mem::take(&mut state.0);
+    state.1 = Some(now);
+    let more = if n > 1 {
+        format!(" ({n} such datagrams since the last warning)")
+    } else {
+        String::new()
+    };
+    let why = match d {
+        Unopened::UnknownKey => "sealed with a key this node does not have",
+        _ => "failing authentication",
+    };
+    warn!(
+        "dropping datagrams from {from}, {why}{more}: is --key-file the same on every node (during a key rotation, every node must list the new key before any seals with it)?"
+    );
+}
+
 /// Takes every datagram already queued (up to [`MAX_BURST`]) before sleeping again,
 /// each opened and handed to the engine with `now` read after it arrived.
 fn receive(
@@ -1021,6 +1062,7 @@ fn receive(
     env: &mut Option<Envelope>,
     engine: &mut Engine,
     counters: &mut ShellCounters,
+    key_warn: &mut (u64, Option<std::time::Instant>),
 ) {
     for _ in 0..MAX_BURST {
         let now = clock::now();
@@ -1034,6 +1076,9 @@ fn receive(
                         Err(d) => {
                             *counters.drops.entry(d.label()).or_default() += 1;
                             debug!(%from, reason = d.label(), "datagram dropped");
+                            if matches!(d, Unopened::UnknownKey | Unopened::Auth) {
+                                warn_key_mismatch(key_warn, from, d);
+                            }
                             None
                         }
                     },

@@ -208,6 +208,13 @@ pub fn encode(cluster_id: u64, body: &Body) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
+/// The version byte and cluster id of a datagram, if it is long enough to carry them
+/// (for saying whose a refused datagram is).
+pub fn header(bytes: &[u8]) -> Option<(u8, u64)> {
+    let id = bytes.get(1..HEADER_LEN)?.try_into().ok()?;
+    Some((bytes[0], u64::from_le_bytes(id)))
+}
+
 /// Decodes a datagram for the cluster `cluster_id`.
 pub fn decode(cluster_id: u64, bytes: &[u8]) -> Result<Body, WireError> {
     if bytes.len() > MAX_DATAGRAM {

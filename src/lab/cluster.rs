@@ -235,14 +235,30 @@ impl Cluster {
         self.start_wrapped(i, &[], extra)
     }
 
+    /// Starts node `i`'s agent with `flag value` in place of the value its base flags
+    /// give that flag (a one-value flag given twice is a usage error: the agent would
+    /// not start at all).
+    pub fn start_replacing(&mut self, i: usize, flag: &str, value: &str) -> io::Result<()> {
+        let mut args = self.args(i);
+        match args.iter().position(|a| a == flag) {
+            Some(k) if k + 1 < args.len() => args[k + 1] = value.to_string(),
+            _ => args.extend([flag.to_string(), value.to_string()]),
+        }
+        self.spawn(i, &[], args)
+    }
+
     /// Starts node `i`'s agent under a wrapper command (e.g. `faketime -f -1d`).
     pub fn start_wrapped(&mut self, i: usize, wrapper: &[&str], extra: &[&str]) -> io::Result<()> {
+        let mut args = self.args(i);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn(i, wrapper, args)
+    }
+
+    fn spawn(&mut self, i: usize, wrapper: &[&str], args: Vec<String>) -> io::Result<()> {
         let log = File::options()
             .create(true)
             .append(true)
             .open(self.dir.join(format!("n{i}.log")))?;
-        let mut args = self.args(i);
-        args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new("ip")
             .args(["netns", "exec", &self.lab.nodes[i].ns])
             .args(wrapper)

@@ -3,12 +3,13 @@
 //! (superseded identity), stalls of its own, and the graceful leave.
 
 use super::timers::Timer;
-use super::{Action, COLLISION_HOLD, Engine, Event, KernelOp, Life};
+use super::{Action, COLLISION_HOLD, Engine, Event, KernelOp, Life, STRANGER_WARN_PERIOD};
 use crate::core::config::QuorumMode;
 use crate::core::lease::Voter;
 use crate::core::ownership::KernelOutcome;
 use crate::core::time::Instant;
 use crate::core::wire::{self, Body};
+use std::net::SocketAddr;
 
 impl Engine {
     /// Any input at `now` (see [`Presence::note_input`](crate::core::presence::Presence::note_input)).
@@ -118,6 +119,42 @@ impl Engine {
                 self.out.send(a, &meta);
             }
         }
+    }
+
+    /// A datagram of another cluster id or wire version: dropped (and counted) by the
+    /// caller, and said in the log at most once per [`STRANGER_WARN_PERIOD`] — a node
+    /// whose shared settings differ from its peers' otherwise just sits alone, not
+    /// ready, with nothing in its log to say why.
+    pub(super) fn note_stranger(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+        self.strangers.0 += 1;
+        if self
+            .strangers
+            .1
+            .is_some_and(|t| now.saturating_since(t) < STRANGER_WARN_PERIOD)
+        {
+            return;
+        }
+        let n = std::mem::take(&mut self.strangers.0);
+        self.strangers.1 = Some(now);
+        let Some((version, id)) = wire::header(bytes) else {
+            return;
+        };
+        let more = if n > 1 {
+            format!(" ({n} such datagrams since the last warning)")
+        } else {
+            String::new()
+        };
+        self.out.warn(if version != wire::VERSION {
+            format!(
+                "dropping datagrams from {from}: wire version {version}, this agent speaks {}{more}; run releases that speak the same wire version on every node",
+                wire::VERSION
+            )
+        } else {
+            format!(
+                "dropping datagrams from {from}: they belong to cluster {id:016x}, this node to {:016x}{more}; the nodes' shared settings differ (--profile or its timing, --quorum, --fence, --rho; with --quorum off also --voters): compare the `cluster id` line of `wackamole check-config` on both",
+                self.rules.cluster_id
+            )
+        });
     }
 
     /// A sign that another process runs under this node's name: hold nothing, claim

@@ -89,7 +89,7 @@ use super::presence::Presence;
 use super::table::{TableDigest, Tables};
 use super::time::Instant;
 use super::view::View;
-use super::wire::{self, Body, ConfigDigests, NodeMeta};
+use super::wire::{self, Body, ConfigDigests, NodeMeta, WireError};
 
 /// Longest contention backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -98,6 +98,9 @@ const GC_PERIOD: Duration = Duration::from_secs(1);
 /// A name collision (another process with this node's name) is assumed to last this
 /// long after its last sign.
 pub const COLLISION_HOLD: Duration = Duration::from_secs(5);
+/// Datagrams of another cluster id or wire version are said in the log at most this
+/// often (they are counted in the drops every time).
+pub const STRANGER_WARN_PERIOD: Duration = Duration::from_secs(60);
 /// Most rounds of [`Engine::drive_alone`].
 pub const DRIVE_ALONE_STEPS: usize = 100_000;
 /// How long a shared neighbour sample counts ([`Engine::neighbours`]).
@@ -172,6 +175,9 @@ pub struct Engine {
     /// re-evaluation waits for the wake-up's end.
     in_wakeup: bool,
     deferred: Option<Instant>,
+    /// Datagrams of another cluster id or wire version since the last warning, and
+    /// when that was (`Engine::note_stranger`).
+    strangers: (u64, Option<Instant>),
 }
 
 impl std::fmt::Debug for Engine {
@@ -317,6 +323,7 @@ impl Engine {
             anti_entropy: AntiEntropy::default(),
             out: Outbox::new(rules.cluster_id),
             in_wakeup: false,
+            strangers: (0, None),
             deferred: None,
             rules,
             cfg: cluster,
@@ -469,6 +476,9 @@ impl Engine {
             Ok(b) => b,
             Err(e) => {
                 self.out.drop(e.label());
+                if matches!(e, WireError::ClusterMismatch | WireError::Version) {
+                    self.note_stranger(from, bytes, now);
+                }
                 return;
             }
         };

@@ -285,6 +285,39 @@ fn malformed_and_foreign_datagrams_are_counted_not_fatal() {
     );
 }
 
+/// Another cluster's datagrams are counted every time and said in the log once a
+/// minute at most, with how many came meanwhile.
+#[test]
+fn foreign_cluster_datagrams_are_said_once_a_minute() {
+    let (mut e, t0) = one_node();
+    drive(&mut e, t0, t0 + Duration::from_millis(10));
+    let from: SocketAddr = "10.0.0.9:7946".parse().unwrap();
+    let foreign = wire::encode(e.cluster_id() ^ 1, &Body::MetaRequest).unwrap();
+    let mut warnings = |e: &mut Engine| {
+        let mut w = Vec::new();
+        while let Some(a) = e.poll_action() {
+            if let Action::Event(Event::Warning(m)) = a {
+                w.push(m);
+            }
+        }
+        w
+    };
+    e.handle_datagram(from, &foreign, t0);
+    let w = warnings(&mut e);
+    assert!(
+        w.len() == 1 && w[0].contains("10.0.0.9:7946") && w[0].contains("check-config"),
+        "{w:?}"
+    );
+    for k in 1..=5 {
+        e.handle_datagram(from, &foreign, t0 + Duration::from_secs(k));
+    }
+    assert!(warnings(&mut e).is_empty());
+    e.handle_datagram(from, &foreign, t0 + STRANGER_WARN_PERIOD);
+    let w = warnings(&mut e);
+    assert!(w.len() == 1 && w[0].contains("(6 such datagrams"), "{w:?}");
+    assert_eq!(e.stats().drops.get("cluster_mismatch"), Some(&7));
+}
+
 #[test]
 fn graceful_leave_releases_then_leaves() {
     let (mut e, t0) = one_node();
