@@ -293,7 +293,7 @@ fn foreign_cluster_datagrams_are_said_once_a_minute() {
     drive(&mut e, t0, t0 + Duration::from_millis(10));
     let from: SocketAddr = "10.0.0.9:7946".parse().unwrap();
     let foreign = wire::encode(e.cluster_id() ^ 1, &Body::MetaRequest).unwrap();
-    let mut warnings = |e: &mut Engine| {
+    let warnings = |e: &mut Engine| {
         let mut w = Vec::new();
         while let Some(a) = e.poll_action() {
             if let Action::Event(Event::Warning(m)) = a {
