@@ -209,7 +209,7 @@ pub(super) fn check_vip_on_link(
 /// came from: `--advertise`; else `--bind`'s IP when it names one; else the source
 /// address the kernel routes from toward the first `--join` address of the socket's
 /// family (the node's address on the cluster's network, also when the list names
-/// this node itself); else the first permanent address of the VIPs' interface
+/// this node itself; a loopback one only if no other route is found); else the first permanent address of the VIPs' interface
 /// `link` (not link-local). The port is `--advertise`'s or the socket's.
 ///
 /// A socket bound to an unspecified address used to take that address as its
@@ -233,6 +233,9 @@ pub(super) fn advertise_addr(
     } else {
         Ipv6Addr::UNSPECIFIED.into()
     };
+    // A loopback route (a --join of 127.0.0.1) serves only agents on one host: any
+    // other --join's route comes first.
+    let mut loopback = None;
     for j in settings.join.iter().filter(|j| j.is_ipv4() == v4) {
         let routed = std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
             .and_then(|s| s.connect(j).and_then(|()| s.local_addr()));
@@ -240,13 +243,20 @@ pub(super) fn advertise_addr(
             // A stale VIP of an earlier run (not yet flushed) is never this node's
             // address, whatever the kernel's source selection says.
             Ok(a) if !a.ip().is_unspecified() && settings.cluster.group_of(a.ip()).is_none() => {
-                return Ok((
+                let found = (
                     SocketAddr::new(a.ip(), bound.port()),
                     format!("the route to --join {j}"),
-                ));
+                );
+                if !a.ip().is_loopback() {
+                    return Ok(found);
+                }
+                loopback.get_or_insert(found);
             }
             _ => continue,
         }
+    }
+    if let Some(found) = loopback {
+        return Ok(found);
     }
     if let Some((ifname, index)) = link {
         let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
