@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use wackamole::lab::cluster::{Cluster, Spec};
-use wackamole::lab::enter;
 use wackamole::lab::watch::{Report, Watch};
+use wackamole::lab::{self, enter};
 
 const KERNEL_PERIOD: Duration = Duration::from_millis(5);
 const CLIENT_PERIOD: Duration = Duration::from_millis(10);
@@ -287,6 +287,76 @@ fn interface_deleted_and_recreated() {
     let r = w.finish();
     assert_no_duals(&c, &r, "interface churn");
     healthy_then_stops(&mut c, h, "interface churn");
+}
+
+/// `--dynamic-interfaces` (keepalived's `dynamic_interfaces`): every agent starts
+/// although one VIP lives on an interface that exists nowhere yet, the cluster holds
+/// the other VIPs meanwhile, and the VIP is bound once the interface appears on one
+/// node — there and nowhere else. Without the flag a missing interface is a usage
+/// error (`tests/bad_input.rs::kernel_rows`).
+#[test]
+fn a_vip_interface_that_appears_after_start() {
+    let late = "10.183.11.200";
+    let Some(c) = setup("wd11", [83, 11], |s| {
+        s.extra = vec![
+            "--dynamic-interfaces".into(),
+            "--vip".into(),
+            format!("eth1:{late}"),
+        ];
+    }) else {
+        return;
+    };
+    let has_late = |i: usize| {
+        let out = Command::new("ip")
+            .args(["-n", &c.lab.nodes[i].ns, "-4", "-o", "addr", "show"])
+            .output()
+            .expect("ip addr");
+        String::from_utf8_lossy(&out.stdout).contains(late)
+    };
+    for i in 0..3 {
+        assert!(
+            c.full_log(i).contains("no interface named \"eth1\""),
+            "n{i} does not say it waits for eth1:\n{}",
+            c.log(i)
+        );
+        assert!(!has_late(i), "n{i} holds {late} without its interface");
+    }
+    let ns = c.lab.nodes[1].ns.clone();
+    for cmd in [
+        vec![
+            "ip", "-n", &ns, "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
+        ],
+        vec![
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            "10.183.11.1/24",
+            "dev",
+            "eth1",
+        ],
+        vec!["ip", "-n", &ns, "link", "set", "eth1p", "up"],
+        vec!["ip", "-n", &ns, "link", "set", "eth1", "up"],
+    ] {
+        lab::sh(&cmd).expect("make eth1");
+    }
+    let t = Instant::now();
+    while !has_late(1) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{late} was never bound on the new interface:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("eth1 appeared: {late} bound after {:?}", t.elapsed());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !has_late(0) && !has_late(2),
+        "{late} on a node without eth1"
+    );
+    converge(&c, &[0, 1, 2]);
 }
 
 /// A client that opens a connection and sends its request headers one byte at a

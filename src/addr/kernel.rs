@@ -745,7 +745,7 @@ impl KernelIo {
     pub fn open(
         cfg: &ClusterConfig,
         homes: &Homes,
-        links: &[(String, u32)],
+        links: &[(String, Option<u32>)],
     ) -> std::io::Result<KernelIo> {
         let rtnl = Rtnl::new()?;
         let (gate, renewer) = match cfg.fence {
@@ -760,7 +760,7 @@ impl KernelIo {
                 .iter()
                 .map(|(name, index)| LinkSlot {
                     name: name.clone(),
-                    index: Some(*index),
+                    index: *index,
                 })
                 .collect(),
             homes: homes.clone(),

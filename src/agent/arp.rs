@@ -75,7 +75,13 @@ pub(super) fn spawn_arp(
 ) -> io::Result<std_mpsc::Sender<ArpJob>> {
     let mut links = BTreeMap::new();
     for name in ifnames {
-        links.insert(name.clone(), Some(arp::Link::open(name)?));
+        // An interface that is not there (yet) gets its socket when it appears.
+        let link = match arp::Link::open(name) {
+            Ok(l) => Some(l),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        links.insert(name.clone(), link);
     }
     let mut t = ArpThread {
         links,

@@ -82,6 +82,12 @@ pub(super) fn plan(s: &Settings, o: &ShellOptions, new: &Loaded) -> Result<Plan,
         ns.advertise.map_or("none".into(), |a| a.to_string()),
     );
     fixed(
+        "dynamic-interfaces",
+        s.dynamic_interfaces != ns.dynamic_interfaces,
+        s.dynamic_interfaces.to_string(),
+        ns.dynamic_interfaces.to_string(),
+    );
+    fixed(
         "interface",
         s.interface != ns.interface,
         format!("{:?}", s.interface),

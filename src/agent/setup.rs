@@ -114,7 +114,7 @@ pub struct Prepared {
     pub(super) http: Option<std::net::TcpListener>,
     /// The interfaces the VIPs live on, with their indices at start (the default
     /// interface first when there is one).
-    pub(super) links: Vec<(String, u32)>,
+    pub(super) links: Vec<(String, Option<u32>)>,
 }
 
 impl Prepared {
@@ -218,7 +218,7 @@ pub(super) fn check_vip_on_link(
 pub(super) fn advertise_addr(
     settings: &Settings,
     bound: SocketAddr,
-    link: Option<&(String, u32)>,
+    link: Option<&(String, Option<u32>)>,
 ) -> Result<(SocketAddr, String), StartError> {
     let v4 = bound.is_ipv4();
     let port = |p: Option<u16>| p.unwrap_or(bound.port());
@@ -258,7 +258,7 @@ pub(super) fn advertise_addr(
     if let Some(found) = loopback {
         return Ok(found);
     }
-    if let Some((ifname, index)) = link {
+    if let Some((ifname, Some(index))) = link {
         let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
         let own = rtnl
             .addrs(*index)
@@ -303,20 +303,31 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
     }
     let mut rtnl = Rtnl::new().map_err(|e| map_io("netlink", e))?;
     let mut links = Vec::new();
+    let mut privileged = false;
     for ifname in &names {
         let flag = if Some(ifname) == homes.default.as_ref() {
             "--interface"
         } else {
             "--vip"
         };
-        let link = rtnl
+        let Some(link) = rtnl
             .link(ifname)
             .map_err(|e| StartError::Unavailable(e.to_string()))?
-            .ok_or_else(|| {
-                StartError::Usage(format!(
-                    "{flag}: no interface named {ifname:?} in this network namespace"
-                ))
-            })?;
+        else {
+            if !settings.dynamic_interfaces {
+                return Err(StartError::Usage(format!(
+                    "{flag}: no interface named {ifname:?} in this network namespace (--dynamic-interfaces waits for it)"
+                )));
+            }
+            // Not there yet: a VLAN, bond or container link made after the agent
+            // starts. Its VIPs wait for it, as they do for one deleted under a
+            // running agent: this node is unable to hold them until it appears.
+            tracing::warn!(
+                "{flag}: no interface named {ifname:?} in this network namespace (yet): this node holds none of its VIPs until it appears; check the name if it is not expected to"
+            );
+            links.push((ifname.clone(), None));
+            continue;
+        };
         // A VIP must not be one of its interface's own addresses, nor the network
         // or broadcast address of one of its subnets, and the interface must speak
         // the VIP's family.
@@ -337,7 +348,20 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
         // Privileges: raw sockets (ARP) need CAP_NET_RAW; address changes
         // CAP_NET_ADMIN.
         arp::Link::open(ifname).map_err(|e| map_io(&format!("raw socket on {ifname}"), e))?;
-        links.push((ifname.clone(), link.index));
+        privileged = true;
+        links.push((ifname.clone(), Some(link.index)));
+    }
+    if !privileged && !links.is_empty() {
+        // No VIP interface to try a raw socket on: an unbound one needs the same
+        // capability.
+        // (The socket closes when the returned fd drops.)
+        nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Packet,
+            nix::sys::socket::SockType::Raw,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| map_io("raw socket", io::Error::from(e)))?;
     }
     if settings.cluster.fence == FenceKind::Gate {
         match std::process::Command::new("nft").arg("--version").output() {

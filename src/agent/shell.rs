@@ -236,7 +236,7 @@ impl Shell {
             link_watch,
             links: links
                 .iter()
-                .map(|(n, i)| (n.clone(), (Some(*i), true)))
+                .map(|(n, i)| (n.clone(), (*i, i.is_some())))
                 .collect(),
             arp,
             allowed,

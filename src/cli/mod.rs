@@ -407,6 +407,11 @@ pub struct Flags {
     /// address from (else --interface's first address); --advertise overrides that.
     #[arg(long, env = "WACKAMOLE_BIND", default_value = "0.0.0.0:7946")]
     pub bind: SocketAddr,
+    /// Start even when an interface the VIPs live on does not exist yet (a VLAN, bond or
+    /// container link made later): its VIPs wait for it, as for one deleted under a
+    /// running agent (keepalived's `dynamic_interfaces`). Without it that is a usage error.
+    #[arg(long, env = "WACKAMOLE_DYNAMIC_INTERFACES", default_value = "false", num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, value_parser = parse_bool)]
+    pub dynamic_interfaces: bool,
     /// The address peers reach this node's gossip and lease socket at: IP or IP:PORT
     /// (default: --bind's IP if it names one, else found at start; the port of --bind).
     #[arg(long, env = "WACKAMOLE_ADVERTISE", value_parser = parse_advertise)]
@@ -489,6 +494,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// `--advertise`, if given.
     pub advertise: Option<Advertise>,
+    /// `--dynamic-interfaces`: a missing VIP interface at start is waited for.
+    pub dynamic_interfaces: bool,
     /// Seeds.
     pub join: Vec<SocketAddr>,
     /// The default interface of the VIPs (`--interface`).
@@ -754,6 +761,7 @@ impl Settings {
             node,
             bind: f.bind,
             advertise: f.advertise,
+            dynamic_interfaces: f.dynamic_interfaces,
             join: f.join.clone(),
             interface: f.interface.clone(),
             homes,
