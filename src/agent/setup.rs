@@ -209,8 +209,9 @@ pub(super) fn check_vip_on_link(
 /// came from: `--advertise`; else `--bind`'s IP when it names one; else the source
 /// address the kernel routes from toward the first `--join` address of the socket's
 /// family (the node's address on the cluster's network, also when the list names
-/// this node itself; a loopback one only if no other route is found); else the first permanent address of the VIPs' interface
-/// `link` (not link-local). The port is `--advertise`'s or the socket's.
+/// this node itself; a loopback one only if no other route is found); else the
+/// first permanent address of the VIPs' interface `link` (not link-local). Never a
+/// pool VIP. The port is `--advertise`'s or the socket's.
 ///
 /// A socket bound to an unspecified address used to take that address as its
 /// identity, so that every peer sent to `0.0.0.0:7946` — itself: with the default
@@ -353,8 +354,7 @@ pub fn prepare(settings: Settings, opts: ShellOptions) -> Result<Prepared, Start
     }
     if !privileged && !links.is_empty() {
         // No VIP interface to try a raw socket on: an unbound one needs the same
-        // capability.
-        // (The socket closes when the returned fd drops.)
+        // capability (it closes when the returned fd drops).
         nix::sys::socket::socket(
             nix::sys::socket::AddressFamily::Packet,
             nix::sys::socket::SockType::Raw,

@@ -32,7 +32,7 @@ use crate::core::config::{ClusterConfig, FenceKind};
 use crate::core::engine::{Action, Engine, EngineConfig, EngineInit, KernelOp};
 use crate::core::neighbours::Neighbour;
 use crate::core::ownership::KernelOutcome;
-use crate::core::time::Instant;
+use crate::core::time::{Hush, Instant};
 use crate::net::envelope::{Drop as Unopened, Envelope};
 use crate::ops::health::{self, Report as HealthReport};
 use crate::ops::hooks::Hooks;
@@ -140,9 +140,9 @@ pub(super) struct Shell {
     health_task: Option<JoinHandle<()>>,
     /// The engine's group table the shell's copies (`groups`, the kernel's) follow.
     table_seen: crate::core::table::TableDigest,
-    /// Datagrams sealed with a key this node lacks since the last warning, and when
-    /// that was (`receive`).
-    key_warn: (u64, Option<std::time::Instant>),
+    /// Datagrams sealed with a key this node lacks, said in the log at most once per
+    /// [`KEY_WARN_PERIOD`] (`receive`).
+    key_warn: Hush,
 }
 
 /// Registers `fd` with tokio for readability only. A UDP send never wakes the loop
@@ -230,7 +230,7 @@ impl Shell {
             health_tx: started.health_tx,
             health_task: started.health_task,
             table_seen,
-            key_warn: (0, None),
+            key_warn: Hush::new(KEY_WARN_PERIOD),
             buf: vec![0u8; RECV_BUF],
             kernel,
             link_watch,
@@ -1025,21 +1025,10 @@ const KEY_WARN_PERIOD: Duration = Duration::from_secs(60);
 /// A datagram sealed with a key this node does not have, or that fails to
 /// authenticate: a node whose `--key-file` differs from its peers' would otherwise
 /// sit alone, not ready, with only a counter to say why.
-fn warn_key_mismatch(
-    state: &mut (u64, Option<std::time::Instant>),
-    from: std::net::SocketAddr,
-    d: Unopened,
-) {
-    state.0 += 1;
-    let now = std::time::Instant::now();
-    if state
-        .1
-        .is_some_and(|t| now.duration_since(t) < KEY_WARN_PERIOD)
-    {
+fn warn_key_mismatch(hush: &mut Hush, from: std::net::SocketAddr, d: Unopened) {
+    let Some(n) = hush.hit(clock::now()) else {
         return;
-    }
-    let n = std::mem::take(&mut state.0);
-    state.1 = Some(now);
+    };
     let more = if n > 1 {
         format!(" ({n} such datagrams since the last warning)")
     } else {
@@ -1062,7 +1051,7 @@ fn receive(
     env: &mut Option<Envelope>,
     engine: &mut Engine,
     counters: &mut ShellCounters,
-    key_warn: &mut (u64, Option<std::time::Instant>),
+    key_warn: &mut Hush,
 ) {
     for _ in 0..MAX_BURST {
         let now = clock::now();

@@ -45,6 +45,41 @@ impl Instant {
     }
 }
 
+/// Something said at most once per period (a log line about inputs that keep coming):
+/// [`Hush::hit`] counts an occurrence and, when it is time to say it again, answers
+/// how many came since it was last said (this one included).
+#[derive(Clone, Debug)]
+pub struct Hush {
+    period: Duration,
+    count: u64,
+    last: Option<Instant>,
+}
+
+impl Hush {
+    /// Says the first occurrence, then at most one per `period`.
+    pub const fn new(period: Duration) -> Hush {
+        Hush {
+            period,
+            count: 0,
+            last: None,
+        }
+    }
+
+    /// One more occurrence at `now`: `Some(n)` if it is to be said, with the `n`
+    /// occurrences since the last time.
+    pub fn hit(&mut self, now: Instant) -> Option<u64> {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|t| now.saturating_since(t) < self.period)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
 /// A duration in nanoseconds, saturating at `u64::MAX` (584 years).
 pub fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -94,6 +129,17 @@ impl fmt::Display for Instant {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hush_says_the_first_then_once_a_period_with_the_count() {
+        let mut h = super::Hush::new(Duration::from_secs(60));
+        let t = |s: u64| Instant::from_nanos(s * 1_000_000_000);
+        assert_eq!(h.hit(t(1)), Some(1));
+        assert_eq!(h.hit(t(2)), None);
+        assert_eq!(h.hit(t(60)), None);
+        assert_eq!(h.hit(t(61)), Some(3));
+        assert_eq!(h.hit(t(200)), Some(1));
+    }
+
     use super::*;
 
     #[test]

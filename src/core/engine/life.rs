@@ -3,7 +3,7 @@
 //! (superseded identity), stalls of its own, and the graceful leave.
 
 use super::timers::Timer;
-use super::{Action, COLLISION_HOLD, Engine, Event, KernelOp, Life, STRANGER_WARN_PERIOD};
+use super::{Action, COLLISION_HOLD, Engine, Event, KernelOp, Life};
 use crate::core::config::QuorumMode;
 use crate::core::lease::Voter;
 use crate::core::ownership::KernelOutcome;
@@ -126,16 +126,9 @@ impl Engine {
     /// whose shared settings differ from its peers' otherwise just sits alone, not
     /// ready, with nothing in its log to say why.
     pub(super) fn note_stranger(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
-        self.strangers.0 += 1;
-        if self
-            .strangers
-            .1
-            .is_some_and(|t| now.saturating_since(t) < STRANGER_WARN_PERIOD)
-        {
+        let Some(n) = self.strangers.hit(now) else {
             return;
-        }
-        let n = std::mem::take(&mut self.strangers.0);
-        self.strangers.1 = Some(now);
+        };
         let Some((version, id)) = wire::header(bytes) else {
             return;
         };

@@ -87,7 +87,7 @@ use super::neighbours::{Neighbour, NeighbourTable};
 use super::ownership::{KernelOutcome, OpKind, Phase};
 use super::presence::Presence;
 use super::table::{TableDigest, Tables};
-use super::time::Instant;
+use super::time::{Hush, Instant};
 use super::view::View;
 use super::wire::{self, Body, ConfigDigests, NodeMeta, WireError};
 
@@ -175,9 +175,9 @@ pub struct Engine {
     /// re-evaluation waits for the wake-up's end.
     in_wakeup: bool,
     deferred: Option<Instant>,
-    /// Datagrams of another cluster id or wire version since the last warning, and
-    /// when that was (`Engine::note_stranger`).
-    strangers: (u64, Option<Instant>),
+    /// Datagrams of another cluster id or wire version, said in the log at most once
+    /// per [`STRANGER_WARN_PERIOD`] (`Engine::note_stranger`).
+    strangers: Hush,
 }
 
 impl std::fmt::Debug for Engine {
@@ -323,7 +323,7 @@ impl Engine {
             anti_entropy: AntiEntropy::default(),
             out: Outbox::new(rules.cluster_id),
             in_wakeup: false,
-            strangers: (0, None),
+            strangers: Hush::new(STRANGER_WARN_PERIOD),
             deferred: None,
             rules,
             cfg: cluster,
