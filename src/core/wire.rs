@@ -209,7 +209,7 @@ pub fn encode(cluster_id: u64, body: &Body) -> Result<Vec<u8>, WireError> {
 }
 
 /// The version byte and cluster id of a datagram, if it is long enough to carry them
-/// (for saying whose a refused datagram is).
+/// ([`decode`] checks them; the engine names them when it refuses a datagram).
 pub fn header(bytes: &[u8]) -> Option<(u8, u64)> {
     let id = bytes.get(1..HEADER_LEN)?.try_into().ok()?;
     Some((bytes[0], u64::from_le_bytes(id)))
@@ -220,17 +220,10 @@ pub fn decode(cluster_id: u64, bytes: &[u8]) -> Result<Body, WireError> {
     if bytes.len() > MAX_DATAGRAM {
         return Err(WireError::Oversize);
     }
-    if bytes.len() < HEADER_LEN {
-        return Err(WireError::Truncated);
-    }
-    if bytes[0] != VERSION {
+    let (version, id) = header(bytes).ok_or(WireError::Truncated)?;
+    if version != VERSION {
         return Err(WireError::Version);
     }
-    let id = u64::from_le_bytes(
-        bytes[1..HEADER_LEN]
-            .try_into()
-            .map_err(|_| WireError::Truncated)?,
-    );
     if id != cluster_id {
         return Err(WireError::ClusterMismatch);
     }
